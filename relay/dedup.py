@@ -1,0 +1,116 @@
+"""Deduplication by ``(provider instance, event id)``: the claim protocol and the memory store.
+
+A webhook's key goes through three states::
+
+    (absent) --claim--> in flight --mark_done--> done   (kept for ttl_s)
+                            |
+                            +--release--> (absent)      (delivery failed: a retry may try again)
+
+``claim`` answers CLAIMED (the caller owns the key and must end with
+``mark_done`` or ``release``), DONE (already durable: acknowledge as a
+duplicate) or IN_FLIGHT (another attempt holds it: ``wait_settled``, then
+claim again). Stores shared between processes (sqlite, redis) give an
+in-flight claim a lease, so a claimant that crashed frees its key by itself.
+
+Every store fails closed: when it cannot answer it raises
+:class:`DedupUnavailable` and the request gets a 503, never a silent second
+publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Claim(enum.Enum):
+    CLAIMED = "claimed"
+    DONE = "done"
+    IN_FLIGHT = "in_flight"
+
+
+class DedupUnavailable(Exception):
+    """The store cannot answer; the caller must not publish."""
+
+
+def dedup_key(provider: str, event_id: str) -> str:
+    return f"{provider}\x1f{event_id}"
+
+
+class DedupStore(Protocol):
+    async def claim(self, key: str) -> Claim: ...
+    async def mark_done(self, key: str) -> None: ...
+    async def release(self, key: str) -> None: ...
+    async def wait_settled(self, key: str, timeout_s: float) -> None: ...
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Entry:
+    done: bool
+    expires_at: float
+    settled: asyncio.Event
+
+
+class MemoryDedup:
+    """One process's store. In-flight claims need no lease: the owner lives in this process."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._entries: dict[str, _Entry] = {}
+        self._next_sweep = time.monotonic() + 60
+
+    async def claim(self, key: str) -> Claim:
+        now = time.monotonic()
+        self._sweep(now)
+        entry = self._entries.get(key)
+        if entry is not None and entry.done and entry.expires_at <= now:
+            entry = None
+        if entry is None:
+            self._entries[key] = _Entry(
+                done=False, expires_at=float("inf"), settled=asyncio.Event()
+            )
+            return Claim.CLAIMED
+        return Claim.DONE if entry.done else Claim.IN_FLIGHT
+
+    async def mark_done(self, key: str) -> None:
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry(False, 0.0, asyncio.Event())
+        entry.done = True
+        entry.expires_at = time.monotonic() + self._ttl_s
+        entry.settled.set()
+
+    async def release(self, key: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and not entry.done:
+            del self._entries[key]
+            entry.settled.set()
+
+    async def wait_settled(self, key: str, timeout_s: float) -> None:
+        entry = self._entries.get(key)
+        if entry is None or entry.done:
+            return
+        try:
+            await asyncio.wait_for(entry.settled.wait(), timeout_s)
+        except TimeoutError:
+            return
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired done keys, at most once a minute, so memory stays bounded by the TTL."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 60
+        expired = [key for key, e in self._entries.items() if e.done and e.expires_at <= now]
+        for key in expired:
+            del self._entries[key]

@@ -1,0 +1,164 @@
+"""The canonical event: a CloudEvents 1.0 envelope around payment data.
+
+Normalizers build events with :func:`payment_event` or :func:`webhook_event`;
+nothing else decides the envelope's shape. ``data.raw`` is the provider's body
+embedded byte for byte (an :class:`orjson.Fragment`), so the original is never
+re-serialized, reordered or rounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from schemas.values import rfc3339
+
+PAYMENT_SCHEMA = "urn:relay:payment-event:v1"
+WEBHOOK_SCHEMA = "urn:relay:webhook-event:v1"
+
+PAYMENT_FIELDS = (
+    "merchant_order_id",
+    "provider_order_id",
+    "amount",
+    "amount_received",
+    "fee",
+    "asset",
+    "network",
+    "fiat_currency",
+    "fiat_amount",
+    "tx_hash",
+    "address",
+    "failure_reason",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An authentic message: the exact body, its parsed payload, and allow-listed headers."""
+
+    body: bytes
+    payload: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeContext:
+    """What a normalizer may know besides the message: the instance's settings.
+
+    ``timezone`` is where zone-less provider times are read; ``flow`` fixes
+    the flow for profiles that serve several; ``status_overrides`` maps extra
+    provider status values (instance config) to canonical statuses.
+    """
+
+    provider: str
+    profile: str
+    received_at: datetime
+    timezone: ZoneInfo | None = None
+    flow: str | None = None
+    status_overrides: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalEvent:
+    """One canonical event; :meth:`to_json` is the Kafka record value."""
+
+    id: str
+    type: str
+    source: str
+    subject: str | None
+    time: str | None
+    dataschema: str
+    relayreceivedat: str
+    data: dict[str, Any]
+
+    def envelope(self) -> dict[str, Any]:
+        envelope: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+        }
+        if self.subject is not None:
+            envelope["subject"] = self.subject
+        if self.time is not None:
+            envelope["time"] = self.time
+        envelope["datacontenttype"] = "application/json"
+        envelope["dataschema"] = self.dataschema
+        envelope["relayreceivedat"] = self.relayreceivedat
+        envelope["data"] = self.data
+        return envelope
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.envelope())
+
+
+Normalizer = Callable[[Message, NormalizeContext], CanonicalEvent]
+
+
+def payment_event(
+    message: Message,
+    ctx: NormalizeContext,
+    *,
+    event_id: str,
+    flow: str,
+    status: tuple[str, bool],
+    provider_status: Any,
+    time: str | None,
+    **fields: str | None,
+) -> CanonicalEvent:
+    """A payment event. ``fields`` are the names in ``PAYMENT_FIELDS``; absent ones are null."""
+    unknown = set(fields) - set(PAYMENT_FIELDS)
+    if unknown:
+        raise TypeError(f"not payment fields: {sorted(unknown)}")
+    canonical_status, final = status
+    data: dict[str, Any] = {
+        "provider": ctx.provider,
+        "profile": ctx.profile,
+        "flow": flow,
+        "status": canonical_status,
+        "final": final,
+        "provider_status": None if provider_status is None else str(provider_status),
+    }
+    for name in PAYMENT_FIELDS:
+        data[name] = fields.get(name)
+    data["raw"] = orjson.Fragment(message.body)
+    return CanonicalEvent(
+        id=event_id,
+        type=f"payment.{flow}.{canonical_status}",
+        source=f"relay/{ctx.provider}",
+        subject=fields.get("merchant_order_id"),
+        time=time,
+        dataschema=PAYMENT_SCHEMA,
+        relayreceivedat=rfc3339(ctx.received_at),
+        data=data,
+    )
+
+
+def webhook_event(
+    message: Message,
+    ctx: NormalizeContext,
+    *,
+    event_id: str,
+    sender_type: str | None,
+    time: str | None = None,
+) -> CanonicalEvent:
+    """A generic (non-payment) event: ``<profile>.<sender's type>``, data ``{provider, profile, raw}``."""
+    return CanonicalEvent(
+        id=event_id,
+        type=f"{ctx.profile}.{sender_type}" if sender_type else ctx.profile,
+        source=f"relay/{ctx.provider}",
+        subject=None,
+        time=time,
+        dataschema=WEBHOOK_SCHEMA,
+        relayreceivedat=rfc3339(ctx.received_at),
+        data={
+            "provider": ctx.provider,
+            "profile": ctx.profile,
+            "raw": orjson.Fragment(message.body),
+        },
+    )

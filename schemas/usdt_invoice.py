@@ -1,0 +1,63 @@
+"""Document 003 (USDT invoices): webhook payload to canonical pay-in event.
+
+Payload fields: ``invoice_reference``, ``merchant_id``, ``status``,
+``asset_code`` (``USDT_TRC20`` ...), ``payout_address``, ``amount_usdt_exact``,
+``tx_hash``, ``metadata``, ``paid_at`` (ISO 8601 UTC).
+
+Decisions where the document is silent:
+- Event id: the ``X-Webhook-Id`` header; without it, a hash of
+  (``invoice_reference``, ``status``, ``amount_usdt_exact``, ``paid_at``).
+- ``amount`` is ``amount_usdt_exact``; ``amount_received`` equals it only for
+  ``confirmed`` (the provider confirms exact payment), else null.
+- ``time`` is ``paid_at``; absent (pending, expired) means no ``time`` attribute.
+"""
+
+from __future__ import annotations
+
+from schemas.event import CanonicalEvent, Message, NormalizeContext, payment_event
+from schemas.values import (
+    amount,
+    asset_network,
+    field,
+    from_iso,
+    map_status,
+    require_object,
+    stable_id,
+    text,
+)
+
+STATUSES = {
+    "pending": "pending",
+    "confirmed": "succeeded",
+    "expired": "expired",
+    "cancelled": "failed",
+}
+
+
+def normalize(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
+    payload = require_object(message.payload)
+    provider_status = field(payload, "status", required=True)
+    status = map_status(provider_status, "status", STATUSES, ctx.status_overrides)
+    reference = text(field(payload, "invoice_reference", required=True), "invoice_reference")
+    exact = amount(field(payload, "amount_usdt_exact"), "amount_usdt_exact")
+    paid_at = from_iso(field(payload, "paid_at"), "paid_at")
+    asset, network = asset_network(field(payload, "asset_code"))
+    event_id = message.headers.get("x-webhook-id") or stable_id(
+        reference, provider_status, exact, paid_at
+    )
+    return payment_event(
+        message,
+        ctx,
+        event_id=event_id,
+        flow="payin",
+        status=status,
+        provider_status=provider_status,
+        time=paid_at,
+        merchant_order_id=reference,
+        amount=exact,
+        amount_received=exact if provider_status == "confirmed" else None,
+        asset=asset,
+        network=network,
+        tx_hash=text(field(payload, "tx_hash"), "tx_hash"),
+        address=text(field(payload, "payout_address"), "payout_address"),
+    )

@@ -1,0 +1,37 @@
+"""Signature verification, pure: bytes and headers in, ``Verified`` or a typed error out.
+
+One module per scheme; each exports ``Params``, ``verify`` and ``sign`` (see
+:mod:`verifiers.base`). This package must not import aiohttp, aiokafka or
+anything from ``relay``: it does no I/O and reads no clock.
+"""
+
+from verifiers.base import Headers, SignedRequest, Verified
+from verifiers.errors import (
+    AppIdMismatch,
+    MalformedBody,
+    MalformedSignature,
+    MalformedTimestamp,
+    MissingSignature,
+    MissingTimestamp,
+    SignatureMismatch,
+    StaleTimestamp,
+    VerificationError,
+)
+from verifiers.keys import KeyRing, Secret
+
+__all__ = [
+    "AppIdMismatch",
+    "Headers",
+    "KeyRing",
+    "MalformedBody",
+    "MalformedSignature",
+    "MalformedTimestamp",
+    "MissingSignature",
+    "MissingTimestamp",
+    "Secret",
+    "SignatureMismatch",
+    "SignedRequest",
+    "StaleTimestamp",
+    "VerificationError",
+    "Verified",
+]

@@ -1,0 +1,61 @@
+"""Typed verification failures.
+
+Every way a request can fail verification is one class here. Each class knows
+its machine-readable ``code`` and the HTTP ``status`` Relay answers with, so
+the HTTP layer renders any of them without an if/elif ladder. Messages are
+written for the sender's developer: they name the header or field that is
+wrong and never contain a secret, a key or the expected signature.
+
+    VerificationError                 401 unless noted
+    ├── MissingSignature              no signature where the scheme puts one
+    ├── MalformedSignature            undecodable or wrongly shaped signature or header
+    ├── SignatureMismatch             well formed, but no active key produced it
+    ├── MissingTimestamp / MalformedTimestamp
+    ├── StaleTimestamp                outside the tolerance, past or future
+    ├── AppIdMismatch                 a configured app id header does not match
+    └── MalformedBody            400  the body cannot be read where the scheme must read it
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class VerificationError(Exception):
+    """Base class: the request is not provably from the provider."""
+
+    code: ClassVar[str] = "verification_failed"
+    status: ClassVar[int] = 401
+
+
+class MissingSignature(VerificationError):
+    code = "missing_signature"
+
+
+class MalformedSignature(VerificationError):
+    code = "malformed_signature"
+
+
+class SignatureMismatch(VerificationError):
+    code = "signature_mismatch"
+
+
+class MissingTimestamp(VerificationError):
+    code = "missing_timestamp"
+
+
+class MalformedTimestamp(VerificationError):
+    code = "malformed_timestamp"
+
+
+class StaleTimestamp(VerificationError):
+    code = "stale_timestamp"
+
+
+class AppIdMismatch(VerificationError):
+    code = "app_id_mismatch"
+
+
+class MalformedBody(VerificationError):
+    code = "malformed_body"
+    status = 400

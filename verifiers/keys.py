@@ -1,0 +1,141 @@
+"""Key material: secrets with a redacted ``repr`` and public/private key loading.
+
+A provider instance may hold several secrets or public keys at once (rotation):
+verifiers try each and accept if any matches. Nothing in this module ever puts
+key material into a message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+class KeyLoadError(ValueError):
+    """Key material that cannot be loaded; the message names the problem, never the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A shared secret. Its ``repr`` and ``str`` never show the value."""
+
+    value: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, text: str | bytes) -> Secret:
+        return cls(text.encode() if isinstance(text, str) else text)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRing:
+    """The active key material of one provider instance.
+
+    ``secrets`` and ``public_keys`` verify; ``private_key`` only signs (``relay
+    send``, tests, the benchmark) and is absent in production configs.
+    """
+
+    secrets: tuple[Secret, ...] = ()
+    public_keys: tuple[PublicKey, ...] = ()
+    private_key: PrivateKey | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"KeyRing(secrets={len(self.secrets)}, public_keys={len(self.public_keys)}, "
+            f"private_key={'yes' if self.private_key else 'no'})"
+        )
+
+
+def load_public_key(text: str) -> PublicKey:
+    """Load a public key as providers hand them out.
+
+    Accepted: PEM (``-----BEGIN PUBLIC KEY-----`` or ``RSA PUBLIC KEY``); the
+    bare base64 DER body of such a PEM without its header lines (as document
+    000's provider distributes its platform key); a raw 32-byte Ed25519 key as
+    64 hex characters (as document 004's provider publishes its keys).
+    """
+    stripped = text.strip()
+    if stripped.startswith("-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(stripped.encode())
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise KeyLoadError("the PEM public key cannot be parsed") from exc
+        return _checked_public(key)
+    compact = "".join(stripped.split())
+    if len(compact) == 64:
+        try:
+            return ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(compact))
+        except ValueError:
+            pass  # not hex: may still be base64 DER below
+    try:
+        der = base64.b64decode(compact, validate=True)
+        key = serialization.load_der_public_key(der)
+    except (binascii.Error, ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyLoadError(
+            "the public key is neither PEM, base64 DER nor 32-byte hex Ed25519"
+        ) from exc
+    return _checked_public(key)
+
+
+def load_private_key(text: str) -> PrivateKey:
+    """Load a signing key: PEM (PKCS#8 or PKCS#1), bare base64 DER, or a 32-byte hex Ed25519 seed."""
+    stripped = text.strip()
+    if stripped.startswith("-----BEGIN"):
+        try:
+            key = serialization.load_pem_private_key(stripped.encode(), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise KeyLoadError("the PEM private key cannot be parsed") from exc
+        return _checked_private(key)
+    compact = "".join(stripped.split())
+    if len(compact) == 64:
+        try:
+            return ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(compact))
+        except ValueError:
+            pass
+    try:
+        key = serialization.load_der_private_key(base64.b64decode(compact, validate=True), None)
+    except (binascii.Error, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyLoadError(
+            "the private key is neither PEM, base64 DER nor 32-byte hex Ed25519"
+        ) from exc
+    return _checked_private(key)
+
+
+def _checked_public(key: object) -> PublicKey:
+    if isinstance(key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        return key
+    raise KeyLoadError(f"unsupported public key type {type(key).__name__}: RSA or Ed25519 expected")
+
+
+def _checked_private(key: object) -> PrivateKey:
+    if isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return key
+    raise KeyLoadError(
+        f"unsupported private key type {type(key).__name__}: RSA or Ed25519 expected"
+    )
+
+
+def public_pem(key: PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def private_pem(key: PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
