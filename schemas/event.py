@@ -52,7 +52,9 @@ class NormalizeContext:
 
     ``timezone`` is where zone-less provider times are read; ``flow`` fixes
     the flow for profiles that serve several; ``status_overrides`` maps extra
-    provider status values (instance config) to canonical statuses.
+    provider status values (instance config) to canonical statuses;
+    ``id_header`` names the header holding the sender's webhook id where the
+    profile lets the instance choose it (generic ``hmac``).
     """
 
     provider: str
@@ -61,6 +63,7 @@ class NormalizeContext:
     timezone: ZoneInfo | None = None
     flow: str | None = None
     status_overrides: Mapping[str, str] = field(default_factory=dict)
+    id_header: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
