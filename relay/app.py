@@ -1,0 +1,64 @@
+"""Building the aiohttp application and the lifecycle of what it owns.
+
+Resources open in dependency order and close in reverse (aiohttp
+``cleanup_ctx``): dedup store, spool, Kafka sink, delivery and its drainer.
+On shutdown aiohttp first stops accepting and lets in-flight requests finish
+(they reach durability or answer 503); then the drainer gets a last bounded
+pass, the producer flushes, the spool closes, and the dedup store closes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from relay.config import Config
+from relay.dedup import open_dedup
+from relay.delivery import Delivery
+from relay.http import SERVICES, Services, add_routes, error_middleware
+from relay.kafka import KafkaSink
+from relay.pipeline import Pipeline
+from relay.spool import Spool
+
+
+def build_app(config: Config) -> web.Application:
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes, middlewares=[error_middleware]
+    )
+    add_routes(app)
+    app.cleanup_ctx.append(_services(config))
+    return app
+
+
+def _services(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        dedup = open_dedup(
+            config.dedup.backend,
+            path=Path(config.dedup.path),
+            url=config.dedup.url,
+            ttl_s=config.dedup.ttl_s,
+            lease_s=config.dedup.lease_s,
+        )
+        spool = Spool.open(Path(config.spool.path), max_bytes=config.spool.max_bytes)
+        sink = KafkaSink(config.kafka)
+        await sink.start()
+        delivery = Delivery(sink, spool)
+        delivery.start_drainer()
+        app[SERVICES] = Services(
+            config=config,
+            dedup=dedup,
+            spool=spool,
+            sink=sink,
+            pipeline=Pipeline(config, dedup, delivery),
+        )
+        try:
+            yield
+        finally:
+            await delivery.stop(config.server.shutdown_grace_s)
+            await sink.stop()
+            await spool.close()
+            await dedup.close()
+
+    return lifecycle

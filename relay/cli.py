@@ -1,0 +1,258 @@
+"""The ``relay`` command (also ``python -m relay``).
+
+    relay serve [--config FILE] [--workers N]    run the server
+    relay dev                                    dev broker + server with deploy/dev.toml
+    relay send PROVIDER [--event NAME | --body FILE] [--url URL]
+    relay tail [--type T] [--json]               print canonical events as they arrive
+    relay check-config FILE                      validate a config, name the bad key
+
+The config file comes from ``--config``, else ``RELAY_CONFIG``, else
+``deploy/dev.toml`` (so ``relay send`` and ``relay tail`` work next to ``relay dev``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+from relay.config import Config, ConfigError, load_config
+
+DEV_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "dev.toml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay", description="Webhook relay for payment providers"
+    )
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server")
+    _config_option(serve)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (SO_REUSEPORT)")
+    serve.set_defaults(run=_serve)
+
+    dev = commands.add_parser("dev", help="run the dev broker and the server with deploy/dev.toml")
+    dev.add_argument("--port", type=int, default=9092, help="dev broker port (default 9092)")
+    dev.set_defaults(run=_dev)
+
+    send = commands.add_parser("send", help="sign and POST a sample webhook")
+    _config_option(send)
+    send.add_argument("provider", help="a provider instance name from the config")
+    which = send.add_mutually_exclusive_group()
+    which.add_argument("--event", help="sample event name (default: the profile's first)")
+    which.add_argument("--body", type=Path, help="send this file's bytes as the body, signed")
+    send.add_argument("--url", help="base URL (default: http://127.0.0.1:<server.port>)")
+    send.set_defaults(run=_send)
+
+    tail = commands.add_parser("tail", help="print canonical events from the topic")
+    _config_option(tail)
+    tail.add_argument("--type", dest="event_type", help="only events whose type starts with this")
+    tail.add_argument("--json", action="store_true", help="print whole events as JSON lines")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
+    tail.set_defaults(run=_tail)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=_check_config)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, help="TOML config (default: $RELAY_CONFIG or deploy/dev.toml)"
+    )
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config:
+        return Path(args.config)
+    return Path(os.environ.get("RELAY_CONFIG") or DEV_CONFIG)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from relay.logs import setup_logging
+    from relay.server import run
+
+    setup_logging()
+    path = _config_path(args)
+    run(load_config(path), path, args.workers)
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from relay.devbroker import DevBroker, free_port
+    from relay.kafka import create_topics
+    from relay.logs import setup_logging
+    from relay.server import serve_forever
+
+    setup_logging()
+    port = args.port if _port_free(args.port) else free_port()
+    with DevBroker(port=port) as broker:
+        os.environ["RELAY_KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        config = load_config(DEV_CONFIG)
+        asyncio.run(
+            create_topics(
+                broker.bootstrap_servers, [config.kafka.topic, config.kafka.dead_letter_topic]
+            )
+        )
+        _print_dev_banner(config, broker.bootstrap_servers, port != 9092)
+        asyncio.run(serve_forever(config))
+    return 0
+
+
+def _print_dev_banner(config: Config, bootstrap: str, moved: bool) -> None:
+    url = f"http://127.0.0.1:{config.server.port}"
+    env = f"RELAY_KAFKA_BOOTSTRAP_SERVERS={bootstrap} " if moved else ""
+    lines = [
+        "",
+        f"Relay dev is running: {url}  (dev broker tansu at {bootstrap}, config {DEV_CONFIG.name})",
+        "Providers: "
+        + ", ".join(f"{name} ({i.profile.name})" for name, i in config.providers.items()),
+        "",
+        "In another shell (after `. .venv/bin/activate`):",
+        "  relay send invoices                 # sign and POST a sample webhook",
+        f"  {env}relay tail --from-beginning     # watch canonical events arrive",
+        f"  curl -s {url}/readyz",
+        "",
+        "Ctrl-C stops the server and the dev broker.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _send(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from relay.samples import SAMPLES
+
+    config = load_config(_config_path(args))
+    instance = config.providers.get(args.provider)
+    if instance is None:
+        print(
+            f"no provider {args.provider!r} in the config (have: {', '.join(config.providers)})",
+            file=sys.stderr,
+        )
+        return 2
+    now = time.time()
+    headers: dict[str, str] = {}
+    if args.body:
+        body = args.body.read_bytes()
+    else:
+        samples = SAMPLES[instance.profile.name]
+        name = args.event or next(iter(samples))
+        if name not in samples:
+            print(f"no sample event {name!r} (have: {', '.join(samples)})", file=sys.stderr)
+            return 2
+        sample = samples[name](now, f"ORDER-{uuid.uuid4().hex[:10].upper()}")
+        body, headers = sample.body, dict(sample.headers)
+    signed = instance.profile.scheme.sign(body, instance.params, instance.keys, now)
+    headers.update(signed.headers)
+    headers["Content-Type"] = instance.profile.content_types[0]
+    base = args.url or f"http://127.0.0.1:{config.server.port}"
+    url = f"{base.rstrip('/')}/webhooks/{instance.name}"
+
+    async def post() -> tuple[int, bytes]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=signed.body, headers=headers) as response,
+        ):
+            return response.status, await response.read()
+
+    try:
+        status, answer = asyncio.run(post())
+    except aiohttp.ClientError as error:
+        print(f"POST {url} failed: {error}", file=sys.stderr)
+        return 1
+    print(f"POST {url} -> {status} {answer.decode(errors='replace')}")
+    return 0 if status < 300 else 1
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from relay.kafka import open_consumer
+
+    config = load_config(_config_path(args))
+
+    async def tail() -> None:
+        consumer = open_consumer(
+            config.kafka.bootstrap_servers, config.kafka.topic, from_beginning=args.from_beginning
+        )
+        await consumer.start()
+        print(
+            f"tailing {config.kafka.topic} on {config.kafka.bootstrap_servers} (Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            async for message in consumer:
+                event = orjson.loads(message.value)
+                if args.event_type and not str(event.get("type", "")).startswith(args.event_type):
+                    continue
+                print(_describe(event, args.json), flush=True)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 5)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail())
+    return 0
+
+
+def _describe(event: dict[str, object], whole: bool) -> str:
+    if whole:
+        return orjson.dumps(event).decode()
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    parts = [
+        str(event.get("relayreceivedat", "")),
+        str(event.get("type", "")),
+        f"id={event.get('id')}",
+    ]
+    if "subject" in event:
+        parts.append(f"order={event['subject']}")
+    if data.get("amount") is not None:
+        parts.append(f"amount={data['amount']} {data.get('asset') or ''}".rstrip())
+    return "  ".join(parts)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: OK ({len(config.providers)} providers: {', '.join(config.providers)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

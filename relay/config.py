@@ -1,0 +1,372 @@
+"""Configuration: one TOML file, validated whole before anything starts.
+
+``load_config`` returns a frozen :class:`Config` or raises :class:`ConfigError`
+naming the offending key (``providers.invoices.secrets[1]``) and the problem,
+never a secret's value. Strings may use ``${ENV_VAR}``; an unset variable is an
+error. ``RELAY_KAFKA_BOOTSTRAP_SERVERS`` overrides ``[kafka] bootstrap_servers``.
+
+Relative paths (``dedup.path``, ``spool.path``) are relative to the working
+directory, as in every other tool that takes ``var/...`` paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from relay.profiles import PROFILES, Ack, Profile
+from schemas.values import STATUSES
+from verifiers.keys import KeyLoadError, KeyRing, Secret, load_private_key, load_public_key
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """A bad key: ``key`` is its dotted path, ``problem`` says what is wrong."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 1048576
+    ack_budget_max_s: float = 5.0
+    """The cap in ``ack_budget = min(provider timeout x 0.5, ack_budget_max_s)``."""
+    shutdown_grace_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    bootstrap_servers: str = "localhost:9092"
+    topic: str = "payments.events"
+    dlq_topic: str = ""
+    """Empty means ``<topic>.dlq``."""
+    idempotence: bool = True
+    max_message_bytes: int = 1048576
+    linger_ms: int = 2
+    client_id: str = "relay"
+    request_timeout_ms: int = 30000
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class DedupConfig:
+    backend: typing.Literal["memory", "sqlite", "redis"] = "sqlite"
+    path: str = "var/dedup.sqlite3"
+    url: str = "redis://127.0.0.1:6379/0"
+    ttl_s: int = 604800
+    lease_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    path: str = "var/spool"
+    max_bytes: int = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInstance:
+    """One configured sender: a route name, its profile, its keys and overrides."""
+
+    name: str
+    profile: Profile
+    params: Any
+    keys: KeyRing
+    ack: Ack
+    timeout_s: float
+    ack_budget_s: float
+    allow_ips: tuple[IpNetwork, ...] = ()
+    timezone: ZoneInfo | None = None
+    flow: str | None = None
+    status_overrides: Mapping[str, str] = field(default_factory=dict)
+    id_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    kafka: KafkaConfig
+    dedup: DedupConfig
+    spool: SpoolConfig
+    providers: Mapping[str, ProviderInstance]
+
+
+# Instance keys every profile accepts; the scheme's Params fields come on top.
+_INSTANCE_KEYS = {
+    "profile",
+    "secrets",
+    "public_keys",
+    "signing_key",
+    "allow_ips",
+    "timezone",
+    "flow",
+    "statuses",
+    "timeout_s",
+    "ack_status",
+    "ack_body",
+    "ack_content_type",
+    "id_header",
+}
+_FLOWS = ("payin", "payout", "topup")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the file ({exc.strerror})") from exc
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+    return parse_config(document, env)
+
+
+def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
+    _only(document, {"server", "kafka", "dedup", "spool", "providers"}, "")
+    server = _section(ServerConfig, document.get("server", {}), "server", env)
+    kafka = _section(KafkaConfig, document.get("kafka", {}), "kafka", env)
+    if env.get("RELAY_KAFKA_BOOTSTRAP_SERVERS"):
+        kafka = dataclasses.replace(kafka, bootstrap_servers=env["RELAY_KAFKA_BOOTSTRAP_SERVERS"])
+    dedup = _section(DedupConfig, document.get("dedup", {}), "dedup", env)
+    spool = _section(SpoolConfig, document.get("spool", {}), "spool", env)
+    _positive(server.max_body_bytes, "server.max_body_bytes")
+    _positive(server.ack_budget_max_s, "server.ack_budget_max_s")
+    _positive(kafka.max_message_bytes, "kafka.max_message_bytes")
+    _positive(dedup.ttl_s, "dedup.ttl_s")
+    _positive(spool.max_bytes, "spool.max_bytes")
+    providers_table = document.get("providers", {})
+    if not isinstance(providers_table, Mapping):
+        raise ConfigError("providers", "must be a table of provider instances")
+    providers = {
+        name: _instance(name, table, server, env) for name, table in providers_table.items()
+    }
+    if not providers:
+        raise ConfigError("providers", "no provider instance is configured")
+    return Config(server, kafka, dedup, spool, types.MappingProxyType(providers))
+
+
+def _instance(
+    name: str, table: Any, server: ServerConfig, env: Mapping[str, str]
+) -> ProviderInstance:
+    where = f"providers.{name}"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(where, "instance names may only use letters, digits, '_', '.' and '-'")
+    if not isinstance(table, Mapping):
+        raise ConfigError(where, "must be a table")
+    profile_name = table.get("profile")
+    if profile_name not in PROFILES:
+        known = ", ".join(sorted(PROFILES))
+        raise ConfigError(f"{where}.profile", f"unknown profile {profile_name!r} (known: {known})")
+    profile = PROFILES[profile_name]
+    param_fields = {f.name: f for f in dataclasses.fields(profile.params)}
+    _only(table, _INSTANCE_KEYS | set(param_fields), where)
+
+    overrides = {
+        key: _coerce(_expand(value, f"{where}.{key}", env), hint, f"{where}.{key}")
+        for key, value in table.items()
+        if key in param_fields
+        for hint in [typing.get_type_hints(type(profile.params))[key]]
+    }
+    params = dataclasses.replace(profile.params, **overrides)
+
+    secrets = tuple(Secret.of(text) for text in _strings(table, "secrets", where, env, secret=True))
+    public_keys = tuple(
+        _key(load_public_key, text, f"{where}.public_keys[{index}]")
+        for index, text in enumerate(_strings(table, "public_keys", where, env, secret=True))
+    )
+    signing_text = table.get("signing_key")
+    private_key = (
+        _key(
+            load_private_key,
+            _expand(signing_text, f"{where}.signing_key", env),
+            f"{where}.signing_key",
+        )
+        if signing_text is not None
+        else None
+    )
+    for needed in sorted(profile.scheme.required_keys(params)):
+        if not (secrets if needed == "secrets" else public_keys):
+            raise ConfigError(
+                f"{where}.{needed}",
+                f"the {profile.name} profile with these options needs at least one entry",
+            )
+
+    timeout_s = float(_typed(table, "timeout_s", (int, float), where, profile.timeout_s))
+    _positive(timeout_s, f"{where}.timeout_s")
+    ack = Ack(
+        status=int(_typed(table, "ack_status", int, where, profile.ack.status)),
+        body=str(_typed(table, "ack_body", str, where, profile.ack.body.decode())).encode(),
+        content_type=str(_typed(table, "ack_content_type", str, where, profile.ack.content_type)),
+    )
+    if not 200 <= ack.status < 300:
+        raise ConfigError(f"{where}.ack_status", "must be a 2xx status")
+    return ProviderInstance(
+        name=name,
+        profile=profile,
+        params=params,
+        keys=KeyRing(secrets=secrets, public_keys=public_keys, private_key=private_key),
+        ack=ack,
+        timeout_s=timeout_s,
+        ack_budget_s=min(timeout_s * 0.5, server.ack_budget_max_s),
+        allow_ips=tuple(
+            _network(text, f"{where}.allow_ips[{index}]")
+            for index, text in enumerate(_strings(table, "allow_ips", where, env))
+        ),
+        timezone=_zone(table.get("timezone"), f"{where}.timezone"),
+        flow=_flow(table.get("flow"), f"{where}.flow"),
+        status_overrides=_statuses(table.get("statuses", {}), f"{where}.statuses"),
+        id_header=(str(_typed(table, "id_header", str, where, "")).lower() or None),
+    )
+
+
+def _section(cls: type, table: Any, where: str, env: Mapping[str, str]) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(where, "must be a table")
+    hints = typing.get_type_hints(cls)
+    _only(table, set(hints), where)
+    values = {
+        key: _coerce(_expand(value, f"{where}.{key}", env), hints[key], f"{where}.{key}")
+        for key, value in table.items()
+    }
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against a dataclass field's type; ints are accepted where floats are."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(where, f"must be one of {', '.join(map(repr, choices))}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(where, "must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(where, "must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(where, "must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(where, "must be a string")
+        return value
+    raise ConfigError(where, f"has a type this loader does not know ({hint!r})")
+
+
+def _expand(value: Any, where: str, env: Mapping[str, str]) -> Any:
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(where, f"the environment variable {name} is not set")
+        return env[name]
+
+    return _ENV_REFERENCE.sub(substitute, value)
+
+
+def _strings(
+    table: Mapping[str, Any],
+    key: str,
+    where: str,
+    env: Mapping[str, str],
+    *,
+    secret: bool = False,
+) -> list[str]:
+    values = table.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(item, str) for item in values):
+        raise ConfigError(f"{where}.{key}", "must be a list of strings")
+    expanded = [_expand(item, f"{where}.{key}[{index}]", env) for index, item in enumerate(values)]
+    for index, item in enumerate(expanded):
+        if secret and not item.strip():
+            raise ConfigError(f"{where}.{key}[{index}]", "is empty")
+    return expanded
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: Any, where: str, default: Any) -> Any:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}", f"has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _key(loader: Any, text: str, where: str) -> Any:
+    try:
+        return loader(text)
+    except KeyLoadError as exc:
+        raise ConfigError(where, str(exc)) from None
+
+
+def _network(text: str, where: str) -> IpNetwork:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ConfigError(where, f"{text!r} is not an IP address or CIDR network") from None
+
+
+def _zone(value: Any, where: str) -> ZoneInfo | None:
+    if value is None:
+        return None
+    try:
+        return ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(where, f"{value!r} is not an IANA time zone") from None
+
+
+def _flow(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if value not in _FLOWS:
+        raise ConfigError(where, f"must be one of {', '.join(_FLOWS)}")
+    return str(value)
+
+
+def _statuses(value: Any, where: str) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(where, "must be a table of provider status = canonical status")
+    for provider_status, canonical in value.items():
+        if canonical not in STATUSES:
+            raise ConfigError(
+                f"{where}.{provider_status}",
+                f"{canonical!r} is not a canonical status ({', '.join(sorted(STATUSES))})",
+            )
+    return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            prefix = f"{where}." if where else ""
+            raise ConfigError(f"{prefix}{key}", "unknown key")
+
+
+def _positive(value: float, where: str) -> None:
+    if value <= 0:
+        raise ConfigError(where, "must be greater than zero")

@@ -1,0 +1,163 @@
+"""Making an event durable: Kafka first, the local spool when Kafka is slow or down.
+
+:meth:`Delivery.deliver` returns where the record became durable, or raises
+:class:`relay.errors.Unavailable` (nothing durable took it: 503) or
+:class:`relay.kafka.RecordRejected` (Kafka never will: dead-letter it).
+
+Rules that keep "acknowledged" meaning "durable", and order per key:
+
+- While the spool holds anything, new records join the spool behind it, so a
+  key's later event can never overtake an earlier spooled one.
+- A send that misses its budget is spooled, but the send itself is not
+  cancelled: if Kafka acknowledges it later, the spool entry is marked done so
+  the drainer does not publish it a second time. The drainer waits for such
+  late sends to settle before each pass for the same reason.
+- The drainer publishes spooled records in append order and marks each done
+  (in the spool, then in dedup) only after Kafka acknowledged it. A crash
+  between the two republishes that record once; consumers see the same
+  CloudEvent ``id`` twice in that window only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+
+from relay.errors import Unavailable
+from relay.kafka import KafkaSink, KafkaUnavailable, RecordRejected
+from relay.records import KafkaRecord
+from relay.spool import Spool, SpoolEntry, SpoolFull, SpoolUnavailable
+
+log = logging.getLogger("relay.delivery")
+
+DRAIN_BATCH = 500
+
+
+class Durability(enum.Enum):
+    KAFKA = "kafka"
+    SPOOL = "spool"
+
+
+class Delivery:
+    def __init__(
+        self,
+        sink: KafkaSink,
+        spool: Spool,
+        on_drained: Callable[[SpoolEntry], Awaitable[None]] | None = None,
+    ) -> None:
+        self._sink = sink
+        self._spool = spool
+        self._on_drained = on_drained
+        self._late_sends: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def deliver(
+        self, record: KafkaRecord, kafka_wait_s: float, dedup_key: str | None
+    ) -> Durability:
+        if self._spool.contains_pending() or not self._sink.connected:
+            await self._append(record, dedup_key)
+            return Durability.SPOOL
+        send = asyncio.create_task(self._sink.send(record))
+        done, _ = await asyncio.wait({send}, timeout=max(kafka_wait_s, 0.0))
+        if send in done:
+            error = send.exception()
+            if error is None:
+                return Durability.KAFKA
+            if isinstance(error, RecordRejected):
+                raise error
+            await self._append(record, dedup_key)
+            return Durability.SPOOL
+        entry = await self._append(record, dedup_key)
+        self._track_late_send(send, entry)
+        return Durability.SPOOL
+
+    def start_drainer(self) -> None:
+        self._drainer = asyncio.create_task(self._drain_forever(), name="spool-drainer")
+        self._wake.set()
+
+    async def stop(self, drain_timeout_s: float = 5.0) -> None:
+        """Give late sends and one last drain pass a bounded time, then stop the drainer.
+
+        Whatever is still spooled stays on disk and is published after the next start.
+        """
+        self._stopping = True
+        if self._late_sends:
+            await asyncio.wait(self._late_sends, timeout=drain_timeout_s)
+        if self._drainer is not None:
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._drainer), drain_timeout_s)
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+
+    async def _append(self, record: KafkaRecord, dedup_key: str | None) -> SpoolEntry:
+        try:
+            entry = await self._spool.append(record, dedup_key)
+        except SpoolFull as exc:
+            raise Unavailable("Kafka is not acknowledging and the spool is full") from exc
+        except SpoolUnavailable as exc:
+            raise Unavailable("Kafka is not acknowledging and the spool cannot be written") from exc
+        self._wake.set()
+        return entry
+
+    def _track_late_send(self, send: asyncio.Task[None], entry: SpoolEntry) -> None:
+        async def settle() -> None:
+            with contextlib.suppress(KafkaUnavailable, RecordRejected):
+                await send
+                await self._spool.mark_done([entry.seq])
+
+        task = asyncio.create_task(settle())
+        self._late_sends.add(task)
+        task.add_done_callback(self._late_sends.discard)
+
+    async def _drain_forever(self) -> None:
+        backoff = 0.2
+        while True:
+            if not self._stopping:
+                await self._wake.wait()
+            self._wake.clear()
+            if not self._spool.contains_pending():
+                if self._stopping:
+                    return
+                continue
+            if not await self._sink.wait_connected(5.0):
+                self._wake.set()
+                continue
+            if self._late_sends:
+                await asyncio.wait(set(self._late_sends))
+            progressed = await self._drain_once()
+            if self._spool.contains_pending():
+                if not progressed:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                else:
+                    backoff = 0.2
+                self._wake.set()
+
+    async def _drain_once(self) -> bool:
+        """Publish one batch in order; True when at least one record was acknowledged."""
+        entries = self._spool.pending(limit=DRAIN_BATCH)
+        try:
+            results = await self._sink.send_batch(entry.record for entry in entries)
+        except KafkaUnavailable:
+            return False
+        delivered = [entry for entry, error in zip(entries, results, strict=True) if error is None]
+        for entry, error in zip(entries, results, strict=True):
+            if isinstance(error, RecordRejected):
+                # Kept, not dropped: the broker's limit is below ours (a config mismatch to fix).
+                log.error(
+                    "spooled record refused by the broker; it stays in the spool",
+                    extra={"seq": entry.seq, "topic": entry.record.topic, "error": str(error)},
+                )
+        if delivered:
+            await self._spool.mark_done([entry.seq for entry in delivered])
+            if self._on_drained is not None:
+                for entry in delivered:
+                    await self._on_drained(entry)
+        return bool(delivered)

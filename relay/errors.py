@@ -1,0 +1,55 @@
+"""Errors the HTTP layer turns into answers.
+
+Each class carries its ``code`` and HTTP ``status``; the error middleware in
+:mod:`relay.http` renders any of them, and any
+:class:`verifiers.VerificationError`, as ``{"error": code, "message": ...}``
+without a ladder of ``except`` clauses. Messages never contain secrets.
+
+    RelayError
+    ├── UnknownProvider         404
+    ├── ForbiddenAddress        403
+    ├── UnsupportedMediaType    415
+    ├── EventTooLarge           413  the canonical event exceeds the broker's message.max.bytes
+    └── Unavailable             503  nothing durable can take the event now (Retry-After)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RelayError(Exception):
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+    retry_after_s: int | None = None
+
+
+class UnknownProvider(RelayError):
+    code = "unknown_provider"
+    status = 404
+
+
+class ForbiddenAddress(RelayError):
+    code = "forbidden_address"
+    status = 403
+
+
+class UnsupportedMediaType(RelayError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class EventTooLarge(RelayError):
+    code = "event_too_large"
+    status = 413
+
+
+class Unavailable(RelayError):
+    """Neither Kafka nor the spool (nor the dedup store) can make the event durable now."""
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,170 @@
+"""The HTTP surface: routes, limits, and turning every outcome into a status and body.
+
+No business logic lives here. The webhook handler finds the instance by
+route, enforces the IP allow-list and the content type, reads the raw body
+under the size limit, hands bytes and headers to the pipeline, and answers
+with the provider's acknowledgement. One middleware renders every error as
+``{"error": code, "message": ...}``.
+
+    POST /webhooks/{provider}    the webhook endpoint
+    GET  /healthz                the process is alive
+    GET  /readyz                 Kafka reachable or spool writable, dedup reachable
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+
+from relay.config import Config, ProviderInstance
+from relay.dedup import DedupStore
+from relay.errors import ForbiddenAddress, RelayError, UnknownProvider, UnsupportedMediaType
+from relay.kafka import KafkaSink
+from relay.pipeline import Pipeline
+from relay.spool import Spool, SpoolUnavailable
+from verifiers import VerificationError
+
+log = logging.getLogger("relay.http")
+
+WEBHOOK_ROUTE = "/webhooks/{provider}"
+HEALTH_ROUTE = "/healthz"
+READY_ROUTE = "/readyz"
+
+
+@dataclass(slots=True)
+class Services:
+    """What the handlers use, opened by :func:`relay.app.build_app` in dependency order."""
+
+    config: Config
+    dedup: DedupStore
+    spool: Spool
+    sink: KafkaSink
+    pipeline: Pipeline
+
+
+SERVICES = web.AppKey("services", Services)
+
+# aiohttp's own HTTP errors (404 no route, 405, 413 from client_max_size) get our codes too.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, retry_after_s: int | None = None
+) -> web.Response:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": code, "message": message}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (RelayError, VerificationError) as error:
+        return error_response(
+            error.status, error.code, str(error), getattr(error, "retry_after_s", None)
+        )
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = _HTTP_CODES.get(error.status, "http_error")
+        message = "the request body is too large" if error.status == 413 else error.reason
+        return error_response(error.status, code, message)
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    started = time.perf_counter()
+    instance = services.config.providers.get(request.match_info["provider"])
+    if instance is None:
+        raise UnknownProvider(f"no provider is configured at {request.path}")
+    _check_address(instance, request.remote)
+    if request.content_type not in instance.profile.content_types:
+        raise UnsupportedMediaType(
+            f"Content-Type must be {' or '.join(instance.profile.content_types)}"
+        )
+    body = await request.read()
+    received_at = datetime.now(UTC)
+    # Lower-case names once; the first of repeated headers wins, as most servers do.
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers.setdefault(name.lower(), value)
+    result = await services.pipeline.receive(instance, body, headers, received_at)
+    log.info(
+        "webhook",
+        extra={
+            "provider": instance.name,
+            "event_id": result.event_id,
+            "outcome": result.outcome.value,
+            "durability": result.durability.value if result.durability else None,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+    return web.Response(
+        status=instance.ack.status, body=instance.ack.body, content_type=instance.ack.content_type
+    )
+
+
+def _check_address(instance: ProviderInstance, remote: str | None) -> None:
+    if not instance.allow_ips:
+        return
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        raise ForbiddenAddress("the client address is not allowed for this provider") from None
+    if not any(address in network for network in instance.allow_ips):
+        raise ForbiddenAddress("the client address is not allowed for this provider")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, dumps=lambda value: orjson.dumps(value).decode())
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    spool_ok = True
+    try:
+        services.spool.check_writable()
+    except SpoolUnavailable:
+        spool_ok = False
+    dedup_ok = True
+    try:
+        await services.dedup.ping()
+    except Exception:  # any failure of the store means "not ready", whatever its type
+        dedup_ok = False
+    kafka_ok = services.sink.connected
+    ready = (kafka_ok or spool_ok) and dedup_ok
+    document = {
+        "ready": ready,
+        "kafka": {"connected": kafka_ok, "error": None if kafka_ok else services.sink.last_error},
+        "spool": {"writable": spool_ok, "depth": services.spool.depth},
+        "dedup": {"reachable": dedup_ok, "backend": services.config.dedup.backend},
+    }
+    return web.Response(
+        status=200 if ready else 503, body=orjson.dumps(document), content_type="application/json"
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(WEBHOOK_ROUTE, receive_webhook)
+    app.router.add_get(HEALTH_ROUTE, healthz)
+    app.router.add_get(READY_ROUTE, readyz)

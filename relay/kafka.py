@@ -1,0 +1,204 @@
+"""The Kafka boundary: the only module that imports aiokafka.
+
+:class:`KafkaSink` owns one producer (``acks="all"``, idempotence per config)
+and keeps trying to connect in the background, so Relay starts and serves
+(spooling) while Kafka is unreachable and connects when it appears.
+:func:`open_consumer` gives ``relay tail``, ``relay replay`` and the tests a
+consumer configured the same way everywhere.
+
+Errors are reduced to two kinds the rest of Relay understands:
+:class:`KafkaUnavailable` (try again later: spool) and :class:`RecordRejected`
+(this record will never be accepted: dead-letter it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+
+from relay.config import KafkaConfig
+from relay.records import KafkaRecord
+
+log = logging.getLogger("relay.kafka")
+
+_PERMANENT = (MessageSizeTooLargeError, RecordTooLargeError)
+
+
+class KafkaUnavailable(Exception):
+    """Kafka did not take the record now; it may later."""
+
+
+class RecordRejected(Exception):
+    """Kafka will never take this record (e.g. larger than ``message.max.bytes``)."""
+
+    reason = "record_too_large"
+
+
+class KafkaSink:
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+        self._producer: AIOKafkaProducer | None = None
+        self._connected = asyncio.Event()
+        self._connector: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        """Begin connecting in the background; returns at once."""
+        self._connector = asyncio.create_task(self._connect_forever(), name="kafka-connect")
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        return self.connected
+
+    async def send(self, record: KafkaRecord) -> None:
+        """Publish one record and wait for the broker's acknowledgement (acks=all)."""
+        if self._producer is None or not self.connected:
+            raise KafkaUnavailable(self.last_error or "not connected to Kafka yet")
+        try:
+            await self._producer.send_and_wait(
+                record.topic, value=record.value, key=record.key, headers=list(record.headers)
+            )
+        except _PERMANENT as exc:
+            raise RecordRejected(f"{type(exc).__name__}: the broker refuses this record") from exc
+        except KafkaError as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise KafkaUnavailable(self.last_error) from exc
+
+    async def send_batch(self, records: Iterable[KafkaRecord]) -> list[BaseException | None]:
+        """Publish records in order, pipelined; one result per record (None when acknowledged)."""
+        if self._producer is None or not self.connected:
+            raise KafkaUnavailable(self.last_error or "not connected to Kafka yet")
+        futures: list[asyncio.Future[object] | BaseException] = []
+        for record in records:
+            try:
+                futures.append(
+                    await self._producer.send(
+                        record.topic,
+                        value=record.value,
+                        key=record.key,
+                        headers=list(record.headers),
+                    )
+                )
+            except KafkaError as exc:
+                futures.append(exc)
+        results: list[BaseException | None] = []
+        for future in futures:
+            if isinstance(future, BaseException):
+                results.append(_classify(future))
+                continue
+            try:
+                await future
+                results.append(None)
+            except KafkaError as exc:
+                results.append(_classify(exc))
+        return results
+
+    async def missing_topics(self, topics: Iterable[str]) -> list[str]:
+        """Topics the cluster does not have (brokers with auto-creation off refuse to publish to them)."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._config.bootstrap_servers, request_timeout_ms=5000
+        )
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+        finally:
+            await admin.close()
+        return [topic for topic in topics if topic not in existing]
+
+    async def stop(self) -> None:
+        """Flush what the producer holds, then close. Safe to call when never connected."""
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._producer is not None and self.connected:
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(self._producer.flush(), 10)
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(self._producer.stop(), 10)
+        self._connected.clear()
+
+    async def _connect_forever(self) -> None:
+        delay = 0.2
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._config.bootstrap_servers,
+                client_id=self._config.client_id,
+                acks="all",
+                enable_idempotence=self._config.idempotence,
+                linger_ms=self._config.linger_ms,
+                request_timeout_ms=self._config.request_timeout_ms,
+                # Our own size check runs first (413 before any ack); this is the client's backstop.
+                max_request_size=self._config.max_message_bytes + 65536,
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("kafka not reachable, retrying", extra={"error": self.last_error})
+                with contextlib.suppress(KafkaError):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._producer = producer
+            self.last_error = None
+            self._connected.set()
+            log.info("kafka connected", extra={"bootstrap": self._config.bootstrap_servers})
+            return
+
+
+def _classify(exc: BaseException) -> BaseException:
+    if isinstance(exc, _PERMANENT):
+        return RecordRejected(f"{type(exc).__name__}: the broker refuses this record")
+    return KafkaUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+async def create_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 4) -> None:
+    """Create topics that do not exist yet (``relay dev``; production creates them in advance)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name=topic, num_partitions=partitions, replication_factor=1)
+            for topic in topics
+            if topic not in existing
+        ]
+        if wanted:
+            await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+def open_consumer(
+    bootstrap_servers: str,
+    *topics: str,
+    group_id: str | None = None,
+    from_beginning: bool = True,
+) -> AIOKafkaConsumer:
+    """A consumer reading from the start (or the group's committed offsets).
+
+    Short session timeouts keep group joins fast; ``enable_auto_commit`` is
+    off so callers commit what they have really processed.
+    """
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+    )

@@ -1,0 +1,199 @@
+"""The pipeline: verify -> normalize -> dedup -> deliver, one way.
+
+:meth:`Pipeline.receive` is the HTTP entry (it verifies first);
+:meth:`Pipeline.process` is where ``relay replay`` re-enters, after
+verification, with a message that was verified when it first arrived.
+
+Acknowledgement rule: a :class:`Result` comes back only once the event (or its
+dead letter) is durable, in Kafka or in the spool, or is a duplicate of one
+that is. Anything else raises, and the HTTP layer answers with an error the
+provider will retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from relay.config import Config, ProviderInstance
+from relay.deadletter import make_dead_letter
+from relay.dedup import Claim, DedupStore, DedupUnavailable, dedup_key
+from relay.delivery import Delivery, Durability
+from relay.errors import EventTooLarge, Unavailable
+from relay.kafka import RecordRejected
+from relay.records import KafkaRecord, to_kafka_record
+from schemas import Message, NormalizationError, NormalizeContext, parse_payload
+
+log = logging.getLogger("relay.pipeline")
+
+# Share of the ack budget kept back for the spool append when Kafka is slow.
+SPOOL_RESERVE_FRACTION = 0.2
+SPOOL_RESERVE_MAX_S = 0.25
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    event_id: str
+    durability: Durability | None = None
+    """Where it became durable; None for duplicates (it already was)."""
+    reason: str | None = None
+    """The dead-letter reason code, for DEAD_LETTERED."""
+
+
+class Pipeline:
+    def __init__(self, config: Config, dedup: DedupStore, delivery: Delivery) -> None:
+        self._config = config
+        self._dedup = dedup
+        self._delivery = delivery
+
+    async def receive(
+        self,
+        instance: ProviderInstance,
+        body: bytes,
+        headers: Mapping[str, str],
+        received_at: datetime,
+    ) -> Result:
+        """Verify, then process. Raises ``VerificationError`` for anything not provably authentic."""
+        profile = instance.profile
+        profile.scheme.verify(
+            body, headers, instance.params, instance.keys, received_at.timestamp()
+        )
+        kept = {name: headers[name] for name in profile.kept_headers if name in headers}
+        return await self.process(instance, body, kept, received_at)
+
+    async def process(
+        self,
+        instance: ProviderInstance,
+        body: bytes,
+        headers: Mapping[str, str],
+        received_at: datetime,
+        *,
+        attempts: int = 1,
+        budget_s: float | None = None,
+    ) -> Result:
+        """Normalize an authentic message and make it durable exactly once."""
+        budget_s = instance.ack_budget_s if budget_s is None else budget_s
+        deadline = time.monotonic() + budget_s
+        ctx = NormalizeContext(
+            provider=instance.name,
+            profile=instance.profile.name,
+            received_at=received_at,
+            timezone=instance.timezone,
+            flow=instance.flow,
+            status_overrides=instance.status_overrides,
+            id_header=instance.id_header,
+        )
+        try:
+            event = instance.profile.normalize(Message(body, parse_payload(body), headers), ctx)
+        except NormalizationError as error:
+            return await self._dead_letter(
+                instance,
+                body,
+                headers,
+                received_at,
+                error.reason,
+                error.message,
+                attempts,
+                deadline,
+            )
+        record = to_kafka_record(event, self._config.kafka.topic)
+        self._check_size(record, "the canonical event")
+        key = dedup_key(instance.name, event.id)
+        try:
+            durability = await self._deliver_once(key, record, deadline)
+        except RecordRejected as error:
+            return await self._dead_letter(
+                instance, body, headers, received_at, error.reason, str(error), attempts, deadline
+            )
+        if durability is None:
+            return Result(Outcome.DUPLICATE, event.id)
+        return Result(Outcome.ACCEPTED, event.id, durability)
+
+    async def _dead_letter(
+        self,
+        instance: ProviderInstance,
+        body: bytes,
+        headers: Mapping[str, str],
+        received_at: datetime,
+        reason: str,
+        message: str,
+        attempts: int,
+        deadline: float,
+    ) -> Result:
+        letter = make_dead_letter(
+            provider=instance.name,
+            profile=instance.profile.name,
+            reason=reason,
+            message=message,
+            received_at=received_at,
+            headers=headers,
+            body=body,
+            attempts=attempts,
+        )
+        record = letter.to_record(self._config.kafka.dead_letter_topic)
+        self._check_size(record, "the dead letter")
+        log.warning(
+            "dead-lettered",
+            extra={"provider": instance.name, "reason": reason, "dead_letter_id": letter.id},
+        )
+        durability = await self._deliver_once(
+            dedup_key(instance.name, f"dlq:{letter.id}"), record, deadline
+        )
+        return Result(Outcome.DEAD_LETTERED, letter.id, durability, reason)
+
+    async def _deliver_once(
+        self, key: str, record: KafkaRecord, deadline: float
+    ) -> Durability | None:
+        """Deliver under a dedup claim; None means a duplicate of something already durable."""
+        while True:
+            try:
+                claim = await self._dedup.claim(key)
+            except DedupUnavailable as exc:
+                raise Unavailable("the deduplication store is unavailable") from exc
+            if claim is Claim.DONE:
+                return None
+            remaining = deadline - time.monotonic()
+            if claim is Claim.IN_FLIGHT:
+                if remaining <= 0:
+                    raise Unavailable("an earlier delivery of this event is still in progress", 1)
+                await self._dedup.wait_settled(key, remaining)
+                continue
+            break
+        reserve = min(remaining * SPOOL_RESERVE_FRACTION, SPOOL_RESERVE_MAX_S)
+        try:
+            durability = await self._delivery.deliver(record, remaining - reserve, key)
+        except BaseException:
+            await self._release(key)
+            raise
+        try:
+            await self._dedup.mark_done(key)
+        except DedupUnavailable:
+            # The event is durable, so the provider still gets its ack; a retry
+            # may publish it again, which consumers absorb by CloudEvent id.
+            log.error("dedup mark_done failed after durable delivery", extra={"key": key})
+        return durability
+
+    async def _release(self, key: str) -> None:
+        try:
+            await asyncio.shield(self._dedup.release(key))
+        except DedupUnavailable:
+            log.error("dedup release failed; the key frees itself when its lease ends")
+
+    def _check_size(self, record: KafkaRecord, what: str) -> None:
+        limit = self._config.kafka.max_message_bytes
+        if record.size > limit:
+            raise EventTooLarge(
+                f"{what} would be {record.size} bytes, over the broker's limit of {limit} bytes"
+            )

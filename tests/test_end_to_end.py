@@ -1,0 +1,227 @@
+"""Relay end to end on a real broker: signed webhooks in, canonical events on Kafka out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from tests.conftest import (
+    INVOICE_SECRET,
+    RelayUnderTest,
+    event_of,
+    make_config,
+    read_topic,
+    signed_webhook,
+    start_relay,
+)
+
+SCHEMA = json.loads(
+    (Path(__file__).parent.parent / "schemas" / "payment-event.schema.json").read_text()
+)
+
+
+async def test_signed_webhook_becomes_one_canonical_event(relay_app: RelayUnderTest) -> None:
+    webhook = signed_webhook(relay_app.config, order="ORDER-12345")
+    response = await relay_app.post(webhook)
+    assert response.status == 200
+    assert await response.read() == b""
+
+    [record] = await read_topic(
+        relay_app.config.kafka.bootstrap_servers, relay_app.config.kafka.topic, expect=1
+    )
+    event = event_of(record)
+    jsonschema.validate(event, SCHEMA)
+    assert record.key == b"invoices:ORDER-12345"
+    headers = dict(record.headers)
+    assert headers["content-type"] == b"application/cloudevents+json"
+    assert headers["ce_id"] == webhook.headers["X-Webhook-Id"].encode()
+    assert headers["ce_type"] == b"payment.payin.succeeded"
+    assert headers["ce_source"] == b"relay/invoices"
+    assert event["id"] == webhook.headers["X-Webhook-Id"]
+    assert event["subject"] == "ORDER-12345"
+    data = event["data"]
+    assert data["amount"] == "150.0000"
+    assert isinstance(data["amount"], str)
+    assert (data["status"], data["final"], data["provider_status"]) == (
+        "succeeded",
+        True,
+        "confirmed",
+    )
+    assert (data["asset"], data["network"]) == ("USDT", "TRON")
+    assert event["time"].endswith("Z")
+    assert datetime.fromisoformat(event["time"]).utcoffset().total_seconds() == 0
+    assert data["raw"] == orjson.loads(webhook.body)
+
+
+async def test_sequential_retries_give_one_record(relay_app: RelayUnderTest) -> None:
+    webhook = signed_webhook(relay_app.config)
+    for _ in range(3):
+        response = await relay_app.post(webhook)
+        assert response.status == 200
+    records = await read_topic(
+        relay_app.config.kafka.bootstrap_servers,
+        relay_app.config.kafka.topic,
+        expect=1,
+        settle_s=1.0,
+    )
+    assert len(records) == 1
+
+
+async def test_twenty_concurrent_retries_give_one_record(relay_app: RelayUnderTest) -> None:
+    webhook = signed_webhook(relay_app.config)
+    responses = await asyncio.gather(*(relay_app.post(webhook) for _ in range(20)))
+    assert [r.status for r in responses] == [200] * 20
+    records = await read_topic(
+        relay_app.config.kafka.bootstrap_servers,
+        relay_app.config.kafka.topic,
+        expect=1,
+        settle_s=1.0,
+    )
+    assert len(records) == 1
+
+
+async def test_a_status_change_is_a_new_event(relay_app: RelayUnderTest) -> None:
+    pending = signed_webhook(relay_app.config, event="pending", order="ORD-1")
+    confirmed = signed_webhook(relay_app.config, event="confirmed", order="ORD-1")
+    for webhook in (pending, confirmed):
+        assert (await relay_app.post(webhook)).status == 200
+    records = await read_topic(
+        relay_app.config.kafka.bootstrap_servers, relay_app.config.kafka.topic, expect=2
+    )
+    assert [event_of(r)["data"]["status"] for r in records] == ["pending", "succeeded"]
+    assert {r.key for r in records} == {b"invoices:ORD-1"}
+
+
+async def _error(response: object) -> dict[str, str]:
+    body = await response.json()  # type: ignore[attr-defined]
+    assert set(body) == {"error", "message"}
+    return body
+
+
+async def test_unknown_provider_is_404(relay_app: RelayUnderTest) -> None:
+    webhook = signed_webhook(relay_app.config)
+    response = await relay_app.client.post(
+        "/webhooks/nobody", data=webhook.body, headers=webhook.headers
+    )
+    assert response.status == 404
+    assert (await _error(response))["error"] == "unknown_provider"
+
+
+async def test_wrong_method_is_405(relay_app: RelayUnderTest) -> None:
+    response = await relay_app.client.get("/webhooks/invoices")
+    assert response.status == 405
+    assert (await _error(response))["error"] == "method_not_allowed"
+
+
+async def test_wrong_content_type_is_415(relay_app: RelayUnderTest) -> None:
+    webhook = signed_webhook(relay_app.config, headers={"Content-Type": "text/plain"})
+    response = await relay_app.post(webhook)
+    assert response.status == 415
+    assert (await _error(response))["error"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "code"),
+    [
+        (lambda h: h.pop("x-webhook-signature"), "missing_signature"),
+        (lambda h: h.update({"x-webhook-signature": "zz" * 32}), "malformed_signature"),
+        (lambda h: h.update({"x-webhook-signature": "00" * 32}), "signature_mismatch"),
+    ],
+)
+async def test_bad_signatures_are_401_and_publish_nothing(
+    relay_app: RelayUnderTest, tamper: object, code: str
+) -> None:
+    webhook = signed_webhook(relay_app.config)
+    tamper(webhook.headers)  # type: ignore[operator]
+    response = await relay_app.post(webhook)
+    assert response.status == 401
+    error = await _error(response)
+    assert error["error"] == code
+    assert INVOICE_SECRET not in error["message"]
+    records = await read_topic(
+        relay_app.config.kafka.bootstrap_servers,
+        relay_app.config.kafka.topic,
+        expect=0,
+        settle_s=0.3,
+        timeout_s=2,
+    )
+    assert records == []
+
+
+async def test_tampered_body_is_401(relay_app: RelayUnderTest) -> None:
+    webhook = signed_webhook(relay_app.config)
+    tampered = webhook.body.replace(b"150.0000", b"950.0000")
+    response = await relay_app.client.post(webhook.path, data=tampered, headers=webhook.headers)
+    assert response.status == 401
+
+
+async def test_body_over_the_limit_is_413(aiohttp_client, kafka_bootstrap, topic, tmp_path) -> None:
+    config = make_config(
+        bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, server={"max_body_bytes": 1024}
+    )
+    relay = await start_relay(aiohttp_client, config)
+    webhook = signed_webhook(config, body=b'{"pad": "' + b"x" * 2048 + b'"}')
+    response = await relay.post(webhook)
+    assert response.status == 413
+    assert (await _error(response))["error"] == "body_too_large"
+
+
+async def test_address_outside_the_allow_list_is_403(
+    aiohttp_client, kafka_bootstrap, topic, tmp_path
+) -> None:
+    providers = {
+        "invoices": {
+            "profile": "usdt-invoice",
+            "secrets": [INVOICE_SECRET],
+            "allow_ips": ["203.0.113.0/24"],
+        }
+    }
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, providers=providers)
+    relay = await start_relay(aiohttp_client, config)
+    response = await relay.post(signed_webhook(config))
+    assert response.status == 403
+    assert (await _error(response))["error"] == "forbidden_address"
+
+
+async def test_authentic_but_unknown_status_is_dead_lettered_and_acknowledged(
+    relay_app: RelayUnderTest,
+) -> None:
+    body = orjson.dumps(
+        {"invoice_reference": "ORD-9", "status": "refunded", "amount_usdt_exact": "1.0"}
+    )
+    response = await relay_app.post(signed_webhook(relay_app.config, body=body))
+    assert response.status == 200
+    kafka = relay_app.config.kafka
+    [letter] = await read_topic(kafka.bootstrap_servers, kafka.dead_letter_topic, expect=1)
+    document = orjson.loads(letter.value)
+    assert document["reason"] == "unknown_status"
+    assert document["provider"] == "invoices"
+    assert INVOICE_SECRET not in letter.value.decode()
+    assert (
+        await read_topic(kafka.bootstrap_servers, kafka.topic, expect=0, settle_s=0.2, timeout_s=2)
+        == []
+    )
+
+
+async def test_health_and_readiness(relay_app: RelayUnderTest) -> None:
+    assert (await relay_app.client.get("/healthz")).status == 200
+    ready = await relay_app.client.get("/readyz")
+    assert ready.status == 200
+    document = await ready.json()
+    assert document["ready"] is True
+    assert document["kafka"]["connected"] is True
+
+
+def test_amounts_never_pass_through_float() -> None:
+    # The invoice sample's amount keeps its trailing zeros through parse and normalize.
+    from schemas.payload import parse_payload
+
+    assert parse_payload(b'{"a": 150.0000}')["a"] == Decimal("150.0000")
+    assert str(parse_payload(b'{"a": 150.0000}')["a"]) == "150.0000"
