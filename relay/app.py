@@ -9,6 +9,8 @@ pass, the producer flushes, the spool closes, and the dedup store closes last.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from relay.dedup import open_dedup
 from relay.delivery import Delivery
 from relay.http import SERVICES, Services, add_routes, error_middleware
 from relay.kafka import KafkaSink
+from relay.metrics import SPOOL_DEPTH, SPOOL_OLDEST_AGE
 from relay.pipeline import Pipeline
 from relay.spool import Spool
 
@@ -53,12 +56,22 @@ def _services(config: Config) -> Callable[[web.Application], AsyncIterator[None]
             sink=sink,
             pipeline=Pipeline(config, dedup, delivery),
         )
+        gauges = asyncio.create_task(_publish_spool_gauges(spool), name="spool-gauges")
         try:
             yield
         finally:
+            gauges.cancel()
             await delivery.stop(config.server.shutdown_grace_s)
             await sink.stop()
             await spool.close()
             await dedup.close()
 
     return lifecycle
+
+
+async def _publish_spool_gauges(spool: Spool) -> None:
+    """Refresh the spool gauges every second (each worker writes its own in multiprocess mode)."""
+    while True:
+        SPOOL_DEPTH.set(spool.depth)
+        SPOOL_OLDEST_AGE.set(spool.oldest_age_s(time.time()) or 0.0)
+        await asyncio.sleep(1.0)

@@ -9,6 +9,7 @@ with the provider's acknowledgement. One middleware renders every error as
     POST /webhooks/{provider}    the webhook endpoint
     GET  /healthz                the process is alive
     GET  /readyz                 Kafka reachable or spool writable, dedup reachable
+    GET  /metrics                Prometheus (see :mod:`relay.metrics`)
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ from relay.config import Config, ProviderInstance
 from relay.dedup import DedupStore
 from relay.errors import ForbiddenAddress, RelayError, UnknownProvider, UnsupportedMediaType
 from relay.kafka import KafkaSink
-from relay.pipeline import Pipeline
+from relay.metrics import (
+    ACK_LATENCY,
+    DEAD_LETTERS,
+    DEDUP_HITS,
+    METRICS_ROUTE,
+    REJECTED,
+    WEBHOOKS,
+    metrics_handler,
+)
+from relay.pipeline import Outcome, Pipeline, Result
 from relay.spool import Spool, SpoolUnavailable
 from verifiers import VerificationError
 
@@ -80,6 +90,7 @@ async def error_middleware(
     try:
         return await handler(request)
     except (RelayError, VerificationError) as error:
+        _count_error(request, error.status, error.code)
         return error_response(
             error.status, error.code, str(error), getattr(error, "retry_after_s", None)
         )
@@ -87,8 +98,36 @@ async def error_middleware(
         if error.status < 400:
             raise
         code = _HTTP_CODES.get(error.status, "http_error")
+        _count_error(request, error.status, code)
         message = "the request body is too large" if error.status == 413 else error.reason
         return error_response(error.status, code, message)
+
+
+def _count_error(request: web.Request, status: int, code: str) -> None:
+    if request.match_info.route.resource is None or (
+        request.match_info.route.resource.canonical != WEBHOOK_ROUTE
+    ):
+        return
+    name = request.match_info.get("provider", "")
+    provider = name if name in request.app[SERVICES].config.providers else "unknown"
+    if status == 503:
+        WEBHOOKS.labels(provider, "unavailable").inc()
+    else:
+        WEBHOOKS.labels(provider, "rejected").inc()
+        REJECTED.labels(provider, code).inc()
+
+
+def _count_result(provider: str, result: Result, seconds: float) -> None:
+    if result.outcome is Outcome.ACCEPTED:
+        spooled = result.durability is not None and result.durability.value == "spool"
+        WEBHOOKS.labels(provider, "spooled" if spooled else "accepted").inc()
+    elif result.outcome is Outcome.DUPLICATE:
+        WEBHOOKS.labels(provider, "duplicate").inc()
+        DEDUP_HITS.labels(provider).inc()
+    else:
+        WEBHOOKS.labels(provider, "dead_lettered").inc()
+        DEAD_LETTERS.labels(provider, result.reason or "unknown").inc()
+    ACK_LATENCY.labels(provider).observe(seconds)
 
 
 async def receive_webhook(request: web.Request) -> web.Response:
@@ -109,6 +148,8 @@ async def receive_webhook(request: web.Request) -> web.Response:
     for name, value in request.headers.items():
         headers.setdefault(name.lower(), value)
     result = await services.pipeline.receive(instance, body, headers, received_at)
+    elapsed = time.perf_counter() - started
+    _count_result(instance.name, result, elapsed)
     log.info(
         "webhook",
         extra={
@@ -116,7 +157,8 @@ async def receive_webhook(request: web.Request) -> web.Response:
             "event_id": result.event_id,
             "outcome": result.outcome.value,
             "durability": result.durability.value if result.durability else None,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            "status": instance.ack.status,
+            "latency_ms": round(elapsed * 1000, 2),
         },
     )
     return web.Response(
@@ -168,3 +210,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(WEBHOOK_ROUTE, receive_webhook)
     app.router.add_get(HEALTH_ROUTE, healthz)
     app.router.add_get(READY_ROUTE, readyz)
+    app.router.add_get(METRICS_ROUTE, metrics_handler)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -23,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from relay.config import KafkaConfig
+from relay.metrics import KAFKA_PUBLISH
 from relay.records import KafkaRecord
 
 log = logging.getLogger("relay.kafka")
@@ -65,10 +67,12 @@ class KafkaSink:
         """Publish one record and wait for the broker's acknowledgement (acks=all)."""
         if self._producer is None or not self.connected:
             raise KafkaUnavailable(self.last_error or "not connected to Kafka yet")
+        started = time.perf_counter()
         try:
             await self._producer.send_and_wait(
                 record.topic, value=record.value, key=record.key, headers=list(record.headers)
             )
+            KAFKA_PUBLISH.observe(time.perf_counter() - started)
         except _PERMANENT as exc:
             raise RecordRejected(f"{type(exc).__name__}: the broker refuses this record") from exc
         except KafkaError as exc:

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -75,6 +76,9 @@ def run(config: Config, config_path: Path, workers: int = 1) -> None:
         raise SystemExit(
             "--workers needs a shared dedup store: set [dedup] backend to sqlite or redis"
         )
+    # Workers aggregate their metrics through files in a fresh directory (prometheus-client
+    # multiprocess mode); the variable must be set before the workers import prometheus_client.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="relay-metrics-")
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker, args=(config_path, index), name=f"relay-worker-{index}")
