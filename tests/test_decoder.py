@@ -1,0 +1,628 @@
+"""The consumer-side decoder (``schemas/decoder.py``) against what Relay publishes.
+
+Every event the golden cases produce is published through the real record
+builder (``relay.records.to_kafka_record``) and decoded back with its headers;
+every field must round-trip exactly (amounts as ``Decimal`` of the published
+string, times in UTC, ``raw`` with each number's text intact). Each rejection
+names the attribute or header, and each record the decoder rejects as invalid
+is also rejected by the published JSON Schema, so the decoder is never
+stricter than the contract by accident.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+import relay
+from relay import deadletter, records
+from relay.deadletter import DeadLetter, make_dead_letter
+from relay.records import KafkaRecord, to_kafka_record
+from schemas import decoder, usdt_invoice
+from schemas.decoder import (
+    DeadLetterView,
+    DecodeError,
+    Flow,
+    HeaderMismatch,
+    InvalidDeadLetter,
+    InvalidEvent,
+    MalformedRecord,
+    PaymentData,
+    PaymentEvent,
+    Status,
+    UnsupportedSchema,
+    WebhookEvent,
+    decode_dead_letter,
+    decode_event,
+)
+from schemas.event import (
+    PAYMENT_FIELDS,
+    PAYMENT_SCHEMA,
+    WEBHOOK_SCHEMA,
+    CanonicalEvent,
+    Message,
+    NormalizeContext,
+    payment_event,
+    webhook_event,
+)
+from schemas.payload import parse_payload
+from schemas.values import FINAL_STATUSES, STATUSES, rfc3339
+
+GOLDEN = Path(__file__).parent / "golden"
+SCHEMA = json.loads((Path(decoder.__file__).parent / "payment-event.schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
+TOPIC = "payments.events"
+RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, 250_000, tzinfo=UTC)
+AMOUNT_FIELDS = ("amount", "amount_received", "fee", "fiat_amount")
+TEXT_FIELDS = tuple(name for name in PAYMENT_FIELDS if name not in AMOUNT_FIELDS)
+
+
+# -- what Relay publishes ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoldenEvent:
+    """A golden case that produces an event: its input body and the expected event's text."""
+
+    name: str
+    body: bytes
+    out: bytes
+
+
+def _golden_events() -> list[GoldenEvent]:
+    events = []
+    for out in sorted(GOLDEN.glob("*/*.out.json")):
+        text = out.read_bytes()
+        if "error" in json.loads(text):
+            continue  # a case that records an expected NormalizationError: no event
+        body = out.with_name(out.name.replace(".out.json", ".in.json")).read_bytes()
+        events.append(GoldenEvent(f"{out.parent.name}/{out.name}", body, text))
+    return events
+
+
+GOLDEN_EVENTS = _golden_events()
+
+
+def _exact(text: bytes) -> Any:
+    """JSON as the decoder must read it: non-integer numbers as Decimal, with their text."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def _published(golden: GoldenEvent) -> KafkaRecord:
+    """The Kafka record Relay publishes for a golden event, built by Relay's own code.
+
+    ``raw`` is the input body embedded as it is, as the normalizers do; the
+    other fields come from the expected event, which holds no numbers.
+    """
+    document = json.loads(golden.out)
+    event = CanonicalEvent(
+        id=document["id"],
+        type=document["type"],
+        source=document["source"],
+        subject=document.get("subject"),
+        time=document.get("time"),
+        dataschema=document["dataschema"],
+        relayreceivedat=document["relayreceivedat"],
+        data={**document["data"], "raw": orjson.Fragment(golden.body)},
+    )
+    return to_kafka_record(event, TOPIC)
+
+
+INVOICE = {
+    "invoice_reference": "ORDER-12345",
+    "status": "confirmed",
+    "asset_code": "USDT_TRC20",
+    "payout_address": "TXyz123abc456",
+    "amount_usdt_exact": "150.0000",
+    "tx_hash": "abc123def789",
+    "paid_at": "2024-01-15T14:32:00Z",
+}
+
+
+def _context(provider: str, profile: str) -> NormalizeContext:
+    return NormalizeContext(provider=provider, profile=profile, received_at=RECEIVED_AT)
+
+
+def _payment_record(body: bytes | None = None) -> KafkaRecord:
+    body = orjson.dumps(INVOICE) if body is None else body
+    message = Message(body, parse_payload(body), {"x-webhook-id": "whl_0b7e2a4c"})
+    event = usdt_invoice.normalize(message, _context("invoices", "usdt-invoice"))
+    return to_kafka_record(event, TOPIC)
+
+
+def _webhook_record() -> KafkaRecord:
+    body = b'{"type":"ping","reference":"r-1"}'
+    event = webhook_event(
+        Message(body, parse_payload(body)),
+        _context("hooks", "hmac"),
+        event_id="evt_1",
+        sender_type="ping",
+    )
+    return to_kafka_record(event, TOPIC)
+
+
+def _floats(value: Any) -> Iterator[Any]:
+    """Every float reachable from a decoded value (dataclasses, dicts, lists)."""
+    if isinstance(value, float):
+        yield value
+    elif dataclasses.is_dataclass(value):
+        for item in dataclasses.fields(value):
+            yield from _floats(getattr(value, item.name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _floats(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _floats(item)
+
+
+def _assert_utc(moment: datetime | None, text: str) -> None:
+    assert moment is not None
+    assert moment.tzinfo is UTC
+    assert rfc3339(moment) == text  # the producer's own formatter gives the text back
+
+
+# -- golden events round-trip --------------------------------------------------
+
+
+def test_golden_events_cover_both_kinds() -> None:
+    """The parametrized round trip below is not vacuous: both dataschemas are there."""
+    kinds = {json.loads(golden.out)["dataschema"] for golden in GOLDEN_EVENTS}
+    assert kinds == {PAYMENT_SCHEMA, WEBHOOK_SCHEMA}
+
+
+@pytest.mark.parametrize("golden", GOLDEN_EVENTS, ids=[golden.name for golden in GOLDEN_EVENTS])
+def test_decodes_golden_event(golden: GoldenEvent) -> None:
+    expected = _exact(golden.out)
+    record = _published(golden)
+    event = decode_event(record.value, record.headers)
+    assert event == decode_event(golden.out)  # the golden text and the record agree
+
+    assert (event.id, event.source, event.type) == (
+        expected["id"],
+        expected["source"],
+        expected["type"],
+    )
+    assert event.subject == expected.get("subject")
+    _assert_utc(event.received_at, expected["relayreceivedat"])
+    if "time" in expected:
+        _assert_utc(event.time, expected["time"])
+    else:
+        assert event.time is None
+
+    data = expected["data"]
+    if expected["dataschema"] == PAYMENT_SCHEMA:
+        assert isinstance(event, PaymentEvent)
+        payment = event.data
+        for name in AMOUNT_FIELDS:
+            value = getattr(payment, name)
+            if data[name] is None:
+                assert value is None, name
+            else:
+                assert type(value) is Decimal, name
+                # as_tuple: the same digits and exponent, so 150.0000 is not 150.
+                assert value.as_tuple() == Decimal(data[name]).as_tuple(), name
+        for name in (*TEXT_FIELDS, "provider", "profile", "provider_status"):
+            assert getattr(payment, name) == data[name], name
+        assert isinstance(payment.flow, Flow) and payment.flow == data["flow"]
+        assert isinstance(payment.status, Status) and payment.status == data["status"]
+        assert payment.final is data["final"]
+        raw = payment.raw
+    else:
+        assert isinstance(event, WebhookEvent)
+        assert (event.provider, event.profile) == (data["provider"], data["profile"])
+        raw = event.raw
+    # repr tells Decimal("150.0000") from Decimal("150.0"): every number's text survives.
+    assert repr(raw) == repr(data["raw"])
+    assert list(_floats(event)) == []
+
+
+# -- the contract the decoder mirrors -----------------------------------------
+
+
+def test_payment_data_has_every_contract_field() -> None:
+    names = [item.name for item in dataclasses.fields(PaymentData)]
+    assert set(PAYMENT_FIELDS) <= set(names)
+    assert set(names) == set(SCHEMA["$defs"]["paymentData"]["required"])
+
+
+def test_enums_match_the_contract() -> None:
+    assert {status.value for status in Status} == STATUSES
+    assert {status.value for status in Status if status.final} == FINAL_STATUSES
+    assert [flow.value for flow in Flow] == SCHEMA["$defs"]["paymentData"]["properties"]["flow"][
+        "enum"
+    ]
+    assert Status.SUCCEEDED == "succeeded"  # plain strings still compare equal
+
+
+def test_known_schemas_and_content_types_match_relay() -> None:
+    assert set(decoder.KNOWN_SCHEMAS) == set(SCHEMA["properties"]["dataschema"]["enum"])
+    assert decoder.CLOUDEVENTS_CONTENT_TYPE.encode() == records.CLOUDEVENTS_CONTENT_TYPE
+    assert decoder.DEAD_LETTER_CONTENT_TYPE.encode() == deadletter.DEAD_LETTER_CONTENT_TYPE
+
+
+def test_decoder_imports_no_kafka_client_and_no_relay() -> None:
+    code = (
+        "import sys, schemas.decoder; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiokafka', 'aiohttp', 'relay'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# -- dataschema versions ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dataschema", ["urn:relay:payment-event:v2", "urn:relay:webhook-event:v2", "urn:other:v1"]
+)
+def test_rejects_another_dataschema(dataschema: str) -> None:
+    document = json.loads(_payment_record().value)
+    document["dataschema"] = dataschema
+    # Another version may have another shape: the version is reported, not a missing field.
+    del document["data"]
+    with pytest.raises(UnsupportedSchema) as info:
+        decode_event(json.dumps(document).encode())
+    message = str(info.value)
+    assert dataschema in message
+    assert PAYMENT_SCHEMA in message and WEBHOOK_SCHEMA in message
+    assert info.value.dataschema == dataschema
+    assert set(info.value.known) == {PAYMENT_SCHEMA, WEBHOOK_SCHEMA}
+
+
+# -- missing and ill-typed attributes ------------------------------------------
+
+Change = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Change:
+    def change(document: dict[str, Any]) -> None:
+        *parents, name = path.split(".")
+        for parent in parents:
+            document = document[parent]
+        document[name] = value
+
+    return change
+
+
+def _drop(path: str) -> Change:
+    def change(document: dict[str, Any]) -> None:
+        *parents, name = path.split(".")
+        for parent in parents:
+            document = document[parent]
+        del document[name]
+
+    return change
+
+
+INVALID: list[tuple[str, str, Change, str]] = [
+    ("no id", "payment", _drop("id"), "id"),
+    ("id a number", "payment", _set("id", 5), "id"),
+    ("empty id", "payment", _set("id", ""), "id"),
+    ("no source", "payment", _drop("source"), "source"),
+    ("source not relay/", "payment", _set("source", "invoices"), "source"),
+    ("type null", "payment", _set("type", None), "type"),
+    ("no specversion", "payment", _drop("specversion"), "specversion"),
+    ("specversion 0.3", "payment", _set("specversion", "0.3"), "specversion"),
+    ("no dataschema", "payment", _drop("dataschema"), "dataschema"),
+    ("dataschema a number", "payment", _set("dataschema", 1), "dataschema"),
+    ("datacontenttype text", "payment", _set("datacontenttype", "text/plain"), "datacontenttype"),
+    ("no datacontenttype", "payment", _drop("datacontenttype"), "datacontenttype"),
+    ("subject null", "payment", _set("subject", None), "subject"),
+    ("subject a number", "payment", _set("subject", 7), "subject"),
+    ("time not a time", "payment", _set("time", "yesterday"), "time"),
+    ("time without offset", "payment", _set("time", "2024-01-15T14:32:00"), "time"),
+    ("time as UNIX seconds", "payment", _set("time", 1705329120), "time"),
+    ("no relayreceivedat", "payment", _drop("relayreceivedat"), "relayreceivedat"),
+    ("no data", "payment", _drop("data"), "data"),
+    ("data a string", "payment", _set("data", "x"), "data"),
+    ("amount a JSON number", "payment", _set("data.amount", 150.0), "data.amount"),
+    ("amount in exponent notation", "payment", _set("data.amount", "1.5e2"), "data.amount"),
+    ("amount with a separator", "payment", _set("data.amount", "1,500.00"), "data.amount"),
+    ("amount with a plus sign", "payment", _set("data.amount", "+5"), "data.amount"),
+    ("fee left out", "payment", _drop("data.fee"), "data.fee"),
+    ("flow outside the enum", "payment", _set("data.flow", "refund"), "data.flow"),
+    ("status outside the enum", "payment", _set("data.status", "paid"), "data.status"),
+    ("final a string", "payment", _set("data.final", "true"), "data.final"),
+    ("final disagreeing", "payment", _set("data.final", False), "data.final"),
+    ("no provider", "payment", _drop("data.provider"), "data.provider"),
+    ("provider_status null", "payment", _set("data.provider_status", None), "data.provider_status"),
+    ("tx_hash a number", "payment", _set("data.tx_hash", 5), "data.tx_hash"),
+    ("asset empty", "payment", _set("data.asset", ""), "data.asset"),
+    ("no raw", "payment", _drop("data.raw"), "data.raw"),
+    ("webhook without profile", "webhook", _drop("data.profile"), "data.profile"),
+    ("webhook provider a number", "webhook", _set("data.provider", 3), "data.provider"),
+    ("webhook without raw", "webhook", _drop("data.raw"), "data.raw"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "field"),
+    [case[1:] for case in INVALID],
+    ids=[case[0] for case in INVALID],
+)
+def test_rejects_invalid_attribute(kind: str, change: Change, field: str) -> None:
+    record = _payment_record() if kind == "payment" else _webhook_record()
+    document = json.loads(record.value)
+    change(document)
+    assert not VALIDATOR.is_valid(document), "the published contract rejects it too"
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(json.dumps(document).encode())
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"{", b"[1, 2]", b'"text"', b'{"id": NaN}', b"\xff\xfe\x00", b"[" * 100_000],
+    ids=["truncated", "array", "string", "NaN", "not UTF-8", "nested too deep"],
+)
+def test_rejects_a_value_that_is_not_a_json_object(value: bytes) -> None:
+    with pytest.raises(MalformedRecord):
+        decode_event(value)
+
+
+def test_error_messages_are_short_for_huge_values() -> None:
+    document = json.loads(_payment_record().value)
+    document["data"]["flow"] = "x" * 100_000
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(json.dumps(document).encode())
+    assert len(str(info.value)) < 300
+
+
+def test_errors_form_one_hierarchy() -> None:
+    for error in (
+        MalformedRecord,
+        InvalidEvent,
+        InvalidDeadLetter,
+        UnsupportedSchema,
+        HeaderMismatch,
+    ):
+        assert issubclass(error, DecodeError)
+    assert issubclass(DecodeError, ValueError)
+
+
+# -- what the decoder tolerates -------------------------------------------------
+
+
+def test_ignores_an_unknown_extension_attribute() -> None:
+    document = json.loads(_payment_record().value)
+    document["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    event = decode_event(json.dumps(document).encode())
+    assert event == decode_event(_payment_record().value)
+
+
+def test_converts_a_time_with_an_offset_to_utc() -> None:
+    document = json.loads(_payment_record().value)
+    document["time"] = "2024-01-15T22:32:00.5+08:00"
+    event = decode_event(json.dumps(document).encode())
+    assert event.time == datetime(2024, 1, 15, 14, 32, 0, 500_000, tzinfo=UTC)
+    assert event.time is not None and event.time.tzinfo is UTC
+
+
+# -- amounts never become floats -----------------------------------------------
+
+
+def test_amounts_and_raw_numbers_are_decimal_never_float() -> None:
+    body = (
+        b'{"status":"2","amount":150.0000,"tiny":1e-7,"huge":1e400,'
+        b'"big":123456789012345678901234567890,"nested":[0.1,{"x":-2.50}]}'
+    )
+    values = {
+        "amount": "150.0000",
+        "amount_received": "0.00000001",
+        "fee": "123456789012345678901234567890.123456789",
+        "fiat_amount": "-0.5",
+    }
+    event = payment_event(
+        Message(body, parse_payload(body)),
+        _context("collect", "usdt-collect-pay"),
+        event_id="a" * 32,
+        flow="payin",
+        status=("succeeded", True),
+        provider_status="2",
+        time=None,
+        **values,
+    )
+    record = to_kafka_record(event, TOPIC)
+    decoded = decode_event(record.value, record.headers)
+    assert isinstance(decoded, PaymentEvent)
+    for name, text in values.items():
+        value = getattr(decoded.data, name)
+        assert type(value) is Decimal
+        assert value.as_tuple() == Decimal(text).as_tuple()
+    raw = decoded.data.raw
+    assert repr(raw["amount"]) == "Decimal('150.0000')"
+    assert raw["tiny"] == Decimal("1e-7") and raw["huge"] == Decimal("1e400")
+    assert raw["big"] == 123456789012345678901234567890
+    assert raw["nested"] == [Decimal("0.1"), {"x": Decimal("-2.50")}]
+    assert list(_floats(decoded)) == []
+
+
+def test_an_amount_sent_as_a_json_number_decodes_exactly() -> None:
+    body = orjson.dumps({**INVOICE, "amount_usdt_exact": "PLACEHOLDER"}).replace(
+        b'"PLACEHOLDER"', b"5000000.000001"
+    )
+    event = decode_event(_payment_record(body).value)
+    assert isinstance(event, PaymentEvent)
+    assert event.data.amount == Decimal("5000000.000001")
+    assert repr(event.data.raw["amount_usdt_exact"]) == "Decimal('5000000.000001')"
+
+
+# -- headers --------------------------------------------------------------------
+
+
+def _with_header(record: KafkaRecord, name: str, value: bytes | None) -> list[tuple[str, bytes]]:
+    """The record's headers with ``name`` replaced by ``value``, or dropped when None."""
+    headers = [(key, item) for key, item in record.headers if key != name]
+    return headers if value is None else [*headers, (name, value)]
+
+
+def test_accepts_the_headers_relay_writes() -> None:
+    for record in (_payment_record(), _webhook_record()):
+        assert decode_event(record.value, record.headers) == decode_event(record.value)
+
+
+def test_accepts_a_charset_parameter_and_takes_the_last_repeated_header() -> None:
+    record = _payment_record()
+    headers = [
+        ("content-type", b"text/plain"),
+        *_with_header(record, "content-type", b"application/cloudevents+json; charset=UTF-8"),
+    ]
+    assert decode_event(record.value, headers) == decode_event(record.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("content-type", b"application/json", "application/cloudevents+json"),
+        ("content-type", b"application/vnd.relay.dead-letter+json", "cloudevents"),
+        ("content-type", None, "missing"),
+        ("ce_id", b"another-id", "another-id"),
+        ("ce_id", None, "missing"),
+        ("ce_type", b"payment.payin.pending", "payment.payin.succeeded"),
+        ("ce_source", b"relay/other", "relay/invoices"),
+        ("ce_specversion", b"0.3", "1.0"),
+    ],
+    ids=[
+        "json",
+        "dead letter",
+        "no content-type",
+        "ce_id differs",
+        "no ce_id",
+        "ce_type differs",
+        "ce_source differs",
+        "ce_specversion differs",
+    ],
+)
+def test_rejects_headers_that_disagree(name: str, value: bytes | None, expected: str) -> None:
+    record = _payment_record()
+    with pytest.raises(HeaderMismatch) as info:
+        decode_event(record.value, _with_header(record, name, value))
+    assert info.value.header == name
+    assert expected in str(info.value)
+
+
+def test_checks_content_type_before_parsing() -> None:
+    """A record from another producer is reported by its header, not as broken JSON."""
+    with pytest.raises(HeaderMismatch):
+        decode_event(b"\x00binary", [("content-type", b"application/octet-stream")])
+
+
+# -- dead letters -----------------------------------------------------------------
+
+
+def _dead_letter(**overrides: Any) -> DeadLetter:
+    arguments: dict[str, Any] = {
+        "provider": "collect",
+        "profile": "usdt-collect-pay",
+        "reason": "unknown_status",
+        "message": "the status '9' in 'status' is not a known status",
+        "received_at": RECEIVED_AT,
+        "headers": {"x-webhook-id": "whl_1"},
+        # Not UTF-8 on purpose: the body is bytes and must come back as sent.
+        "body": b'{"status":9}\xff\x00',
+        "attempts": 3,
+    }
+    return make_dead_letter(**(arguments | overrides))
+
+
+def test_dead_letter_decodes_field_for_field() -> None:
+    letter = _dead_letter()
+    view = decode_dead_letter(letter.to_json())
+    assert isinstance(view, DeadLetterView)
+    assert (view.id, view.provider, view.profile, view.reason, view.message) == (
+        letter.id,
+        letter.provider,
+        letter.profile,
+        letter.reason,
+        letter.message,
+    )
+    assert view.received_at == RECEIVED_AT and view.received_at.tzinfo is UTC
+    _assert_utc(view.dead_lettered_at, letter.dead_lettered_at)
+    assert view.headers == {"x-webhook-id": "whl_1"}
+    assert view.body == b'{"status":9}\xff\x00'
+    assert view.attempts == 3
+    assert view.relay_version == relay.__version__
+
+
+def test_dead_letter_headers_are_checked() -> None:
+    letter = _dead_letter()
+    record = letter.to_record("payments.events.dlq")
+    assert decode_dead_letter(record.value, record.headers) == decode_dead_letter(record.value)
+    with pytest.raises(HeaderMismatch) as info:
+        decode_dead_letter(record.value, _with_header(record, "relay_reason", b"invalid_amount"))
+    assert info.value.header == "relay_reason"
+    with pytest.raises(HeaderMismatch) as info:
+        decode_dead_letter(record.value, _with_header(record, "relay_provider", b"other"))
+    assert info.value.header == "relay_provider"
+    with pytest.raises(HeaderMismatch) as info:
+        decode_dead_letter(record.value, _payment_record().headers)
+    assert info.value.header == "content-type"
+
+
+def test_a_dead_letter_is_not_an_event() -> None:
+    record = _dead_letter().to_record("payments.events.dlq")
+    with pytest.raises(HeaderMismatch):
+        decode_event(record.value, record.headers)
+    with pytest.raises(InvalidEvent):
+        decode_event(record.value)
+
+
+def test_dead_letter_defaults_match_relays_own_reader() -> None:
+    """Optional fields default as in ``DeadLetter.from_json``, which ``relay replay`` uses."""
+    document = json.loads(_dead_letter().to_json())
+    for name in ("dead_lettered_at", "attempts", "relay_version", "headers"):
+        del document[name]
+    value = json.dumps(document).encode()
+    view, letter = decode_dead_letter(value), DeadLetter.from_json(value)
+    assert (view.attempts, view.relay_version, dict(view.headers)) == (
+        letter.attempts,
+        letter.relay_version,
+        dict(letter.headers),
+    )
+    assert rfc3339(view.dead_lettered_at) == letter.dead_lettered_at
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (_drop("reason"), "reason"),
+        (_set("provider", ""), "provider"),
+        (_set("body_base64", "not base64!"), "body_base64"),
+        (_set("attempts", 0), "attempts"),
+        (_set("attempts", True), "attempts"),
+        (_set("attempts", "2"), "attempts"),
+        (_set("headers", {"x-webhook-id": 1}), "headers"),
+        (_set("received_at", "yesterday"), "received_at"),
+        (_set("dead_lettered_at", None), "dead_lettered_at"),
+        (_set("relay_version", 1), "relay_version"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_rejects_an_invalid_dead_letter(change: Change, field: str) -> None:
+    document = json.loads(_dead_letter().to_json())
+    change(document)
+    with pytest.raises(InvalidDeadLetter) as info:
+        decode_dead_letter(json.dumps(document).encode())
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_rejects_a_dead_letter_that_is_not_an_object() -> None:
+    with pytest.raises(MalformedRecord):
+        decode_dead_letter(b"[]")
