@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 
@@ -114,3 +116,39 @@ class MemoryDedup:
         expired = [key for key, e in self._entries.items() if e.done and e.expires_at <= now]
         for key in expired:
             del self._entries[key]
+
+
+def open_dedup(
+    backend: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    ttl_s: float,
+    lease_s: float,
+) -> DedupStore:
+    """The store a ``[dedup]`` config section names: memory, sqlite (``path``) or redis (``url``).
+
+    The sqlite and redis modules are imported here, not at the top, so that the
+    ``redis`` package stays optional (the ``redis`` extra) for deployments that do not use it.
+    """
+    if backend == "memory":
+        return MemoryDedup(ttl_s)
+    if backend == "sqlite":
+        if path is None:
+            raise ValueError("dedup backend 'sqlite' needs a path")
+        from relay.dedup_sqlite import SqliteDedup
+
+        return SqliteDedup(Path(path), ttl_s, lease_s)
+    if backend == "redis":
+        if url is None:
+            raise ValueError("dedup backend 'redis' needs a url")
+        try:
+            from relay.dedup_redis import RedisDedup
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "redis":
+                raise
+            raise ImportError(
+                "dedup backend 'redis' needs the redis package: pip install 'webhook-relay[redis]'"
+            ) from exc
+        return RedisDedup(url, ttl_s, lease_s)
+    raise ValueError(f"unknown dedup backend {backend!r}: expected memory, sqlite or redis")
