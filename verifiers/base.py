@@ -1,10 +1,12 @@
 """The shape every signature scheme shares.
 
-A scheme is a module with a frozen ``Params`` dataclass (its options, with the
-defaults a profile starts from), ``verify`` and its twin ``sign``::
+A scheme is a module with a ``name``, a frozen ``Params`` dataclass (its
+options, with the defaults a profile starts from), ``verify``, its twin
+``sign``, and ``required_keys`` (which key material a config must give)::
 
     verify(body, headers, params, keys, now) -> Verified      # or a VerificationError
     sign(body, params, keys, now) -> SignedRequest            # used by `relay send`, tests, bench
+    required_keys(params) -> frozenset[str]                   # of {"secrets", "public_keys"}
 
 ``headers`` is a mapping with lower-case names (the HTTP layer lower-cases them
 once). ``now`` is UNIX seconds, passed in and never read inside, so every
@@ -16,14 +18,30 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal, Protocol, get_args, get_origin, get_type_hints
 
-from verifiers.errors import MalformedSignature, MissingSignature, StaleTimestamp
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from verifiers.errors import (
+    MalformedSignature,
+    MalformedTimestamp,
+    MissingSignature,
+    StaleTimestamp,
+    VerificationError,
+)
 from verifiers.keys import KeyRing
 
 Headers = Mapping[str, str]
+
+SECRETS: frozenset[str] = frozenset({"secrets"})
+PUBLIC_KEYS: frozenset[str] = frozenset({"public_keys"})
+"""``required_keys`` answers: which ``KeyRing`` fields an instance config must fill."""
+
+Encoding = Literal["hex", "base64", "base64url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +50,8 @@ class Verified:
 
     ``key_index`` is the position of the secret or public key that matched
     (useful to see when a rotated-out key stops being used); ``timestamp`` is
-    the signed timestamp in UNIX seconds where the scheme has one.
+    the request's timestamp in UNIX seconds where the scheme has one (signed,
+    except in :mod:`verifiers.header_signature`).
     """
 
     key_index: int
@@ -54,6 +73,24 @@ class Scheme(Protocol):
     Params: type
     verify: Callable[[bytes, Headers, Any, KeyRing, float], Verified]
     sign: Callable[[bytes, Any, KeyRing, float], SignedRequest]
+    required_keys: Callable[[Any], frozenset[str]]
+
+
+def check_choices(params: Any) -> None:
+    """Refuse a ``Params`` whose ``Literal`` field holds a value outside its choices.
+
+    Called from each ``Params.__post_init__`` so that a config naming an
+    unknown algorithm or encoding fails when it is loaded, with the option's
+    name, instead of at the first webhook.
+    """
+    hints = get_type_hints(type(params))
+    for item in fields(params):
+        hint = hints[item.name]
+        if get_origin(hint) is Literal:
+            value = getattr(params, item.name)
+            if value not in get_args(hint):
+                choices = ", ".join(repr(choice) for choice in get_args(hint))
+                raise ValueError(f"{item.name} must be one of {choices}, not {value!r}")
 
 
 def require_header(headers: Headers, *names: str) -> str:
@@ -79,31 +116,93 @@ def matches(expected: bytes, candidates: list[bytes] | tuple[bytes, ...]) -> boo
 
 
 def decode_hex(text: str, what: str) -> bytes:
+    """Hex of either case; whitespace around it is tolerated, inside it is not."""
     try:
-        return bytes.fromhex(text.strip())
-    except ValueError as exc:
+        return binascii.unhexlify(text.strip())
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
         raise MalformedSignature(f"{what} is not valid hex") from exc
 
 
 def decode_base64(text: str, what: str) -> bytes:
-    """Standard or URL-safe base64, padding optional (providers differ)."""
+    """Standard or URL-safe base64, padding optional (providers differ).
+
+    Both alphabets are validated: a character outside them is an error, never
+    silently dropped as :func:`base64.urlsafe_b64decode` would.
+    """
     compact = text.strip()
     if not compact:
         raise MalformedSignature(f"{what} is empty")
-    padded = compact + "=" * (-len(compact) % 4)
-    alphabet_safe = "-" in compact or "_" in compact
+    standard = compact.replace("-", "+").replace("_", "/")
+    padded = standard + "=" * (-len(standard) % 4)
     try:
-        if alphabet_safe:
-            return base64.urlsafe_b64decode(padded.encode("ascii"))
         return base64.b64decode(padded.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
         raise MalformedSignature(f"{what} is not valid base64") from exc
 
 
-def check_tolerance(timestamp: float, now: float, tolerance_s: float) -> None:
+def encode_signature(raw: bytes, encoding: Encoding) -> str:
+    """``sign``'s side of the decoders: lower-case hex, padded base64, unpadded base64url."""
+    if encoding == "hex":
+        return raw.hex()
+    if encoding == "base64url":
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def decode_signature(text: str, encoding: Encoding, what: str) -> bytes:
+    if encoding == "hex":
+        return decode_hex(text, what)
+    return decode_base64(text, what)
+
+
+# Longer than any UNIX time in milliseconds for the next few thousand years, and
+# short enough that int() never meets Python's digit limit.
+_MAX_TIMESTAMP_DIGITS = 16
+
+
+def parse_digits(text: str, what: str, error: type[VerificationError] = MalformedTimestamp) -> int:
+    """A non-negative integer written in ASCII digits, else ``error``.
+
+    ``str.isdigit`` alone is not enough: it accepts digits ``int`` refuses
+    (superscripts) and non-ASCII ones a provider never sends.
+    """
+    stripped = text.strip()
+    if not (stripped.isascii() and stripped.isdigit()) or len(stripped) > _MAX_TIMESTAMP_DIGITS:
+        raise error(f"{what} is not an integer")
+    return int(stripped)
+
+
+def verify_rsa(
+    public_keys: Sequence[rsa.RSAPublicKey], signature: bytes, message: bytes, what: str
+) -> int | None:
+    """Index of the first key whose RSA PKCS#1 v1.5 SHA-256 signature ``signature`` is, else None.
+
+    A signature whose length fits none of the keys is malformed rather than
+    wrong: it was never an RSA signature by a key of that size.
+    """
+    if public_keys and all(len(signature) != _modulus_bytes(key) for key in public_keys):
+        raise MalformedSignature(f"{what} has the wrong length for the configured RSA keys")
+    for index, key in enumerate(public_keys):
+        try:
+            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            continue
+        return index
+    return None
+
+
+def sign_rsa(private_key: rsa.RSAPrivateKey, message: bytes) -> bytes:
+    return private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+
+
+def _modulus_bytes(key: rsa.RSAPublicKey) -> int:
+    return (key.key_size + 7) // 8
+
+
+def check_tolerance(
+    timestamp: float, now: float, tolerance_s: float, what: str = "the signed timestamp"
+) -> None:
     """Reject timestamps too far in the past or the future (clock skew both ways)."""
     if abs(now - timestamp) > tolerance_s:
         direction = "past" if timestamp < now else "future"
-        raise StaleTimestamp(
-            f"the signed timestamp is more than {tolerance_s:g}s in the {direction}"
-        )
+        raise StaleTimestamp(f"{what} is more than {tolerance_s:g}s in the {direction}")

@@ -20,22 +20,24 @@ from dataclasses import dataclass
 from typing import Literal
 
 from verifiers.base import (
+    SECRETS,
     Headers,
     SignedRequest,
     Verified,
+    check_choices,
     check_tolerance,
     decode_base64,
     decode_hex,
     matches,
+    parse_digits,
     require_header,
 )
 from verifiers.errors import (
     MalformedSignature,
-    MalformedTimestamp,
     MissingTimestamp,
     SignatureMismatch,
 )
-from verifiers.keys import KeyRing
+from verifiers.keys import KeyRing, first_secret
 
 name = "hmac-header"
 
@@ -52,6 +54,9 @@ class Params:
     timestamp_header: str = ""
     timestamp_tolerance_s: int = 300
     json_stringify_fallback: bool = False
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: float) -> Verified:
@@ -72,13 +77,17 @@ def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: fl
 def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedRequest:
     stamp_text = str(int(now))
     digest = hmac.digest(
-        keys.secrets[0].value, _message(body, params, stamp_text), params.algorithm
+        first_secret(keys, name).value, _message(body, params, stamp_text), params.algorithm
     )
     encoded = digest.hex() if params.encoding == "hex" else base64.b64encode(digest).decode()
     headers = {params.header: params.prefix + encoded}
     if params.timestamp_header:
         headers[params.timestamp_header] = stamp_text
     return SignedRequest(body=body, headers=headers)
+
+
+def required_keys(params: Params) -> frozenset[str]:
+    return SECRETS
 
 
 def _decode_signature(value: str, params: Params) -> bytes:
@@ -104,9 +113,7 @@ def _timestamp(headers: Headers, params: Params, now: float) -> tuple[float | No
     text = headers.get(params.timestamp_header.lower())
     if not text:
         raise MissingTimestamp(f"the {params.timestamp_header} header is missing")
-    if not text.strip().isdigit():
-        raise MalformedTimestamp(f"the {params.timestamp_header} header is not UNIX seconds")
-    timestamp = float(int(text))
+    timestamp = float(parse_digits(text, f"the {params.timestamp_header} header"))
     check_tolerance(timestamp, now, params.timestamp_tolerance_s)
     return timestamp, text
 

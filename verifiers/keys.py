@@ -10,17 +10,37 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from verifiers.errors import VerificationError
+
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+_Key = TypeVar("_Key")
 
 
 class KeyLoadError(ValueError):
     """Key material that cannot be loaded; the message names the problem, never the key."""
+
+
+class UnusableKey(KeyLoadError, VerificationError):
+    """The instance's key material does not fit its scheme.
+
+    An Ed25519 key given to an RSA scheme, a Standard Webhooks secret that is
+    not base64, no private key to sign with. This is a configuration error,
+    not the sender's: it is a :class:`KeyLoadError` for config checks and a
+    :class:`~verifiers.errors.VerificationError` with status 500 for the HTTP
+    layer, so a misconfigured instance answers 500 (and the provider retries)
+    instead of blaming the sender with a 401.
+    """
+
+    code = "unusable_key"
+    status = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +76,51 @@ class KeyRing:
             f"KeyRing(secrets={len(self.secrets)}, public_keys={len(self.public_keys)}, "
             f"private_key={'yes' if self.private_key else 'no'})"
         )
+
+
+def public_keys_of(keys: KeyRing, kind: type[_Key], scheme: str) -> tuple[_Key, ...]:
+    """The ring's public keys, all of ``kind``; any other key is a configuration error.
+
+    One wrong key fails every request rather than being skipped, so a config
+    mistake shows at the first webhook instead of after a key rotation.
+    """
+    checked: list[_Key] = []
+    for index, key in enumerate(keys.public_keys):
+        if not isinstance(key, kind):
+            raise UnusableKey(
+                f"the {scheme} scheme needs {_kind_name(kind)} public keys; "
+                f"public key #{index} is an {_kind_name(type(key))} key"
+            )
+        checked.append(key)
+    return tuple(checked)
+
+
+def private_key_of(keys: KeyRing, kind: type[_Key], scheme: str) -> _Key:
+    """The ring's signing key, which must be of ``kind``."""
+    key = keys.private_key
+    if key is None:
+        raise UnusableKey(f"the {scheme} scheme signs with a private key; none is configured")
+    if not isinstance(key, kind):
+        raise UnusableKey(
+            f"the {scheme} scheme needs an {_kind_name(kind)} private key, "
+            f"not an {_kind_name(type(key))} key"
+        )
+    return key
+
+
+def first_secret(keys: KeyRing, scheme: str) -> Secret:
+    """The secret ``sign`` uses: the first one of the ring."""
+    if not keys.secrets:
+        raise UnusableKey(f"the {scheme} scheme signs with a secret; none is configured")
+    return keys.secrets[0]
+
+
+def _kind_name(kind: type) -> str:
+    if issubclass(kind, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return "RSA"
+    if issubclass(kind, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return "Ed25519"
+    return "unsupported"
 
 
 def load_public_key(text: str) -> PublicKey:
