@@ -1,6 +1,8 @@
 """Signature verification, pure: bytes and headers in, ``Verified`` or a typed error out.
 
-One module per scheme; each exports ``Params``, ``verify`` and ``sign`` (see
+One module per scheme (``hmac_header``, ``sign_field``, ``header_signature``,
+``ed25519_header``, ``standard_webhooks``, ``stripe``); each exports ``name``,
+``Params``, ``verify``, ``sign`` and ``required_keys`` (see
 :mod:`verifiers.base`). This package must not import aiohttp, aiokafka or
 anything from ``relay``: it does no I/O and reads no clock.
 """
@@ -17,7 +19,7 @@ from verifiers.errors import (
     StaleTimestamp,
     VerificationError,
 )
-from verifiers.keys import KeyRing, Secret
+from verifiers.keys import KeyRing, Secret, UnusableKey
 
 __all__ = [
     "AppIdMismatch",
@@ -32,6 +34,7 @@ __all__ = [
     "SignatureMismatch",
     "SignedRequest",
     "StaleTimestamp",
+    "UnusableKey",
     "VerificationError",
     "Verified",
 ]

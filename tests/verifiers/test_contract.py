@@ -1,0 +1,103 @@
+"""What every scheme module promises, checked over all of them.
+
+Each module exports ``name``, a frozen slotted ``Params``, ``verify``, ``sign``
+and ``required_keys``; ``sign`` output verifies; and a failure's message
+never carries a secret or the signature the verifier expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from types import ModuleType
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from verifiers import (
+    ed25519_header,
+    header_signature,
+    hmac_header,
+    sign_field,
+    standard_webhooks,
+    stripe,
+)
+from verifiers.errors import SignatureMismatch
+from verifiers.keys import KeyRing, Secret
+
+NOW = 1_700_000_000
+BODY = b'{"orderId":"M1","status":2,"amount":"150.0000"}'
+GOOD_SECRET = "whsec_Z29vZC1zZWNyZXQtdmFsdWU="  # also valid base64 for Standard Webhooks
+BAD_SECRET = "whsec_b3RoZXItc2VjcmV0LXZhbHVl"
+
+SCHEMES: list[tuple[ModuleType, object]] = [
+    (hmac_header, hmac_header.Params()),
+    (sign_field, sign_field.Params()),
+    (sign_field, sign_field.Params(algorithm="md5")),
+    (header_signature, header_signature.Params()),
+    (header_signature, header_signature.Params(algorithm="hmac-sha256", encoding="hex")),
+    (ed25519_header, ed25519_header.Params()),
+    (standard_webhooks, standard_webhooks.Params()),
+    (stripe, stripe.Params()),
+]
+IDS = [f"{module.name}:{index}" for index, (module, _) in enumerate(SCHEMES)]
+
+
+def ring(
+    secret: str,
+    rsa_private: rsa.RSAPrivateKey,
+    ed_private: ed25519.Ed25519PrivateKey,
+    params: object,
+) -> KeyRing:
+    """Key material of the kind the scheme signs and verifies with."""
+    uses_ed25519 = isinstance(params, ed25519_header.Params)
+    private = ed_private if uses_ed25519 else rsa_private
+    return KeyRing(
+        secrets=(Secret.of(secret),), public_keys=(private.public_key(),), private_key=private
+    )
+
+
+@pytest.mark.parametrize(("module", "params"), SCHEMES, ids=IDS)
+def test_exports(module: ModuleType, params: object) -> None:
+    assert isinstance(module.name, str) and module.name
+    assert dataclasses.is_dataclass(module.Params)
+    assert module.Params.__dataclass_params__.frozen
+    assert hasattr(module.Params, "__slots__")
+    assert module.required_keys(params) <= {"secrets", "public_keys"}
+    assert module.required_keys(params)
+
+
+@pytest.mark.parametrize(("module", "params"), SCHEMES, ids=IDS)
+def test_sign_then_verify(
+    module: ModuleType,
+    params: object,
+    rsa_key: rsa.RSAPrivateKey,
+    ed_key: ed25519.Ed25519PrivateKey,
+) -> None:
+    keys = ring(GOOD_SECRET, rsa_key, ed_key, params)
+    signed = module.sign(BODY, params, keys, NOW)
+    assert module.verify(signed.body, signed.headers, params, keys, NOW).key_index == 0
+
+
+@pytest.mark.parametrize(("module", "params"), SCHEMES, ids=IDS)
+def test_mismatch_message_reveals_nothing(
+    module: ModuleType,
+    params: object,
+    rsa_key: rsa.RSAPrivateKey,
+    other_rsa_key: rsa.RSAPrivateKey,
+    ed_key: ed25519.Ed25519PrivateKey,
+    other_ed_key: ed25519.Ed25519PrivateKey,
+) -> None:
+    expected = module.sign(BODY, params, ring(GOOD_SECRET, rsa_key, ed_key, params), NOW)
+    forged = module.sign(BODY, params, ring(BAD_SECRET, other_rsa_key, other_ed_key, params), NOW)
+    verifier = ring(GOOD_SECRET, rsa_key, ed_key, params)
+    with pytest.raises(SignatureMismatch) as caught:
+        module.verify(forged.body, forged.headers, params, verifier, NOW)
+    message = str(caught.value)
+    assert GOOD_SECRET not in message and GOOD_SECRET.removeprefix("whsec_") not in message
+    expected_signatures = list(expected.headers.values())
+    if expected.body != BODY:  # sign_field: the signature is in the body
+        expected_signatures.append(json.loads(expected.body)["sign"])
+    assert expected_signatures
+    for signature in expected_signatures:
+        assert signature not in message
