@@ -1,0 +1,1 @@
+"""Real Apache Kafka for the apache_kafka tests: see launcher.py."""
