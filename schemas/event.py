@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from schemas.errors import NormalizationError
 from schemas.values import rfc3339
 
 PAYMENT_SCHEMA = "urn:relay:payment-event:v1"
@@ -119,6 +120,7 @@ def payment_event(
     if unknown:
         raise TypeError(f"not payment fields: {sorted(unknown)}")
     canonical_status, final = status
+    _require_utf8(event_id=event_id, provider_status=str(provider_status), **fields)
     data: dict[str, Any] = {
         "provider": ctx.provider,
         "profile": ctx.profile,
@@ -151,6 +153,7 @@ def webhook_event(
     time: str | None = None,
 ) -> CanonicalEvent:
     """A generic (non-payment) event: ``<profile>.<sender's type>``, data ``{provider, profile, raw}``."""
+    _require_utf8(event_id=event_id, sender_type=sender_type)
     return CanonicalEvent(
         id=event_id,
         type=f"{ctx.profile}.{sender_type}" if sender_type else ctx.profile,
@@ -165,3 +168,16 @@ def webhook_event(
             "raw": orjson.Fragment(message.body),
         },
     )
+
+
+def _require_utf8(**values: str | None) -> None:
+    """Refuse lone surrogates (valid in JSON text, not in UTF-8): the event could not be written."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise NormalizationError(
+                "invalid_field", f"the value of {name!r} is not valid Unicode"
+            ) from None

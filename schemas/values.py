@@ -7,6 +7,7 @@ naming the field, so a dead letter says exactly what was wrong.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -60,41 +61,65 @@ def text(value: Any, name: str) -> str | None:
     return str(value)
 
 
+def required_text(payload: Mapping[str, Any], name: str) -> str:
+    """``payload[name]`` as text; ``missing_field`` when absent, null or empty."""
+    value = text(field(payload, name), name)
+    if value is None:
+        raise NormalizationError("missing_field", f"the field {name!r} is missing")
+    return value
+
+
 def amount(value: Any, name: str) -> str | None:
     """A decimal string exactly as the provider meant it, or None.
 
-    Strings are kept as sent once they parse as a finite decimal (``150.0000``
-    stays ``150.0000``). JSON numbers arrive as ``Decimal`` or ``int`` (see
-    :mod:`schemas.payload`) and are written in plain notation. Floats are
-    refused: one reaching here is a bug upstream, not a value to round.
+    Strings are kept as sent once they parse as a finite plain decimal
+    (``150.0000`` stays ``150.0000``); a string in a loose notation (``+5``,
+    ``007.50``, ``.5``, ``5.``) is rewritten to the same value with the same
+    digits after the point (``5``, ``7.50``, ``0.5``, ``5``), so every amount
+    Relay publishes matches the schema's one pattern. JSON numbers arrive as
+    ``Decimal`` or ``int`` (see :mod:`schemas.payload`) and are written in plain
+    notation. Floats are refused: one reaching here is a bug upstream, not a
+    value to round. So is an amount longer than ``MAX_AMOUNT_DIGITS`` digits:
+    no asset needs it, and a JSON number such as ``1e999999999`` would
+    otherwise expand to a gigabyte of text.
     """
     if value is None or value == "":
         return None
     if isinstance(value, bool | float):
         raise NormalizationError("invalid_amount", f"the amount {name!r} is not a decimal")
     if isinstance(value, int):
-        return str(value)
+        return _plain(Decimal(value), name)
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise NormalizationError("invalid_amount", f"the amount {name!r} is not finite")
-        return format(value, "f")
+        return _plain(value, name)
     if isinstance(value, str):
         stripped = value.strip()
-        try:
-            parsed = Decimal(stripped)
-        except InvalidOperation:
-            raise NormalizationError(
-                "invalid_amount", f"the amount {name!r} is not a decimal number"
-            ) from None
-        if not parsed.is_finite() or not _PLAIN_DECIMAL.fullmatch(stripped):
+        if not _LOOSE_DECIMAL.fullmatch(stripped):
             raise NormalizationError(
                 "invalid_amount", f"the amount {name!r} is not a plain decimal number"
             )
-        return stripped
+        if _CANONICAL_DECIMAL.fullmatch(stripped):
+            return stripped
+        return _plain(Decimal(stripped), name)
     raise NormalizationError("invalid_amount", f"the amount {name!r} is not a decimal")
 
 
-_PLAIN_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+MAX_AMOUNT_DIGITS = 60
+# Written without ``\d``: that also matches non-ASCII digits, which Decimal accepts.
+_LOOSE_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+# The one notation Relay publishes; payment-event.schema.json has the same pattern.
+_CANONICAL_DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
+
+
+def _plain(value: Decimal, name: str) -> str:
+    if not value.is_finite():
+        raise NormalizationError("invalid_amount", f"the amount {name!r} is not finite")
+    exponent = int(value.as_tuple().exponent)  # finite, so never 'n', 'N' or 'F'
+    digits = max(value.adjusted() + 1, 1) + max(-exponent, 0)
+    if digits > MAX_AMOUNT_DIGITS:
+        raise NormalizationError(
+            "invalid_amount", f"the amount {name!r} has more than {MAX_AMOUNT_DIGITS} digits"
+        )
+    return format(value, "f")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -105,22 +130,39 @@ def rfc3339(moment: datetime) -> str:
 
 
 def from_unix(value: Any, name: str, *, unit: str = "s") -> str | None:
-    """UNIX seconds (``unit='s'``) or milliseconds (``'ms'``) to RFC 3339 UTC; 0 and None are None."""
-    if value is None or value == "" or value == 0:
+    """UNIX time to RFC 3339 UTC; 0 (as a number or text) and None are None.
+
+    ``unit`` is ``'s'`` (seconds), ``'ms'`` (milliseconds) or ``'auto'``:
+    milliseconds from ``AUTO_MS_FROM`` (1e11) up, seconds below. The two
+    ranges cannot be confused for any real event time: 1e11 seconds is the
+    year 5138, 1e11 milliseconds is March 1973.
+    """
+    if value is None or value == "":
         return None
     try:
-        number = Decimal(str(value)) if not isinstance(value, bool) else None
+        number = Decimal(str(value)) if isinstance(value, int | str | Decimal) else None
     except InvalidOperation:
         number = None
-    if number is None or not number.is_finite() or number < 0:
+    if isinstance(value, bool) or number is None or not number.is_finite() or number < 0:
         raise NormalizationError("invalid_time", f"the time {name!r} is not a UNIX timestamp")
-    seconds = number / 1000 if unit == "ms" else number
-    whole = int(seconds)
+    if number == 0:
+        return None
+    # Checked before int(): converting 1e999999999 would take minutes.
+    if number >= _MAX_UNIX_MS:
+        raise NormalizationError("invalid_time", f"the time {name!r} is out of range")
+    if unit == "ms" or (unit == "auto" and number >= AUTO_MS_FROM):
+        number /= 1000
+    whole = int(number)
     try:
         moment = datetime.fromtimestamp(whole, tz=UTC)
-        return rfc3339(moment + timedelta(microseconds=int((seconds - whole) * 1_000_000)))
+        return rfc3339(moment + timedelta(microseconds=int((number - whole) * 1_000_000)))
     except (OverflowError, ValueError, OSError) as exc:
         raise NormalizationError("invalid_time", f"the time {name!r} is out of range") from exc
+
+
+AUTO_MS_FROM = Decimal(10) ** 11
+# Year 10000 in milliseconds: beyond what datetime can hold in either unit.
+_MAX_UNIX_MS = Decimal(253_402_300_800_000)
 
 
 def from_iso(value: Any, name: str, *, zone: ZoneInfo | None = None) -> str | None:
@@ -178,18 +220,25 @@ def map_status(
         raise NormalizationError(
             "unknown_status", f"the status {key!r} in {name!r} is not a known status"
         )
+    if status not in STATUSES:
+        # A mistyped override must not publish an event that breaks the schema;
+        # as a dead letter it can be replayed once the config is fixed.
+        raise NormalizationError(
+            "unknown_status", f"the status {key!r} maps to {status!r}, not a canonical status"
+        )
     return status, status in FINAL_STATUSES
 
 
 def stable_id(*parts: Any) -> str:
     """A stable event id from the fields that identify one notification.
 
-    The parts are written as text (None as empty) and joined with the ASCII
-    unit separator, which cannot occur in the values, then hashed with SHA-256;
-    the first 32 hex digits (128 bits) are the id.
+    The parts are written as text (None as empty), encoded as a JSON array
+    (unambiguous whatever characters the values hold, and ASCII even for lone
+    surrogates), then hashed with SHA-256; the first 32 hex digits (128 bits)
+    are the id.
     """
-    joined = "\x1f".join("" if part is None else str(part) for part in parts)
-    return hashlib.sha256(joined.encode()).hexdigest()[:32]
+    encoded = json.dumps(["" if part is None else str(part) for part in parts])
+    return hashlib.sha256(encoded.encode("ascii")).hexdigest()[:32]
 
 
 # Chain names as providers spell them, to the canonical network code.
