@@ -1,0 +1,320 @@
+"""Golden files for every normalizer: ``tests/golden/<profile>/<case>.*``.
+
+Cases are found by glob, so adding a case is adding files (the format is in
+``tests/golden/README.md``). Each case is the exact body bytes, optional
+headers and instance context, and the expected event or error reason. Every
+successful case also checks the invariants a consumer relies on: the event
+validates against the published JSON Schema, ``data.raw`` is the body
+unchanged (numbers keep their exact text), amounts are strings or null, a
+retry gets the same id, and a changed status gets a new id unless the
+provider's own id is used.
+
+``RELAY_GOLDEN_UPDATE=1`` rewrites the ``.out.json`` files from the current
+normalizers; read every changed file before committing it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jsonschema
+import orjson
+import pytest
+
+from schemas import (
+    generic,
+    payin_order,
+    usdt_collect_pay,
+    usdt_invoice,
+    v2_payout,
+    wallet_topup,
+)
+from schemas.errors import NormalizationError
+from schemas.event import PAYMENT_SCHEMA, CanonicalEvent, Message, NormalizeContext, Normalizer
+from schemas.payload import parse_payload
+
+GOLDEN = Path(__file__).parent / "golden"
+SCHEMA_PATH = Path(usdt_invoice.__file__).parent / "payment-event.schema.json"
+UPDATE = os.environ.get("RELAY_GOLDEN_UPDATE") == "1"
+RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+AMOUNT_FIELDS = ("amount", "amount_received", "fee", "fiat_amount")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How the harness drives one profile.
+
+    ``provider_id`` returns the provider's own event id when the message
+    carries one (then the event id must be it, whatever the status); without
+    it the id is a hash, and ``change_status`` (a copy of the payload with
+    another valid status, or another body for ``hmac``) must give a new id.
+    """
+
+    normalize: Normalizer
+    provider_id: Callable[[Message, NormalizeContext], str | None]
+    change_status: Callable[[Any], Any] | None
+
+
+def _other(statuses: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A changer for a status at ``payload['status']`` or ``payload['data']['status']``."""
+
+    def change(payload: Any) -> Any:
+        changed = copy.deepcopy(payload)
+        holder = changed
+        if "status" not in holder and "state" not in holder:
+            holder = holder["data"]
+        key = "status" if "status" in holder else "state"
+        current = holder[key]
+        new = next(value for value in statuses if value != str(current))
+        holder[key] = int(new) if isinstance(current, int) else new
+        return changed
+
+    return change
+
+
+def _no_provider_id(message: Message, ctx: NormalizeContext) -> None:
+    return None
+
+
+def _header(name: str) -> Callable[[Message, NormalizeContext], str | None]:
+    return lambda message, ctx: message.headers.get(name) or None
+
+
+def _envelope_id(message: Message, ctx: NormalizeContext) -> str | None:
+    payload = message.payload
+    if "data" in payload and "order_id" not in payload:
+        return payload.get("event_id") or None
+    return None
+
+
+def _hmac_id(message: Message, ctx: NormalizeContext) -> str | None:
+    return message.headers.get(ctx.id_header.lower()) if ctx.id_header else None
+
+
+PROFILES: dict[str, Rules] = {
+    "usdt-collect-pay": Rules(
+        usdt_collect_pay.normalize, _no_provider_id, _other(("0", "1", "2", "3", "-1"))
+    ),
+    "wallet-topup": Rules(
+        wallet_topup.normalize, _no_provider_id, _other(("TRANSFERRING", "COMPLETED", "FAILED"))
+    ),
+    "v2-payout": Rules(
+        v2_payout.normalize, _no_provider_id, _other(("PENDING", "DONE_PAYMENT", "FAILED"))
+    ),
+    "usdt-invoice": Rules(
+        usdt_invoice.normalize,
+        _header("x-webhook-id"),
+        _other(("pending", "confirmed", "expired", "cancelled")),
+    ),
+    "payin-order": Rules(
+        payin_order.normalize,
+        _envelope_id,
+        _other(("Pending", "Processing", "Completed", "Expired", "Underpaid")),
+    ),
+    "github": Rules(generic.github, _header("x-github-delivery"), None),
+    "stripe": Rules(generic.stripe, lambda message, ctx: message.payload["id"], None),
+    "standard-webhooks": Rules(generic.standard_webhooks, _header("webhook-id"), None),
+    "hmac": Rules(generic.hmac, _hmac_id, lambda payload: {"changed": payload}),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    profile: str
+    name: str
+    body: bytes
+    headers: dict[str, str]
+    context: dict[str, Any]
+    out: Path
+
+    def ctx(self, received_at: datetime = RECEIVED_AT) -> NormalizeContext:
+        zone = self.context.get("timezone")
+        return NormalizeContext(
+            provider=self.context.get("provider", self.profile),
+            profile=self.profile,
+            received_at=received_at,
+            timezone=ZoneInfo(zone) if zone else None,
+            flow=self.context.get("flow"),
+            status_overrides=self.context.get("status_overrides", {}),
+            id_header=self.context.get("id_header"),
+        )
+
+
+def _cases() -> list[Case]:
+    cases = []
+    for body_path in sorted(GOLDEN.glob("*/*.in.json")):
+        name = body_path.name.removesuffix(".in.json")
+        meta_path = body_path.with_name(f"{name}.meta.json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        cases.append(
+            Case(
+                profile=body_path.parent.name,
+                name=name,
+                body=body_path.read_bytes(),
+                # As the HTTP layer hands them over: lower-case names.
+                headers={key.lower(): value for key, value in meta.get("headers", {}).items()},
+                context=meta.get("context", {}),
+                out=body_path.with_name(f"{name}.out.json"),
+            )
+        )
+    return cases
+
+
+CASES = _cases()
+
+
+def _run(case: Case, body: bytes, received_at: datetime = RECEIVED_AT) -> CanonicalEvent:
+    """The pipeline's normalize stage: parse the exact bytes, then normalize."""
+    message = Message(body=body, payload=parse_payload(body), headers=case.headers)
+    return PROFILES[case.profile].normalize(message, case.ctx(received_at))
+
+
+def _exact(text: bytes | str) -> Any:
+    """JSON with every number kept as its text, so ``150.0000`` differs from ``150.0`` and ``"150.0000"``."""
+    return json.loads(text, parse_float=_number, parse_int=_number)
+
+
+def _number(text: str) -> tuple[str, str]:
+    return ("number", text)
+
+
+def _dump(payload: Any) -> bytes:
+    """A changed payload back to bytes, its Decimals written as they were parsed."""
+    return orjson.dumps(payload, default=_decimal)
+
+
+def _decimal(value: Any) -> orjson.Fragment:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _write(case: Case, result: CanonicalEvent | NormalizationError) -> None:
+    if isinstance(result, NormalizationError):
+        text = orjson.dumps({"error": result.reason}, option=orjson.OPT_INDENT_2)
+    else:
+        text = orjson.dumps(result.envelope(), option=orjson.OPT_INDENT_2)
+    case.out.write_bytes(text + b"\n")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{case.profile}/{case.name}" for case in CASES])
+def test_golden(case: Case) -> None:
+    try:
+        result: CanonicalEvent | NormalizationError = _run(case, case.body)
+    except NormalizationError as error:
+        result = error
+    if UPDATE:
+        _write(case, result)
+    assert case.out.exists(), f"{case.out} is missing: run with RELAY_GOLDEN_UPDATE=1, then read it"
+    expected = _exact(case.out.read_bytes())
+    if "error" in expected:
+        assert isinstance(result, NormalizationError), f"expected {expected}, got an event"
+        assert result.reason == expected["error"], str(result)
+        return
+    assert isinstance(result, CanonicalEvent), f"{result.reason}: {result}"
+    published = result.to_json()
+    assert _exact(published) == expected
+    _check_invariants(case, result, published)
+
+
+# The schema's own pattern pins times to UTC RFC 3339, so no format checker is needed.
+VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+
+
+def _check_invariants(case: Case, event: CanonicalEvent, published: bytes) -> None:
+    VALIDATOR.validate(json.loads(published))
+
+    # raw is the body itself, embedded byte for byte.
+    assert case.body in published
+    assert _exact(published)["data"]["raw"] == _exact(case.body)
+
+    if event.dataschema == PAYMENT_SCHEMA:
+        for name in AMOUNT_FIELDS:
+            value = event.data[name]
+            assert value is None or isinstance(value, str), f"{name} is {value!r}"
+
+    # A retry (same bytes, received later) is the same event.
+    retry = _run(case, case.body, RECEIVED_AT + timedelta(minutes=5))
+    assert retry.id == event.id
+    again = _exact(retry.to_json())
+    assert again.pop("relayreceivedat") != _exact(published)["relayreceivedat"]
+    assert again == {
+        key: value for key, value in _exact(published).items() if key != "relayreceivedat"
+    }
+
+    rules = PROFILES[case.profile]
+    message = Message(body=case.body, payload=parse_payload(case.body), headers=case.headers)
+    provider_id = rules.provider_id(message, case.ctx())
+    if provider_id is not None:
+        assert event.id == provider_id
+    if rules.change_status is None:
+        return
+    changed = _run(case, _dump(rules.change_status(message.payload)))
+    if provider_id is not None:
+        assert changed.id == provider_id
+    else:
+        assert changed.id != event.id
+
+
+def test_golden_tree_is_complete() -> None:
+    """Every profile folder has a normalizer, and no file is orphaned (a typo would skip a case)."""
+    assert CASES, "no golden cases found"
+    profiles = {path.name for path in GOLDEN.iterdir() if path.is_dir()}
+    assert profiles <= set(PROFILES)
+    assert set(PROFILES) <= profiles, "every profile has golden cases"
+    names = {case.out.with_name(case.name) for case in CASES}
+    for path in GOLDEN.glob("*/*.json"):
+        stem = path.name.removesuffix(".json").rsplit(".", 1)
+        assert len(stem) == 2 and stem[1] in ("in", "out", "meta"), f"unexpected file {path}"
+        assert path.with_name(stem[0]) in names, f"{path} has no .in.json"
+
+
+def _payment_event() -> dict[str, Any]:
+    """A valid payment event from a golden file, for the schema's negative tests."""
+    event = json.loads((GOLDEN / "usdt-invoice" / "confirmed.out.json").read_text())
+    VALIDATOR.validate(event)
+    return event
+
+
+SCHEMA_VIOLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "amount as a JSON number": lambda e: e["data"].update(amount=150.0),
+    "amount in exponent notation": lambda e: e["data"].update(amount="1.5e2"),
+    "amount with a separator": lambda e: e["data"].update(amount="1,500.00"),
+    "payment field left out instead of null": lambda e: e["data"].pop("fee"),
+    "field the contract does not have": lambda e: e["data"].update(extra="x"),
+    "final disagreeing with the status": lambda e: e["data"].update(final=False),
+    "status outside the enum": lambda e: e["data"].update(status="paid"),
+    "flow outside the enum": lambda e: e["data"].update(flow="refund"),
+    "payment type without a status": lambda e: e.update(type="payment.payin"),
+    "time not in UTC": lambda e: e.update(time="2024-01-15T14:32:00+08:00"),
+    "no receipt time": lambda e: e.pop("relayreceivedat"),
+    "unknown dataschema": lambda e: e.update(dataschema="urn:relay:other:v1"),
+    "payment data under the webhook schema": lambda e: e.update(
+        dataschema="urn:relay:webhook-event:v1"
+    ),
+    "another CloudEvents version": lambda e: e.update(specversion="0.3"),
+}
+
+
+@pytest.mark.parametrize("why", SCHEMA_VIOLATIONS)
+def test_schema_rejects(why: str) -> None:
+    """The schema is no rubber stamp: each of these breaks the contract."""
+    event = json.loads((GOLDEN / "usdt-invoice" / "confirmed.out.json").read_text())
+    VALIDATOR.validate(event)
+    SCHEMA_VIOLATIONS[why](event)
+    assert not VALIDATOR.is_valid(event)
+
+
+def test_schema_is_valid_draft_2020_12() -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$id"] and schema["title"] and schema["description"]
