@@ -25,6 +25,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from relay.errors import Unavailable
 from relay.kafka import KafkaSink, KafkaUnavailable, RecordRejected
@@ -41,7 +42,33 @@ class Durability(enum.Enum):
     SPOOL = "spool"
 
 
+class Deliverer(Protocol):
+    async def deliver(
+        self, record: KafkaRecord, kafka_wait_s: float, dedup_key: str | None
+    ) -> Durability: ...
+
+
+class DirectDelivery:
+    """Kafka only, for ``relay replay``: it commits its progress only for what Kafka took."""
+
+    def __init__(self, sink: KafkaSink) -> None:
+        self._sink = sink
+
+    async def deliver(
+        self, record: KafkaRecord, kafka_wait_s: float, dedup_key: str | None
+    ) -> Durability:
+        """``kafka_wait_s`` must exceed the producer's request timeout, so that a send that
+        fails here has really failed (no late acknowledgement can follow)."""
+        try:
+            await asyncio.wait_for(self._sink.send(record), kafka_wait_s)
+        except (KafkaUnavailable, TimeoutError) as exc:
+            raise Unavailable(f"Kafka did not acknowledge: {exc}") from exc
+        return Durability.KAFKA
+
+
 class Delivery:
+    """Kafka with the spool behind it: what the HTTP path uses."""
+
     def __init__(
         self,
         sink: KafkaSink,
@@ -107,22 +134,25 @@ class Delivery:
         return entry
 
     def _track_late_send(self, send: asyncio.Task[None], entry: SpoolEntry) -> None:
+        spool = self._spool
+
         async def settle() -> None:
             with contextlib.suppress(KafkaUnavailable, RecordRejected):
                 await send
-                await self._spool.mark_done([entry.seq])
+                await spool.mark_done([entry.seq])
 
         task = asyncio.create_task(settle())
         self._late_sends.add(task)
         task.add_done_callback(self._late_sends.discard)
 
     async def _drain_forever(self) -> None:
+        spool = self._spool
         backoff = 0.2
         while True:
             if not self._stopping:
                 await self._wake.wait()
             self._wake.clear()
-            if not self._spool.contains_pending():
+            if not spool.contains_pending():
                 if self._stopping:
                     return
                 continue
@@ -131,8 +161,8 @@ class Delivery:
                 continue
             if self._late_sends:
                 await asyncio.wait(set(self._late_sends))
-            progressed = await self._drain_once()
-            if self._spool.contains_pending():
+            progressed = await self._drain_once(spool)
+            if spool.contains_pending():
                 if not progressed:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -140,9 +170,9 @@ class Delivery:
                     backoff = 0.2
                 self._wake.set()
 
-    async def _drain_once(self) -> bool:
+    async def _drain_once(self, spool: Spool) -> bool:
         """Publish one batch in order; True when at least one record was acknowledged."""
-        entries = self._spool.pending(limit=DRAIN_BATCH)
+        entries = spool.pending(limit=DRAIN_BATCH)
         try:
             results = await self._sink.send_batch(entry.record for entry in entries)
         except KafkaUnavailable:
@@ -156,7 +186,7 @@ class Delivery:
                     extra={"seq": entry.seq, "topic": entry.record.topic, "error": str(error)},
                 )
         if delivered:
-            await self._spool.mark_done([entry.seq for entry in delivered])
+            await spool.mark_done([entry.seq for entry in delivered])
             if self._on_drained is not None:
                 for entry in delivered:
                     await self._on_drained(entry)

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
@@ -192,10 +192,10 @@ def open_consumer(
     group_id: str | None = None,
     from_beginning: bool = True,
 ) -> AIOKafkaConsumer:
-    """A consumer reading from the start (or the group's committed offsets).
+    """A consumer subscribed to ``topics``, or unsubscribed when none are named
+    (then :func:`assign_topic` assigns partitions explicitly, with no group join).
 
-    Short session timeouts keep group joins fast; ``enable_auto_commit`` is
-    off so callers commit what they have really processed.
+    ``enable_auto_commit`` is off so callers commit what they really processed.
     """
     return AIOKafkaConsumer(
         *topics,
@@ -206,3 +206,26 @@ def open_consumer(
         session_timeout_ms=6000,
         heartbeat_interval_ms=500,
     )
+
+
+async def assign_topic(consumer: AIOKafkaConsumer, topic: str, *, resume: bool) -> bool:
+    """Assign every partition of ``topic`` and position the consumer.
+
+    ``resume`` starts each partition at the consumer group's committed offset
+    (the beginning where none is committed); otherwise at the beginning.
+    Explicit assignment needs no group join, which takes seconds on some
+    brokers. Returns False when the topic does not exist (nothing to read).
+    """
+    await consumer.topics()  # refreshes metadata, so a topic created a moment ago is seen
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        return False
+    assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+    consumer.assign(assigned)
+    for partition in assigned:
+        committed = await consumer.committed(partition) if resume else None
+        if committed is None:
+            await consumer.seek_to_beginning(partition)
+        else:
+            consumer.seek(partition, committed)
+    return True

@@ -23,11 +23,17 @@ from datetime import datetime
 from relay.config import Config, ProviderInstance
 from relay.deadletter import make_dead_letter
 from relay.dedup import Claim, DedupStore, DedupUnavailable, dedup_key
-from relay.delivery import Delivery, Durability
+from relay.delivery import Deliverer, Durability
 from relay.errors import EventTooLarge, Unavailable
 from relay.kafka import RecordRejected
 from relay.records import KafkaRecord, to_kafka_record
-from schemas import Message, NormalizationError, NormalizeContext, parse_payload
+from schemas import (
+    CanonicalEvent,
+    Message,
+    NormalizationError,
+    NormalizeContext,
+    parse_payload,
+)
 
 log = logging.getLogger("relay.pipeline")
 
@@ -52,8 +58,24 @@ class Result:
     """The dead-letter reason code, for DEAD_LETTERED."""
 
 
+def normalize(
+    instance: ProviderInstance, body: bytes, headers: Mapping[str, str], received_at: datetime
+) -> CanonicalEvent:
+    """The instance's normalizer with its settings; raises ``NormalizationError``."""
+    ctx = NormalizeContext(
+        provider=instance.name,
+        profile=instance.profile.name,
+        received_at=received_at,
+        timezone=instance.timezone,
+        flow=instance.flow,
+        status_overrides=instance.status_overrides,
+        id_header=instance.id_header,
+    )
+    return instance.profile.normalize(Message(body, parse_payload(body), headers), ctx)
+
+
 class Pipeline:
-    def __init__(self, config: Config, dedup: DedupStore, delivery: Delivery) -> None:
+    def __init__(self, config: Config, dedup: DedupStore, delivery: Deliverer) -> None:
         self._config = config
         self._dedup = dedup
         self._delivery = delivery
@@ -86,17 +108,8 @@ class Pipeline:
         """Normalize an authentic message and make it durable exactly once."""
         budget_s = instance.ack_budget_s if budget_s is None else budget_s
         deadline = time.monotonic() + budget_s
-        ctx = NormalizeContext(
-            provider=instance.name,
-            profile=instance.profile.name,
-            received_at=received_at,
-            timezone=instance.timezone,
-            flow=instance.flow,
-            status_overrides=instance.status_overrides,
-            id_header=instance.id_header,
-        )
         try:
-            event = instance.profile.normalize(Message(body, parse_payload(body), headers), ctx)
+            event = normalize(instance, body, headers, received_at)
         except NormalizationError as error:
             return await self._dead_letter(
                 instance,
@@ -148,9 +161,10 @@ class Pipeline:
             "dead-lettered",
             extra={"provider": instance.name, "reason": reason, "dead_letter_id": letter.id},
         )
-        durability = await self._deliver_once(
-            dedup_key(instance.name, f"dlq:{letter.id}"), record, deadline
-        )
+        # The attempt number is part of the key: a provider's retries of one message collapse
+        # (attempt 1 every time), while a replay that fails again files a new letter.
+        key = dedup_key(instance.name, f"dlq:{letter.id}:{attempts}")
+        durability = await self._deliver_once(key, record, deadline)
         return Result(Outcome.DEAD_LETTERED, letter.id, durability, reason)
 
     async def _deliver_once(

@@ -20,12 +20,12 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from relay.app import build_app
 from relay.config import Config, parse_config
 from relay.devbroker import DevBroker
 from relay.http import SERVICES, Services
+from relay.kafka import assign_topic, open_consumer
 from relay.samples import SAMPLES
 
 INVOICE_SECRET = "test-invoice-secret-0123456789"
@@ -109,29 +109,15 @@ async def read_topic(
 ) -> list[Any]:
     """Every record of ``topic`` from the beginning: waits for ``expect`` records, then
     ``settle_s`` more so that a duplicate arriving late is seen too."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = open_consumer(bootstrap)
     await consumer.start()
     records: list[Any] = []
     try:
-        partitions: set[int] | None = None
         deadline = time.monotonic() + timeout_s
-        while partitions is None and time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
-                if partitions is None:
-                    await asyncio.sleep(0.1)
-        if not partitions:
-            return records
-        assigned = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
+        while not await assign_topic(consumer, topic, resume=False):
+            if time.monotonic() >= deadline or expect == 0:
+                return records
+            await asyncio.sleep(0.1)
         settle_deadline: float | None = None
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=100)
