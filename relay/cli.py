@@ -4,6 +4,8 @@
     relay dev                                    dev broker + server with deploy/dev.toml
     relay send PROVIDER [--event NAME | --body FILE] [--url URL]
     relay tail [--type T] [--json]               print canonical events as they arrive
+    relay replay [--provider P] [--reason R] [--since T] [--until T] [--id ID] [--dry-run] [--rate N]
+    relay dlq list [filters] / relay dlq show ID inspect dead letters
     relay check-config FILE                      validate a config, name the bad key
 
 The config file comes from ``--config``, else ``RELAY_CONFIG``, else
@@ -19,11 +21,16 @@ import os
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from relay.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from relay.replay import LetterFilter
 
 DEV_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "dev.toml"
 
@@ -74,6 +81,26 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
     tail.set_defaults(run=_tail)
 
+    replay = commands.add_parser("replay", help="bring dead letters back through normalize")
+    _config_option(replay)
+    _filter_options(replay)
+    replay.add_argument(
+        "--dry-run", action="store_true", help="show what would happen, change nothing"
+    )
+    replay.add_argument("--rate", type=float, help="at most N letters per second")
+    replay.set_defaults(run=_replay)
+
+    dlq = commands.add_parser("dlq", help="inspect dead letters")
+    dlq_commands = dlq.add_subparsers(metavar="ACTION", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="list dead letters")
+    _config_option(dlq_list)
+    _filter_options(dlq_list)
+    dlq_list.set_defaults(run=_dlq_list)
+    dlq_show = dlq_commands.add_parser("show", help="show one dead letter")
+    _config_option(dlq_show)
+    dlq_show.add_argument("letter_id", metavar="ID")
+    dlq_show.set_defaults(run=_dlq_show)
+
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path)
     check.set_defaults(run=_check_config)
@@ -84,6 +111,86 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, help="TOML config (default: $RELAY_CONFIG or deploy/dev.toml)"
     )
+
+
+def _filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--provider", help="only this provider instance")
+    parser.add_argument("--reason", help="only this reason code (e.g. unknown_status)")
+    parser.add_argument(
+        "--since", type=_moment, help="received at or after (ISO 8601; UTC if no zone)"
+    )
+    parser.add_argument("--until", type=_moment, help="received before (ISO 8601; UTC if no zone)")
+    parser.add_argument("--id", dest="letter_id", help="only the dead letter with this id")
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _letter_filter(args: argparse.Namespace) -> LetterFilter:
+    from relay.replay import LetterFilter
+
+    return LetterFilter(
+        provider=args.provider,
+        reason=args.reason,
+        since=args.since,
+        until=args.until,
+        id=args.letter_id,
+    )
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from relay.replay import progress_stream, replay
+
+    config = load_config(_config_path(args))
+    summary = asyncio.run(
+        replay(
+            config,
+            _letter_filter(args),
+            dry_run=args.dry_run,
+            rate=args.rate,
+            progress=progress_stream(),
+        )
+    )
+    print(summary.table(args.dry_run))
+    return 1 if summary.failed_total else 0
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from relay.replay import list_letters
+
+    config = load_config(_config_path(args))
+    letters = asyncio.run(list_letters(config, _letter_filter(args)))
+    print(f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  attempts")
+    for letter in letters:
+        print(
+            f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  {letter.received_at:24}  {letter.attempts}"
+        )
+    print(f"{len(letters)} dead letters", file=sys.stderr)
+    return 0
+
+
+def _dlq_show(args: argparse.Namespace) -> int:
+    from relay.replay import LetterFilter, list_letters
+
+    config = load_config(_config_path(args))
+    letters = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id)))
+    if not letters:
+        print(f"no dead letter {args.letter_id!r}", file=sys.stderr)
+        return 1
+    for letter in letters:
+        document = orjson.loads(letter.to_json())
+        document.pop("body_base64")
+        try:
+            document["body"] = orjson.loads(letter.body)
+        except orjson.JSONDecodeError:
+            document["body_text"] = letter.body.decode("utf-8", errors="replace")
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    return 0
 
 
 def _config_path(args: argparse.Namespace) -> Path:

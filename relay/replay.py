@@ -1,0 +1,282 @@
+"""Dead letters: inspect them (``relay dlq``) and bring them back (``relay replay``).
+
+Replay re-enters the pipeline at normalize (:meth:`relay.pipeline.Pipeline.process`):
+each letter was verified when it arrived, so it is not verified again; it is
+normalized with the current code and config, deduplicated, and published
+straight to Kafka (no spool: replay commits its progress only for what Kafka
+acknowledged).
+
+Progress is a Kafka consumer group per filter set (``relay-replay`` plus a
+hash of the filters), committed after each letter, so an interrupted replay
+resumes where it stopped and a replay with other filters starts from the
+beginning. A letter that fails again is filed again (``attempts`` + 1), so it
+stays available for a later replay; the dedup store makes sure an event
+already on the topic is not published twice.
+
+A run handles only letters filed before it started. When it meets a newer
+one (its own re-filed failures, or letters the server files meanwhile) it
+pauses that partition without committing, so the next run starts there; this
+is also what ends a run instead of chasing its own re-filed letters forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from relay.config import Config
+from relay.deadletter import DeadLetter
+from relay.dedup import open_dedup
+from relay.delivery import DirectDelivery
+from relay.errors import Unavailable
+from relay.kafka import KafkaSink, assign_topic, open_consumer
+from relay.metrics import REPLAYED
+from relay.pipeline import Outcome, Pipeline, normalize
+from schemas import NormalizationError
+
+# Replay waits longer than the producer's request timeout, so a failure is a real failure.
+REPLAY_BUDGET_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LetterFilter:
+    provider: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    id: str | None = None
+
+    def matches(self, letter: DeadLetter) -> bool:
+        received = datetime.fromisoformat(letter.received_at)
+        return (
+            (self.provider is None or letter.provider == self.provider)
+            and (self.reason is None or letter.reason == self.reason)
+            and (self.id is None or letter.id == self.id)
+            and (self.since is None or received >= self.since)
+            and (self.until is None or received < self.until)
+        )
+
+    def group_suffix(self) -> str:
+        if self == LetterFilter():
+            return ""
+        text = "|".join(
+            str(value) for value in (self.provider, self.reason, self.since, self.until, self.id)
+        )
+        return "-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclass
+class ReplaySummary:
+    replayed: int = 0
+    duplicates: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    would_replay: int = 0
+    matched: int = 0
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+    def table(self, dry_run: bool) -> str:
+        rows: list[tuple[str, int]] = [("matched", self.matched)]
+        if dry_run:
+            rows.append(("would replay", self.would_replay))
+        else:
+            rows += [("replayed", self.replayed), ("skipped as duplicate", self.duplicates)]
+        rows += [
+            (f"{'would fail' if dry_run else 'failed again'}: {reason}", count)
+            for reason, count in sorted(self.failed.items())
+        ]
+        width = max(len(label) for label, _ in rows)
+        lines = [f"{'outcome'.ljust(width)}  count", f"{'-' * width}  -----"]
+        lines += [f"{label.ljust(width)}  {count:5d}" for label, count in rows]
+        return "\n".join(lines)
+
+
+async def read_letters(
+    consumer: AIOKafkaConsumer, idle_s: float
+) -> AsyncIterator[tuple[Any, DeadLetter | None]]:
+    """Records of the dead-letter topic until none arrives for ``idle_s``.
+
+    Idle detection, not end offsets: the dev broker reports wrong end offsets
+    after batched writes. A record that is not a dead letter yields ``None``.
+    """
+    while True:
+        batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+        if not batch:
+            return
+        for messages in batch.values():
+            for message in messages:
+                try:
+                    yield message, DeadLetter.from_json(message.value)
+                except (ValueError, KeyError, TypeError):
+                    yield message, None
+
+
+async def list_letters(
+    config: Config, letter_filter: LetterFilter, idle_s: float = 1.5
+) -> list[DeadLetter]:
+    consumer = open_consumer(config.kafka.bootstrap_servers, config.kafka.dead_letter_topic)
+    await consumer.start()
+    try:
+        return [
+            letter
+            async for _, letter in read_letters(consumer, idle_s)
+            if letter is not None and letter_filter.matches(letter)
+        ]
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), 5)
+
+
+async def replay(
+    config: Config,
+    letter_filter: LetterFilter,
+    *,
+    dry_run: bool = False,
+    rate: float | None = None,
+    idle_s: float = 1.5,
+    progress: TextIO | None = None,
+    group_id: str | None = None,
+    limit: int | None = None,
+) -> ReplaySummary:
+    """Replay matching letters; ``limit`` stops after that many (tests interrupt with it)."""
+    summary = ReplaySummary()
+    group = group_id or f"relay-replay{letter_filter.group_suffix()}"
+    consumer = open_consumer(config.kafka.bootstrap_servers, group_id=None if dry_run else group)
+    sink = KafkaSink(config.kafka)
+    dedup = None
+    await consumer.start()
+    try:
+        if not await assign_topic(consumer, config.kafka.dead_letter_topic, resume=not dry_run):
+            return summary
+        pipeline: Pipeline | None = None
+        if not dry_run:
+            dedup = open_dedup(
+                config.dedup.backend,
+                path=Path(config.dedup.path),
+                url=config.dedup.url,
+                ttl_s=config.dedup.ttl_s,
+                lease_s=config.dedup.lease_s,
+            )
+            await sink.start()
+            if not await sink.wait_connected(15):
+                raise Unavailable(f"cannot reach Kafka at {config.kafka.bootstrap_servers}")
+            pipeline = Pipeline(config, dedup, DirectDelivery(sink))
+        pace = _Pacer(rate)
+        started = time.monotonic()
+        now = datetime.now(UTC)
+        # Letters carry millisecond times: compare at that precision (a letter from the
+        # same millisecond waits for the next run rather than risking an endless one).
+        cutoff = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        async for message, letter in read_letters(consumer, idle_s):
+            partition = TopicPartition(message.topic, message.partition)
+            if consumer.paused() and partition in consumer.paused():
+                continue  # records fetched before the pause took effect
+            if letter is not None and datetime.fromisoformat(letter.dead_lettered_at) >= cutoff:
+                consumer.pause(partition)
+                continue
+            if letter is not None and letter_filter.matches(letter):
+                if limit is not None and summary.matched >= limit:
+                    break
+                summary.matched += 1
+                await pace.wait()
+                if pipeline is None:
+                    _dry_run(config, letter, summary)
+                else:
+                    await _replay_one(config, pipeline, letter, summary)
+            if not dry_run:
+                await consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "")})
+            if progress is not None:
+                _draw_progress(progress, summary, time.monotonic() - started)
+        if progress is not None:
+            progress.write("\n")
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), 5)
+        await sink.stop()
+        if dedup is not None:
+            await dedup.close()
+    return summary
+
+
+async def _replay_one(
+    config: Config, pipeline: Pipeline, letter: DeadLetter, summary: ReplaySummary
+) -> None:
+    instance = config.providers.get(letter.provider)
+    if instance is None:
+        summary.failed["unknown_provider"] += 1
+        REPLAYED.labels("failed").inc()
+        return
+    result = await pipeline.process(
+        instance,
+        letter.body,
+        letter.headers,
+        datetime.fromisoformat(letter.received_at),
+        attempts=letter.attempts + 1,
+        budget_s=config.kafka.request_timeout_ms / 1000 + REPLAY_BUDGET_MARGIN_S,
+    )
+    if result.outcome is Outcome.ACCEPTED:
+        summary.replayed += 1
+        REPLAYED.labels("replayed").inc()
+    elif result.outcome is Outcome.DUPLICATE:
+        summary.duplicates += 1
+        REPLAYED.labels("duplicate").inc()
+    else:
+        summary.failed[result.reason or "unknown"] += 1
+        REPLAYED.labels("failed").inc()
+
+
+def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None:
+    """Normalize only: says what a replay would do, writes nothing anywhere."""
+    instance = config.providers.get(letter.provider)
+    if instance is None:
+        summary.failed["unknown_provider"] += 1
+        return
+    try:
+        normalize(instance, letter.body, letter.headers, datetime.fromisoformat(letter.received_at))
+    except NormalizationError as error:
+        summary.failed[error.reason] += 1
+        return
+    summary.would_replay += 1
+
+
+class _Pacer:
+    """At most ``rate`` letters per second, evenly spaced (not bursts)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next = time.monotonic()
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._next = max(self._next, time.monotonic() - self._interval) + self._interval
+
+
+def _draw_progress(out: TextIO, summary: ReplaySummary, elapsed: float) -> None:
+    done = summary.replayed + summary.duplicates + summary.failed_total + summary.would_replay
+    rate = done / elapsed if elapsed > 0 else 0.0
+    bar = "#" * min(30, done // 10 + 1) if done else ""
+    out.write(f"\r[{bar:<30}] {done} handled, {summary.failed_total} failed, {rate:.1f}/s")
+    out.flush()
+
+
+def progress_stream() -> TextIO | None:
+    """A progress bar only on a terminal: piped output stays clean for scripts."""
+    return sys.stderr if sys.stderr.isatty() else None
