@@ -188,7 +188,11 @@ def _instance(
         if key in param_fields
         for hint in [typing.get_type_hints(type(profile.params))[key]]
     }
-    params = dataclasses.replace(profile.params, **overrides)
+    try:
+        params = dataclasses.replace(profile.params, **overrides)
+    except ValueError as exc:
+        # Options that are valid one by one but not together (e.g. md5 without a key).
+        raise ConfigError(where, str(exc)) from exc
 
     secrets = tuple(Secret.of(text) for text in _strings(table, "secrets", where, env, secret=True))
     public_keys = tuple(

@@ -93,6 +93,8 @@ class Pipeline:
             body, headers, instance.params, instance.keys, received_at.timestamp()
         )
         kept = {name: headers[name] for name in profile.kept_headers if name in headers}
+        if instance.id_header and instance.id_header in headers:
+            kept[instance.id_header] = headers[instance.id_header]
         return await self.process(instance, body, kept, received_at)
 
     async def process(
