@@ -20,7 +20,6 @@ import contextlib
 import os
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -264,7 +263,7 @@ def _port_free(port: int) -> bool:
 def _send(args: argparse.Namespace) -> int:
     import aiohttp
 
-    from relay.samples import SAMPLES
+    from relay.samples import UnknownSample, signed_sample
 
     config = load_config(_config_path(args))
     instance = config.providers.get(args.provider)
@@ -274,28 +273,23 @@ def _send(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    now = time.time()
-    headers: dict[str, str] = {}
-    if args.body:
-        body = args.body.read_bytes()
-    else:
-        samples = SAMPLES[instance.profile.name]
-        name = args.event or next(iter(samples))
-        if name not in samples:
-            print(f"no sample event {name!r} (have: {', '.join(samples)})", file=sys.stderr)
-            return 2
-        sample = samples[name](now, f"ORDER-{uuid.uuid4().hex[:10].upper()}")
-        body, headers = sample.body, dict(sample.headers)
-    signed = instance.profile.scheme.sign(body, instance.params, instance.keys, now)
-    headers.update(signed.headers)
-    headers["Content-Type"] = instance.profile.content_types[0]
+    try:
+        request = signed_sample(
+            instance,
+            event=args.event,
+            body=args.body.read_bytes() if args.body else None,
+            now=time.time(),
+        )
+    except UnknownSample as error:
+        print(error, file=sys.stderr)
+        return 2
     base = args.url or f"http://127.0.0.1:{config.server.port}"
     url = f"{base.rstrip('/')}/webhooks/{instance.name}"
 
     async def post() -> tuple[int, bytes]:
         async with (
             aiohttp.ClientSession() as session,
-            session.post(url, data=signed.body, headers=headers) as response,
+            session.post(url, data=request.body, headers=request.headers) as response,
         ):
             return response.status, await response.read()
 

@@ -12,9 +12,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import orjson
+
+if TYPE_CHECKING:
+    from relay.config import ProviderInstance
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,3 +210,32 @@ SAMPLES: Mapping[str, Mapping[str, SampleBuilder]] = {
     "standard-webhooks": {"invoice.paid": _standard},
     "hmac": {"ping": _generic},
 }
+
+
+class UnknownSample(LookupError):
+    def __init__(self, profile: str, event: str) -> None:
+        super().__init__(f"no sample event {event!r} (have: {', '.join(SAMPLES[profile])})")
+
+
+def signed_sample(
+    instance: ProviderInstance,
+    *,
+    event: str | None = None,
+    body: bytes | None = None,
+    order: str | None = None,
+    now: float,
+) -> Sample:
+    """A request as the provider would send it: a sample (or ``body``), signed with the
+    instance's secret or demo private key, with its content type."""
+    headers: dict[str, str] = {}
+    if body is None:
+        samples = SAMPLES[instance.profile.name]
+        name = event or next(iter(samples))
+        if name not in samples:
+            raise UnknownSample(instance.profile.name, name)
+        sample = samples[name](now, order or f"ORDER-{uuid.uuid4().hex[:10].upper()}")
+        body, headers = sample.body, dict(sample.headers)
+    signed = instance.profile.scheme.sign(body, instance.params, instance.keys, now)
+    headers.update(signed.headers)
+    headers["Content-Type"] = instance.profile.content_types[0]
+    return Sample(signed.body, headers)

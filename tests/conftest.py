@@ -26,7 +26,7 @@ from relay.config import Config, parse_config
 from relay.devbroker import DevBroker
 from relay.http import SERVICES, Services
 from relay.kafka import assign_topic, open_consumer
-from relay.samples import SAMPLES
+from relay.samples import signed_sample
 
 INVOICE_SECRET = "test-invoice-secret-0123456789"
 
@@ -92,16 +92,16 @@ def signed_webhook(
     headers: Mapping[str, str] | None = None,
 ) -> SignedWebhook:
     """A webhook signed the way the provider signs it (the scheme's ``sign`` twin)."""
-    instance = config.providers[provider]
-    now = time.time() if now is None else now
-    extra: dict[str, str] = {}
-    if body is None:
-        samples = SAMPLES[instance.profile.name]
-        sample = samples[event or next(iter(samples))](now, order or f"ORD-{uuid.uuid4().hex[:10]}")
-        body, extra = sample.body, dict(sample.headers)
-    signed = instance.profile.scheme.sign(body, instance.params, instance.keys, now)
-    all_headers = {"Content-Type": "application/json", **extra, **signed.headers, **(headers or {})}
-    return SignedWebhook(f"/webhooks/{provider}", signed.body, all_headers)
+    request = signed_sample(
+        config.providers[provider],
+        event=event,
+        body=body,
+        order=order,
+        now=time.time() if now is None else now,
+    )
+    return SignedWebhook(
+        f"/webhooks/{provider}", request.body, {**request.headers, **(headers or {})}
+    )
 
 
 async def read_topic(
