@@ -33,10 +33,13 @@ class KafkaRecord:
 def record_key(event: CanonicalEvent) -> bytes:
     """``<provider>:<merchant order id>`` so one order's events share a partition.
 
-    Events without an order (generic webhooks) use ``<provider>:<event id>``.
+    A payment event without a merchant order id (some providers leave it out)
+    uses the provider's order id, which is just as stable across one order's
+    status changes; events without any order (generic webhooks) use the event id.
     """
     provider = event.source.removeprefix("relay/")
-    return f"{provider}:{event.subject if event.subject is not None else event.id}".encode()
+    order = event.subject or event.data.get("provider_order_id") or event.id
+    return f"{provider}:{order}".encode()
 
 
 def to_kafka_record(event: CanonicalEvent, topic: str) -> KafkaRecord:

@@ -25,7 +25,7 @@ import yaml
 from relay.config import KafkaConfig
 from relay.deadletter import DEAD_LETTER_CONTENT_TYPE, make_dead_letter
 from relay.records import CLOUDEVENTS_CONTENT_TYPE, KafkaRecord, to_kafka_record
-from schemas import decoder, usdt_invoice
+from schemas import decoder, usdt_invoice, v2_payout
 from schemas.decoder import decode_event
 from schemas.event import Message, NormalizeContext, webhook_event
 from schemas.payload import parse_payload
@@ -69,6 +69,14 @@ def _payment_record() -> KafkaRecord:
     body = b'{"invoice_reference":"ORDER-1","status":"confirmed","amount_usdt_exact":"150.0000"}'
     message = Message(body, parse_payload(body), {"x-webhook-id": "whl_1"})
     event = usdt_invoice.normalize(message, _context("invoices", "usdt-invoice"))
+    return to_kafka_record(event, KAFKA.topic)
+
+
+def _payout_record_without_merchant_order() -> KafkaRecord:
+    """A payment event whose provider sends no merchant order id: the provider's order id."""
+    body = b'{"orderNo":"P-778","state":"PENDING","amount":"5.00","sign":"x"}'
+    event = v2_payout.normalize(Message(body, parse_payload(body)), _context("payout", "v2-payout"))
+    assert event.subject is None
     return to_kafka_record(event, KAFKA.topic)
 
 
@@ -198,11 +206,13 @@ def test_record_keys_match_the_documented_pattern(message: str, record: KafkaRec
 
 def test_record_key_rules_are_the_documented_ones() -> None:
     assert _payment_record().key == b"invoices:ORDER-1"
+    assert _payout_record_without_merchant_order().key == b"payout:P-778"
     assert _webhook_record().key == b"hooks:evt_1"
     letter = orjson.loads(_dead_letter_record().value)
     assert _dead_letter_record().key == f"collect:{letter['id']}".encode()
     description = _message("canonicalEvent")["description"]
     assert "<provider>:<merchant order id>" in description
+    assert "<provider>:<provider order id>" in description
     assert "<provider>:<event id>" in description
     assert "<provider>:<dead letter id>" in _message("deadLetter")["description"]
 
