@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,39 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}
 
+# What each sample must become: (status, final) for payments, the CloudEvent type otherwise.
+EXPECTED: dict[tuple[str, str], tuple[str, bool] | str] = {
+    ("usdt-invoice", "confirmed"): ("succeeded", True),
+    ("usdt-invoice", "pending"): ("pending", False),
+    ("usdt-invoice", "expired"): ("expired", True),
+    ("usdt-collect-pay", "success"): ("succeeded", True),
+    ("usdt-collect-pay", "paying"): ("processing", False),
+    ("usdt-collect-pay", "failed"): ("failed", True),
+    ("wallet-topup", "completed"): ("succeeded", True),
+    ("wallet-topup", "transferring"): ("processing", False),
+    ("wallet-topup", "failed"): ("failed", True),
+    ("v2-payout", "done"): ("succeeded", True),
+    ("v2-payout", "pending"): ("pending", False),
+    ("v2-payout", "failed"): ("failed", True),
+    ("payin-order", "completed"): ("succeeded", True),
+    ("payin-order", "processing"): ("processing", False),
+    ("payin-order", "underpaid"): ("underpaid", True),
+    ("github", "issues"): "github.issues",
+    ("stripe", "payment_intent.succeeded"): "stripe.payment_intent.succeeded",
+    ("standard-webhooks", "invoice.paid"): "standard-webhooks.invoice.paid",
+    ("hmac", "ping"): "hmac.ping",
+}
 
-def test_every_profile_is_exercised_here() -> None:
+
+def test_every_profile_and_sample_is_exercised_here() -> None:
     assert {table["profile"] for table in PROVIDERS.values()} == set(PROFILES)
+    assert set(EXPECTED) == {(profile, event) for profile in SAMPLES for event in SAMPLES[profile]}
+
+
+def _sample_index(event: dict[str, Any]) -> int:
+    """Which sample an event came from: each was sent with order ``ORD-<index>``."""
+    (match,) = {int(part) for part in re.findall(r"ORD-(\d+)", orjson.dumps(event).decode())}
+    return match
 
 
 def _tampered(webhook: SignedWebhook) -> SignedWebhook:
@@ -67,8 +98,8 @@ async def test_each_sample_is_acknowledged_and_published_once(
     relay = await start_relay(aiohttp_client, config)
     events = list(SAMPLES[instance.profile.name])
     ids: list[str] = []
-    for event in events:
-        webhook = signed_webhook(config, provider, event=event)
+    for index, event in enumerate(events):
+        webhook = signed_webhook(config, provider, event=event, order=f"ORD-{index}")
         for _attempt in range(2):  # the provider's retry is acknowledged the same way
             response = await relay.post(webhook)
             assert response.status == instance.ack.status, await response.text()
@@ -79,6 +110,12 @@ async def test_each_sample_is_acknowledged_and_published_once(
     assert len(records) == len(events)  # one per sample: the retries published nothing
     for record in records:
         event = event_of(record)
+        sample = events[_sample_index(event)]
+        expected = EXPECTED[(instance.profile.name, sample)]
+        if isinstance(expected, str):
+            assert event["type"] == expected
+        else:
+            assert (event["data"]["status"], event["data"]["final"]) == expected
         jsonschema.validate(event, SCHEMA)
         assert event["source"] == f"relay/{provider}"
         assert event["data"]["provider"] == provider
