@@ -169,7 +169,7 @@ def _dlq_list(args: argparse.Namespace) -> int:
         print(
             f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  {letter.received_at:24}  {letter.attempts}"
         )
-    print(f"{len(letters)} dead letters", file=sys.stderr)
+    print(f"{len(letters)} dead letter(s)", file=sys.stderr)
     return 0
 
 
