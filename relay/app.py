@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from relay.config import Config
-from relay.dedup import open_dedup
+from relay.dedup import open_configured
 from relay.delivery import Delivery
 from relay.http import SERVICES, Services, add_routes, error_middleware
 from relay.kafka import KafkaSink
@@ -37,13 +37,7 @@ def build_app(config: Config) -> web.Application:
 
 def _services(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        dedup = open_dedup(
-            config.dedup.backend,
-            path=Path(config.dedup.path),
-            url=config.dedup.url,
-            ttl_s=config.dedup.ttl_s,
-            lease_s=config.dedup.lease_s,
-        )
+        dedup = open_configured(config.dedup)
         spool = Spool.open(Path(config.spool.path), max_bytes=config.spool.max_bytes)
         sink = KafkaSink(config.kafka)
         await sink.start()

@@ -25,7 +25,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from relay.config import DedupConfig
 
 
 class Claim(enum.Enum):
@@ -116,6 +119,17 @@ class MemoryDedup:
         expired = [key for key, e in self._entries.items() if e.done and e.expires_at <= now]
         for key in expired:
             del self._entries[key]
+
+
+def open_configured(section: DedupConfig) -> DedupStore:
+    """The store of a config's ``[dedup]`` section (the server and replay share one)."""
+    return open_dedup(
+        section.backend,
+        path=section.path,
+        url=section.url,
+        ttl_s=section.ttl_s,
+        lease_s=section.lease_s,
+    )
 
 
 def open_dedup(

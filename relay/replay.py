@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -38,7 +37,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from relay.config import Config
 from relay.deadletter import DeadLetter
-from relay.dedup import open_dedup
+from relay.dedup import open_configured
 from relay.delivery import DirectDelivery
 from relay.errors import Unavailable
 from relay.kafka import KafkaSink, assign_topic, open_consumer
@@ -164,13 +163,7 @@ async def replay(
             return summary
         pipeline: Pipeline | None = None
         if not dry_run:
-            dedup = open_dedup(
-                config.dedup.backend,
-                path=Path(config.dedup.path),
-                url=config.dedup.url,
-                ttl_s=config.dedup.ttl_s,
-                lease_s=config.dedup.lease_s,
-            )
+            dedup = open_configured(config.dedup)
             await sink.start()
             if not await sink.wait_connected(15):
                 raise Unavailable(f"cannot reach Kafka at {config.kafka.bootstrap_servers}")
