@@ -150,6 +150,9 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         kafka = dataclasses.replace(kafka, bootstrap_servers=env["RELAY_KAFKA_BOOTSTRAP_SERVERS"])
     dedup = _section(DedupConfig, document.get("dedup", {}), "dedup", env)
     spool = _section(SpoolConfig, document.get("spool", {}), "spool", env)
+    if not 0 <= server.port <= 65535:
+        # 0 asks the OS for a free port (tests); anything else out of range fails only at bind.
+        raise ConfigError("server.port", "must be between 0 and 65535")
     _positive(server.max_body_bytes, "server.max_body_bytes")
     _positive(server.ack_budget_max_s, "server.ack_budget_max_s")
     _positive(kafka.max_message_bytes, "kafka.max_message_bytes")
@@ -175,8 +178,12 @@ def _instance(
     if not isinstance(table, Mapping):
         raise ConfigError(where, "must be a table")
     profile_name = table.get("profile")
+    known = ", ".join(sorted(PROFILES))
+    if profile_name is None:
+        raise ConfigError(f"{where}.profile", f"missing: name one of {known}")
+    if not isinstance(profile_name, str):
+        raise ConfigError(f"{where}.profile", "must be a string")
     if profile_name not in PROFILES:
-        known = ", ".join(sorted(PROFILES))
         raise ConfigError(f"{where}.profile", f"unknown profile {profile_name!r} (known: {known})")
     profile = PROFILES[profile_name]
     param_fields = {f.name: f for f in dataclasses.fields(profile.params)}
@@ -200,6 +207,8 @@ def _instance(
         for index, text in enumerate(_strings(table, "public_keys", where, env, secret=True))
     )
     signing_text = table.get("signing_key")
+    if signing_text is not None and not isinstance(signing_text, str):
+        raise ConfigError(f"{where}.signing_key", "must be a string")
     private_key = (
         _key(
             load_private_key,
@@ -356,7 +365,7 @@ def _statuses(value: Any, where: str) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
         raise ConfigError(where, "must be a table of provider status = canonical status")
     for provider_status, canonical in value.items():
-        if canonical not in STATUSES:
+        if not isinstance(canonical, str) or canonical not in STATUSES:
             raise ConfigError(
                 f"{where}.{provider_status}",
                 f"{canonical!r} is not a canonical status ({', '.join(sorted(STATUSES))})",

@@ -1,0 +1,233 @@
+"""`relay check-config` on broken configs, run as the real CLI in a subprocess.
+
+Each case breaks one thing in an otherwise valid config and expects a
+non-zero exit and a message naming the key and the problem, with no secret
+or key material in the output. ``relay serve`` on the same file must refuse
+to start with the same message (it runs the same validation first).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+INVOICE_SECRET = "check-config-invoice-secret-7f3a91"
+COLLECT_SECRET = "check-config-collect-merchant-key-55be"
+# A real (demo) RSA private key as bare base64 DER, cut short: unusable, and still never to be echoed.
+BROKEN_SIGNING_KEY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1169OaovAyRYvzJGQhDzfBMr0SvlqNk3XUZgsGiPptElh"
+SECRETS = (INVOICE_SECRET, COLLECT_SECRET, BROKEN_SIGNING_KEY)
+
+BASE = f"""
+[server]
+host = "127.0.0.1"
+port = 8080
+
+[kafka]
+bootstrap_servers = "127.0.0.1:9"
+topic = "payments.events"
+
+[dedup]
+backend = "memory"
+
+[spool]
+path = "var/check-config-spool"
+
+[providers.invoices]
+profile = "usdt-invoice"
+secrets = ["{INVOICE_SECRET}"]
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    config: str
+    key: str
+    problem: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _with(old: str, new: str) -> str:
+    assert old in BASE
+    return BASE.replace(old, new)
+
+
+CASES = {
+    "unknown key": Case(_with("port = 8080", "prot = 8080"), "server.prot", "unknown key"),
+    "unknown instance key (a typo next to a secret)": Case(
+        _with("secrets = [", "secret = ["), "providers.invoices.secret", "unknown key"
+    ),
+    "wrong type": Case(_with("port = 8080", 'port = "8080"'), "server.port", "must be an integer"),
+    "wrong type of a bool": Case(
+        _with('topic = "payments.events"', 'topic = "payments.events"\nidempotence = "yes"'),
+        "kafka.idempotence",
+        "must be true or false",
+    ),
+    "port out of range": Case(
+        _with("port = 8080", "port = 70000"), "server.port", "between 0 and 65535"
+    ),
+    "unknown profile": Case(
+        _with('"usdt-invoice"', '"usdt-invoices"'),
+        "providers.invoices.profile",
+        "unknown profile 'usdt-invoices'",
+    ),
+    "profile of the wrong type": Case(
+        _with('"usdt-invoice"', '["usdt-invoice"]'),
+        "providers.invoices.profile",
+        "must be a string",
+    ),
+    "missing profile": Case(
+        _with('profile = "usdt-invoice"\n', ""),
+        "providers.invoices.profile",
+        "missing",
+    ),
+    "missing secret": Case(
+        _with(f'secrets = ["{INVOICE_SECRET}"]', ""),
+        "providers.invoices.secrets",
+        "needs at least one entry",
+    ),
+    "missing public key": Case(
+        BASE + '\n[providers.topup]\nprofile = "wallet-topup"\n',
+        "providers.topup.public_keys",
+        "needs at least one entry",
+    ),
+    "env var not set": Case(
+        _with(INVOICE_SECRET, "${RELAY_TEST_UNSET_SECRET}"),
+        "providers.invoices.secrets[0]",
+        "the environment variable RELAY_TEST_UNSET_SECRET is not set",
+    ),
+    "env var set but empty": Case(
+        _with(INVOICE_SECRET, "${RELAY_TEST_EMPTY_SECRET}"),
+        "providers.invoices.secrets[0]",
+        "is empty",
+        env={"RELAY_TEST_EMPTY_SECRET": ""},
+    ),
+    "bad public key": Case(
+        BASE + '\n[providers.topup]\nprofile = "wallet-topup"\npublic_keys = ["c2VjcmV0"]\n',
+        "providers.topup.public_keys[0]",
+        "neither PEM, base64 DER nor 32-byte hex Ed25519",
+    ),
+    "bad signing key": Case(
+        BASE
+        + f"""
+[providers.collect]
+profile = "usdt-collect-pay"
+secrets = ["{COLLECT_SECRET}"]
+public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240"]
+signing_key = "{BROKEN_SIGNING_KEY}"
+""",
+        "providers.collect.signing_key",
+        "neither PEM, base64 DER nor 32-byte hex Ed25519",
+    ),
+    "bad CIDR in allow_ips": Case(
+        _with("secrets = [", 'allow_ips = ["203.0.113.0/33"]\nsecrets = ['),
+        "providers.invoices.allow_ips[0]",
+        "'203.0.113.0/33' is not an IP address or CIDR network",
+    ),
+    "bad timezone": Case(
+        _with("secrets = [", 'timezone = "Mars/Olympus_Mons"\nsecrets = ['),
+        "providers.invoices.timezone",
+        "'Mars/Olympus_Mons' is not an IANA time zone",
+    ),
+    "bad option value": Case(
+        _with("secrets = [", 'encoding = "base32"\nsecrets = ['),
+        "providers.invoices.encoding",
+        "must be one of 'hex', 'base64'",
+    ),
+    "bad canonical status": Case(
+        _with("secrets = [", 'statuses = { refunded = "reversed" }\nsecrets = ['),
+        "providers.invoices.statuses.refunded",
+        "'reversed' is not a canonical status",
+    ),
+    "unknown dedup backend": Case(
+        _with('backend = "memory"', 'backend = "postgres"'),
+        "dedup.backend",
+        "must be one of 'memory', 'sqlite', 'redis'",
+    ),
+    "ack status not 2xx": Case(
+        _with("secrets = [", "ack_status = 500\nsecrets = ["),
+        "providers.invoices.ack_status",
+        "must be a 2xx status",
+    ),
+    "no providers": Case(
+        BASE.split("[providers.invoices]")[0], "providers", "no provider instance is configured"
+    ),
+    "invalid TOML": Case(_with("[server]", "[server"), "{file}", "not valid TOML"),
+}
+
+
+def _relay(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _check_message(line: str, case: Case, path: Path) -> None:
+    assert line.startswith(f"config error: {case.key.format(file=path)}: "), line
+    assert case.problem in line, line
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_check_config_names_the_key_and_the_problem(name: str, tmp_path: Path) -> None:
+    case = CASES[name]
+    path = tmp_path / "relay.toml"
+    path.write_text(case.config)
+
+    checked = _relay("check-config", str(path), env=case.env)
+
+    assert checked.returncode != 0
+    assert checked.stdout == ""
+    [line] = checked.stderr.splitlines()
+    _check_message(line, case, path)
+    for secret in SECRETS:
+        assert secret not in checked.stderr
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_serve_refuses_a_broken_config_with_the_same_message(name: str, tmp_path: Path) -> None:
+    case = CASES[name]
+    path = tmp_path / "relay.toml"
+    path.write_text(case.config)
+
+    checked = _relay("check-config", str(path), env=case.env)
+    served = _relay("serve", "--config", str(path), env=case.env)
+
+    assert served.returncode == checked.returncode != 0
+    assert served.stderr == checked.stderr
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.toml"
+    checked = _relay("check-config", str(missing), env={})
+    assert checked.returncode != 0
+    assert checked.stderr.strip() == (
+        f"config error: {missing}: cannot read the file (No such file or directory)"
+    )
+
+
+def test_valid_config_passes(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(_with(INVOICE_SECRET, "${RELAY_TEST_SECRET}"))
+    checked = _relay("check-config", str(path), env={"RELAY_TEST_SECRET": INVOICE_SECRET})
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout == f"{path}: OK (1 providers: invoices)\n"
+    assert INVOICE_SECRET not in checked.stdout + checked.stderr
+
+
+def test_dev_config_passes() -> None:
+    checked = _relay("check-config", str(ROOT / "deploy" / "dev.toml"), env={})
+    assert checked.returncode == 0, checked.stderr
