@@ -27,8 +27,21 @@ from relay.spool import Spool
 
 
 def build_app(config: Config) -> web.Application:
+    server = config.server
     app = web.Application(
-        client_max_size=config.server.max_body_bytes, middlewares=[error_middleware]
+        client_max_size=server.max_body_bytes,
+        middlewares=[error_middleware],
+        # Limits aiohttp's connection handler applies before any of our code runs; being
+        # handler_args, they hold for every runner, the test client's included.
+        handler_args={
+            "max_headers": server.max_headers,
+            "max_field_size": server.max_header_bytes,
+            "max_line_size": server.max_header_bytes,
+            # aiohttp starts this timer when a connection opens and again after each answer,
+            # and closes the connection if no complete request head arrived by then: the
+            # header half of the read timeout (the body half is in relay.http).
+            "keepalive_timeout": server.read_timeout_s,
+        },
     )
     add_routes(app)
     app.cleanup_ctx.append(_services(config))

@@ -42,12 +42,36 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """``[server]``: where Relay listens and the limits that keep hostile clients cheap.
+
+    Every limit has a default that is safe on a public endpoint; each is
+    checked when the config loads (positive numbers, valid networks).
+    """
+
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 1048576
+    """A bigger body is refused with 413 before it is read whole."""
     ack_budget_max_s: float = 5.0
     """The cap in ``ack_budget = min(provider timeout x 0.5, ack_budget_max_s)``."""
     shutdown_grace_s: float = 10.0
+    max_headers: int = 64
+    """Request headers allowed in one request; more is a 400 before any handler runs."""
+    max_header_bytes: int = 8190
+    """The longest header (name and value together) and the longest request line; longer is
+    a 400 (aiohttp's ``max_field_size`` and ``max_line_size``)."""
+    read_timeout_s: float = 10.0
+    """How long a client may take to send its request line and headers (counted from the
+    connection, or from the previous answer on a kept-alive connection, so this is also the
+    idle keep-alive timeout), and again to send its body. A slower client is cut off: the
+    connection closes during headers, a 408 answers a body that is still incomplete."""
+    max_connections: int = 512
+    """Open client connections per process. One more gets a 503 with ``Retry-After`` and is
+    closed, so slow or idle clients cannot exhaust file descriptors or memory."""
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    """Peers (addresses or CIDR networks) whose ``X-Forwarded-For`` is believed, for the
+    providers' ``allow_ips`` check: the client is the rightmost address in the header that
+    is not itself a trusted proxy. From any other peer the header is ignored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +168,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
 def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     _only(document, {"server", "kafka", "dedup", "spool", "providers"}, "")
-    server = _section(ServerConfig, document.get("server", {}), "server", env)
+    server = _server(document.get("server", {}), env)
     kafka = _section(KafkaConfig, document.get("kafka", {}), "kafka", env)
     if env.get("RELAY_KAFKA_BOOTSTRAP_SERVERS"):
         kafka = dataclasses.replace(kafka, bootstrap_servers=env["RELAY_KAFKA_BOOTSTRAP_SERVERS"])
@@ -153,8 +177,15 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     if not 0 <= server.port <= 65535:
         # 0 asks the OS for a free port (tests); anything else out of range fails only at bind.
         raise ConfigError("server.port", "must be between 0 and 65535")
-    _positive(server.max_body_bytes, "server.max_body_bytes")
-    _positive(server.ack_budget_max_s, "server.ack_budget_max_s")
+    for name in (
+        "max_body_bytes",
+        "ack_budget_max_s",
+        "max_headers",
+        "max_header_bytes",
+        "read_timeout_s",
+        "max_connections",
+    ):
+        _positive(getattr(server, name), f"server.{name}")
     _positive(kafka.max_message_bytes, "kafka.max_message_bytes")
     _positive(dedup.ttl_s, "dedup.ttl_s")
     _positive(spool.max_bytes, "spool.max_bytes")
@@ -251,6 +282,19 @@ def _instance(
         status_overrides=_statuses(table.get("statuses", {}), f"{where}.statuses"),
         id_header=(str(_typed(table, "id_header", str, where, "")).lower() or None),
     )
+
+
+def _server(table: Any, env: Mapping[str, str]) -> ServerConfig:
+    """``[server]``: the scalar keys as any section, ``trusted_proxies`` as networks."""
+    if not isinstance(table, Mapping):
+        raise ConfigError("server", "must be a table")
+    proxies = tuple(
+        _network(text, f"server.trusted_proxies[{index}]")
+        for index, text in enumerate(_strings(table, "trusted_proxies", "server", env))
+    )
+    scalars = {key: value for key, value in table.items() if key != "trusted_proxies"}
+    server: ServerConfig = _section(ServerConfig, scalars, "server", env)
+    return dataclasses.replace(server, trusted_proxies=proxies)
 
 
 def _section(cls: type, table: Any, where: str, env: Mapping[str, str]) -> Any:

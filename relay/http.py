@@ -2,9 +2,14 @@
 
 No business logic lives here. The webhook handler finds the instance by
 route, enforces the IP allow-list and the content type, reads the raw body
-under the size limit, hands bytes and headers to the pipeline, and answers
-with the provider's acknowledgement. One middleware renders every error as
-``{"error": code, "message": ...}``.
+under the size limit and the read timeout, hands bytes and headers to the
+pipeline, and answers with the provider's acknowledgement. One middleware
+renders every error as ``{"error": code, "message": ...}``.
+
+The allow-list checks the TCP peer, or, when the peer is one of
+``[server] trusted_proxies``, the rightmost ``X-Forwarded-For`` address that
+is not a trusted proxy itself: everything left of it was written by the
+client and proves nothing.
 
     POST /webhooks/{provider}    the webhook endpoint
     GET  /healthz                the process is alive
@@ -14,6 +19,7 @@ with the provider's acknowledgement. One middleware renders every error as
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
@@ -24,7 +30,7 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
-from relay.config import Config, ProviderInstance
+from relay.config import Config, IpNetwork, ProviderInstance
 from relay.dedup import DedupStore
 from relay.errors import ForbiddenAddress, RelayError, UnknownProvider, UnsupportedMediaType
 from relay.kafka import KafkaSink
@@ -66,6 +72,7 @@ _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
 }
@@ -136,12 +143,18 @@ async def receive_webhook(request: web.Request) -> web.Response:
     instance = services.config.providers.get(request.match_info["provider"])
     if instance is None:
         raise UnknownProvider(f"no provider is configured at {request.path}")
-    _check_address(instance, request.remote)
+    _check_address(instance, request, services.config.server.trusted_proxies)
     if request.content_type not in instance.profile.content_types:
         raise UnsupportedMediaType(
             f"Content-Type must be {' or '.join(instance.profile.content_types)}"
         )
-    body = await request.read()
+    try:
+        # A deadline for the whole body, not per chunk: a client dribbling a byte at a
+        # time cannot hold the connection and the handler beyond it.
+        async with asyncio.timeout(services.config.server.read_timeout_s):
+            body = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(reason="the request body was not received in time") from None
     received_at = datetime.now(UTC)
     # Lower-case names once; the first of repeated headers wins, as most servers do.
     headers: dict[str, str] = {}
@@ -166,15 +179,56 @@ async def receive_webhook(request: web.Request) -> web.Response:
     )
 
 
-def _check_address(instance: ProviderInstance, remote: str | None) -> None:
+def _check_address(
+    instance: ProviderInstance, request: web.Request, trusted_proxies: tuple[IpNetwork, ...]
+) -> None:
     if not instance.allow_ips:
         return
-    try:
-        address = ipaddress.ip_address(remote or "")
-    except ValueError:
-        raise ForbiddenAddress("the client address is not allowed for this provider") from None
-    if not any(address in network for network in instance.allow_ips):
+    address = client_address(
+        request.remote, request.headers.getall("X-Forwarded-For", []), trusted_proxies
+    )
+    if address is None or not any(address in network for network in instance.allow_ips):
         raise ForbiddenAddress("the client address is not allowed for this provider")
+
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def client_address(
+    peer: str | None, forwarded_for: list[str], trusted_proxies: tuple[IpNetwork, ...]
+) -> IpAddress | None:
+    """The address the allow-list judges; None when it cannot be read (never allowed).
+
+    ``X-Forwarded-For`` counts only when the TCP peer is a trusted proxy. Each proxy
+    appends the address it saw, so the list is walked from the right, past trusted
+    proxies, to the first address a trusted proxy saw connecting: the client. An entry
+    that is not an address stops the walk (None): a proxy never writes one, so the
+    header was tampered with below our proxies. Several headers read as one list.
+    """
+    address = _parse_address(peer)
+    if address is None or not _trusted(address, trusted_proxies):
+        return address
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops):
+        address = _parse_address(hop)
+        if address is None or not _trusted(address, trusted_proxies):
+            return address
+    # Every hop is a trusted proxy (or there is no header): the request started inside.
+    return address
+
+
+def _parse_address(text: str | None) -> IpAddress | None:
+    try:
+        address = ipaddress.ip_address(text or "")
+    except ValueError:
+        return None
+    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; allow-lists name them as IPv4.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _trusted(address: IpAddress, trusted_proxies: tuple[IpNetwork, ...]) -> bool:
+    return any(address in network for network in trusted_proxies)
 
 
 async def healthz(request: web.Request) -> web.Response:

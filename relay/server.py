@@ -8,6 +8,10 @@ With ``--workers N`` every worker is a full Relay with its own Kafka producer
 and its own spool directory (``<spool.path>/worker-<i>``: a spool has one
 writer), sharing the dedup store, which therefore must be ``sqlite`` or
 ``redis``.
+
+Each process holds at most ``server.max_connections`` client connections;
+the request limits themselves (headers, body, read timeout) are set on the
+application by :func:`relay.app.build_app`.
 """
 
 from __future__ import annotations
@@ -29,14 +33,64 @@ from relay.config import Config
 log = logging.getLogger("relay.server")
 
 
-async def serve_forever(config: Config, *, reuse_port: bool = False) -> None:
-    app = build_app(config)
+# Sent to a connection over the cap before anything is read from it: providers retry a 503.
+_OVERLOADED_BODY = (
+    b'{"error":"too_many_connections","message":"the server is at its connection limit"}'
+)
+_OVERLOADED = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: " + str(len(_OVERLOADED_BODY)).encode() + b"\r\n\r\n" + _OVERLOADED_BODY
+)
+
+
+def limit_connections(server: web.Server, limit: int) -> None:
+    """Turn away connections past ``limit`` open ones with a 503, before parsing a byte.
+
+    aiohttp has no connection limit of its own. Its server registers every new
+    connection in ``connection_made`` (and forgets it once the connection's handler
+    has finished), which makes that call the one place to count and refuse: the
+    check and the registration happen in the same callback, so a burst of accepts
+    cannot overshoot the limit.
+    """
+    register = server.connection_made
+    refusing = False
+
+    def connection_made(handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        nonlocal refusing
+        if len(server.connections) >= limit:
+            if not refusing:  # one line per episode: a flood of refusals must not flood the log
+                log.warning("refusing connections: at the limit", extra={"limit": limit})
+            refusing = True
+            transport.write(_OVERLOADED)
+            transport.close()
+            return
+        refusing = False
+        register(handler, transport)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
+
+
+async def start_server(config: Config, *, reuse_port: bool = False) -> web.AppRunner:
+    """The application listening on ``server.host:server.port``; ``runner.cleanup()`` stops it."""
     runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=config.server.shutdown_grace_s, access_log=None
+        build_app(config),
+        handle_signals=False,
+        shutdown_timeout=config.server.shutdown_grace_s,
+        access_log=None,
     )
     await runner.setup()
+    assert runner.server is not None  # setup() made it
+    limit_connections(runner.server, config.server.max_connections)
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_port=reuse_port)
     await site.start()
+    return runner
+
+
+async def serve_forever(config: Config, *, reuse_port: bool = False) -> None:
+    runner = await start_server(config, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -1,0 +1,316 @@
+"""Limits on what a client can make Relay hold: headers, body, time, connections; and
+``X-Forwarded-For`` believed only from trusted proxies for the ``allow_ips`` check.
+
+Slow-client tests talk raw HTTP over a socket, since an HTTP client library cannot send
+half a request. They wait for the server to act with a deadline many times the configured
+timeout: they check that it acts, never how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.config import ConfigError, ServerConfig, parse_config
+from relay.http import client_address
+from relay.server import start_server
+from tests.conftest import INVOICE_SECRET, make_config, signed_webhook, start_relay
+
+# Far longer than any timeout configured below: reaching it means the server never acted.
+PATIENCE_S = 15.0
+SHORT_TIMEOUT_S = 0.5
+
+
+def networks(*texts: str) -> tuple[Any, ...]:
+    return tuple(ipaddress.ip_network(text) for text in texts)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def parse_server(server: dict[str, Any]) -> ServerConfig:
+    document = {
+        "server": server,
+        "providers": {"invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]}},
+    }
+    return parse_config(document, env={"PROXY": "10.1.2.3"}).server
+
+
+def test_limits_have_safe_defaults() -> None:
+    server = parse_server({})
+    assert server.max_body_bytes == 1048576
+    assert server.max_headers == 64
+    assert server.max_header_bytes == 8190
+    assert server.read_timeout_s == 10.0
+    assert server.max_connections == 512
+    assert server.trusted_proxies == ()
+
+
+def test_trusted_proxies_are_networks_with_env_expansion() -> None:
+    server = parse_server({"trusted_proxies": ["10.0.0.0/8", "${PROXY}", "2001:db8::/32"]})
+    assert server.trusted_proxies == networks("10.0.0.0/8", "10.1.2.3/32", "2001:db8::/32")
+
+
+@pytest.mark.parametrize(
+    ("server", "key"),
+    [
+        ({"trusted_proxies": ["not-an-address"]}, "server.trusted_proxies[0]"),
+        ({"trusted_proxies": "10.0.0.0/8"}, "server.trusted_proxies"),
+        ({"max_headers": 0}, "server.max_headers"),
+        ({"max_header_bytes": -1}, "server.max_header_bytes"),
+        ({"read_timeout_s": 0}, "server.read_timeout_s"),
+        ({"max_connections": 0}, "server.max_connections"),
+        ({"max_connections": "many"}, "server.max_connections"),
+    ],
+)
+def test_bad_limits_name_the_key(server: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_server(server)
+    assert caught.value.key == key
+
+
+# --- X-Forwarded-For -----------------------------------------------------------------------
+
+PROXIES = networks("10.0.0.0/8", "192.168.1.1/32")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "expected"),
+    [
+        # An untrusted peer's header is the client's own claim: ignored.
+        ("203.0.113.9", ["198.51.100.1"], "203.0.113.9"),
+        # From a trusted proxy: the rightmost hop that is not a trusted proxy.
+        ("10.0.0.5", ["198.51.100.1"], "198.51.100.1"),
+        ("10.0.0.5", ["6.6.6.6, 198.51.100.1, 192.168.1.1"], "198.51.100.1"),
+        # Several headers read as one list, in order.
+        ("10.0.0.5", ["6.6.6.6", "198.51.100.1, 10.2.3.4"], "198.51.100.1"),
+        # Every hop trusted: the request started inside, at the leftmost.
+        ("10.0.0.5", ["10.9.9.9, 192.168.1.1"], "10.9.9.9"),
+        ("10.0.0.5", [], "10.0.0.5"),
+        # Dual-stack sockets report IPv4 peers as IPv4-mapped IPv6.
+        ("::ffff:10.0.0.5", ["198.51.100.1"], "198.51.100.1"),
+    ],
+)
+def test_client_address(peer: str, forwarded_for: list[str], expected: str) -> None:
+    assert client_address(peer, forwarded_for, PROXIES) == ipaddress.ip_address(expected)
+
+
+@pytest.mark.parametrize(
+    "forwarded_for",
+    [["198.51.100.1, junk"], ["198.51.100.1, 10.0.0.1:8080"], [", "], ["198.51.100.1,,"]],
+)
+def test_an_unreadable_hop_is_no_address(forwarded_for: list[str]) -> None:
+    assert client_address("10.0.0.5", forwarded_for, PROXIES) is None
+
+
+def test_an_unreadable_peer_is_no_address() -> None:
+    assert client_address(None, ["198.51.100.1"], PROXIES) is None
+
+
+async def allow_listed_relay(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path, proxies: list[str]
+) -> Any:
+    config = make_config(
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        var=tmp_path,
+        server={"trusted_proxies": proxies},
+        providers={
+            "invoices": {
+                "profile": "usdt-invoice",
+                "secrets": [INVOICE_SECRET],
+                "allow_ips": ["203.0.113.0/24"],
+            }
+        },
+    )
+    return await start_relay(aiohttp_client, config)
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded_for", "status"),
+    [
+        (["127.0.0.1"], "203.0.113.7", 200),
+        (["127.0.0.1"], "203.0.113.7, 198.51.100.1", 403),  # a hop below our proxy: not allowed
+        (["127.0.0.1"], "198.51.100.1, 203.0.113.7", 200),  # the client's own claim is ignored
+        ([], "203.0.113.7", 403),  # 127.0.0.1 is no trusted proxy: its header is not believed
+    ],
+)
+async def test_allow_ips_behind_trusted_proxy(
+    aiohttp_client: Any,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+    proxies: list[str],
+    forwarded_for: str,
+    status: int,
+) -> None:
+    relay = await allow_listed_relay(aiohttp_client, kafka_bootstrap, topic, tmp_path, proxies)
+    webhook = signed_webhook(relay.config, headers={"X-Forwarded-For": forwarded_for})
+    response = await relay.post(webhook)
+    assert response.status == status, await response.text()
+
+
+# --- header limits -------------------------------------------------------------------------
+
+
+async def small_relay(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path, **server: Any
+) -> Any:
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, server=server)
+    return await start_relay(aiohttp_client, config)
+
+
+async def test_too_many_headers_is_a_400(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    relay = await small_relay(aiohttp_client, kafka_bootstrap, topic, tmp_path, max_headers=20)
+    webhook = signed_webhook(relay.config)
+    within = {**webhook.headers, **{f"X-Extra-{i}": "x" for i in range(5)}}
+    response = await relay.client.post(webhook.path, data=webhook.body, headers=within)
+    assert response.status == 200
+    beyond = {**webhook.headers, **{f"X-Extra-{i}": "x" for i in range(25)}}
+    response = await relay.client.post(webhook.path, data=webhook.body, headers=beyond)
+    assert response.status == 400
+
+
+async def test_a_header_longer_than_the_limit_is_a_400(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    relay = await small_relay(
+        aiohttp_client, kafka_bootstrap, topic, tmp_path, max_header_bytes=1024
+    )
+    webhook = signed_webhook(relay.config)
+    response = await relay.client.post(
+        webhook.path, data=webhook.body, headers={**webhook.headers, "X-Long": "a" * 2000}
+    )
+    assert response.status == 400
+    response = await relay.client.post(f"/webhooks/{'a' * 2000}", data=b"{}")
+    assert response.status == 400
+
+
+# --- slow clients --------------------------------------------------------------------------
+
+
+async def open_raw(relay: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(relay.client.host, relay.client.port)
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection (a reset counts as closed)."""
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return received
+
+
+async def dribble(writer: asyncio.StreamWriter, byte: bytes, stop: asyncio.Event) -> None:
+    """A byte every tenth of a second, as a slowloris client keeps a connection busy."""
+    with contextlib.suppress(ConnectionError):
+        while not stop.is_set():
+            writer.write(byte)
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+
+async def test_slow_headers_are_cut_off(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    relay = await small_relay(
+        aiohttp_client, kafka_bootstrap, topic, tmp_path, read_timeout_s=SHORT_TIMEOUT_S
+    )
+    reader, writer = await open_raw(relay)
+    writer.write(b"POST /webhooks/invoices HTTP/1.1\r\nHost: relay\r\nX-Slow: ")
+    stop = asyncio.Event()
+    slow = asyncio.create_task(dribble(writer, b"a", stop))
+    try:
+        # The server closes without answering: there is no request to answer yet.
+        assert await asyncio.wait_for(read_until_closed(reader), PATIENCE_S) == b""
+    finally:
+        stop.set()
+        await slow
+        writer.close()
+
+
+async def test_slow_body_gets_a_408(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    relay = await small_relay(
+        aiohttp_client, kafka_bootstrap, topic, tmp_path, read_timeout_s=SHORT_TIMEOUT_S
+    )
+    webhook = signed_webhook(relay.config)
+    reader, writer = await open_raw(relay)
+    head = (
+        f"POST {webhook.path} HTTP/1.1\r\nHost: relay\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in webhook.headers.items())
+        + f"Content-Length: {len(webhook.body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + webhook.body[:10])
+    stop = asyncio.Event()
+    slow = asyncio.create_task(dribble(writer, b" ", stop))
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PATIENCE_S)
+    finally:
+        stop.set()
+        await slow
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert await relay.client.get("/healthz")
+
+
+async def test_an_idle_connection_is_closed(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    relay = await small_relay(
+        aiohttp_client, kafka_bootstrap, topic, tmp_path, read_timeout_s=SHORT_TIMEOUT_S
+    )
+    reader, writer = await open_raw(relay)
+    try:
+        assert await asyncio.wait_for(read_until_closed(reader), PATIENCE_S) == b""
+    finally:
+        writer.close()
+
+
+# --- connection cap ------------------------------------------------------------------------
+
+
+async def test_connections_past_the_cap_get_a_503(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    config = make_config(
+        bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, server={"max_connections": 3}
+    )
+    runner = await start_server(config)
+    host, port = runner.addresses[0][:2]
+    held: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(3):
+            _, writer = await asyncio.open_connection(host, port)
+            held.append(writer)
+        reader, writer = await asyncio.open_connection(host, port)
+        refused = await asyncio.wait_for(read_until_closed(reader), PATIENCE_S)
+        writer.close()
+        assert refused.startswith(b"HTTP/1.1 503 ")
+        assert b"Retry-After: 1\r\n" in refused
+        assert b'"too_many_connections"' in refused
+
+        # A freed slot is usable again once the server has seen the close.
+        held.pop().close()
+        for _ in range(int(PATIENCE_S / 0.05)):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(read_until_closed(reader), PATIENCE_S)
+            writer.close()
+            if not answer.startswith(b"HTTP/1.1 503 "):
+                break
+            await asyncio.sleep(0.05)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+    finally:
+        for writer in held:
+            writer.close()
+        await runner.cleanup()
