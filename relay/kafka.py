@@ -216,8 +216,7 @@ async def assign_topic(consumer: AIOKafkaConsumer, topic: str, *, resume: bool) 
     Explicit assignment needs no group join, which takes seconds on some
     brokers. Returns False when the topic does not exist (nothing to read).
     """
-    await consumer.topics()  # refreshes metadata, so a topic created a moment ago is seen
-    partitions = consumer.partitions_for_topic(topic)
+    partitions = await _partitions_for(consumer, topic)
     if not partitions:
         return False
     assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
@@ -229,3 +228,19 @@ async def assign_topic(consumer: AIOKafkaConsumer, topic: str, *, resume: bool) 
         else:
             consumer.seek(partition, committed)
     return True
+
+
+async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` from fresh metadata; None when it does not exist.
+
+    ``consumer.topics()`` reads a throwaway copy of the metadata, and the copy
+    that ``partitions_for_topic`` answers from holds no topics at all on Apache
+    Kafka (aiokafka bootstraps with an empty topic list, which brokers speaking
+    Metadata v1+ read as "none"; tansu reads it as "all"). Tracking the topic
+    makes every metadata update include it, so a topic created a moment ago is
+    seen too. ``_client`` is aiokafka's own client: there is no public way.
+    """
+    client = consumer._client
+    client.add_topic(topic)
+    await client.force_metadata_update()
+    return consumer.partitions_for_topic(topic)
