@@ -1,9 +1,24 @@
 """Shared fixtures: real brokers, a configured Relay app, signed requests, a topic reader.
 
-Brokers are real processes on 127.0.0.1 and free ports, started once per
-session and stopped at the end: tansu (the dev broker) unless
-``KAFKA_BOOTSTRAP_SERVERS`` names another. Each test publishes to its own
-topic names, so tests never see each other's records.
+The broker matrix
+-----------------
+Every test that publishes to Kafka asks for ``broker`` (or ``kafka_bootstrap``,
+its address) and runs once per broker named in ``RELAY_TEST_BROKERS``
+(default ``tansu,apache-kafka``):
+
+- ``tansu``, the dev broker (or the broker ``KAFKA_BOOTSTRAP_SERVERS`` names):
+  topics appear on first use, no idempotent producers;
+- ``apache-kafka``, Apache Kafka 4.4 from Maven Central (``tests/apache_kafka``):
+  production settings, so topics must be created first (``make_config`` does
+  that, as an operator would before deploying) and Relay runs with its
+  production default ``idempotence = true``.
+
+Each broker is started once per session and stopped at the end. Apache Kafka
+needs ``java`` (17 or newer) and ``mvn`` on PATH; without them its half of the
+matrix and the ``apache_kafka`` tests are skipped and the run's summary says
+so, unless ``RELAY_TEST_BROKERS`` leaves it out or ``RELAY_REQUIRE_APACHE_KAFKA=1``
+(CI) makes that an error. Each test publishes to its own topic names, so tests
+never see each other's records.
 """
 
 from __future__ import annotations
@@ -27,24 +42,159 @@ from relay.devbroker import DevBroker
 from relay.http import SERVICES, Services
 from relay.kafka import assign_topic, open_consumer
 from relay.samples import signed_sample
+from tests.apache_kafka.launcher import ApacheKafka, ensure_jars, java_and_maven
 
 INVOICE_SECRET = "test-invoice-secret-0123456789"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+TANSU = "tansu"
+APACHE_KAFKA = "apache-kafka"
+ALL_BROKERS = (TANSU, APACHE_KAFKA)
+
+
+def selected_brokers() -> tuple[str, ...]:
+    """The brokers of the matrix, from ``RELAY_TEST_BROKERS`` (comma separated)."""
+    text = os.environ.get("RELAY_TEST_BROKERS", ",".join(ALL_BROKERS))
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = set(names) - set(ALL_BROKERS)
+    if unknown or not names:
+        raise pytest.UsageError(
+            f"RELAY_TEST_BROKERS={text!r}: name one or more of {', '.join(ALL_BROKERS)}"
+        )
+    return names
+
+
+def apache_kafka_required() -> bool:
+    return os.environ.get("RELAY_REQUIRE_APACHE_KAFKA") == "1"
+
+
+@dataclass(frozen=True)
+class TestBroker:
+    """One broker of the matrix, and what it does differently."""
+
+    __test__ = False  # a helper, not a test class
+
+    name: str
+    bootstrap_servers: str
+    idempotence: bool
+    """It grants producer ids, so Relay runs with its production default."""
+    apache_kafka: ApacheKafka | None = None
+    """The process, for a broker that creates no topics on first use (and for fault tests)."""
+
+    def create_topic(self, name: str, partitions: int = 4) -> None:
+        """Create ``name`` where topics are not created on first use; an existing one is kept."""
+        if self.apache_kafka is not None:
+            self.apache_kafka.create_topic(name, partitions, exist_ok=True)
+
+
+# By bootstrap address, so that make_config(bootstrap=...) knows which broker it targets.
+_BROKERS: dict[str, TestBroker] = {}
+
+
+@dataclass
+class _ApacheKafkaReport:
+    """What the terminal summary says about Apache Kafka."""
+
+    tests: int = 0
+    left_out: str | None = None
+    ready_s: float | None = None
+
+
+_APACHE_KAFKA_REPORT = _ApacheKafkaReport()
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap servers of the session's broker: ``KAFKA_BOOTSTRAP_SERVERS`` or a tansu we start."""
+def tansu() -> Iterator[TestBroker]:
+    """The dev broker, or the broker ``KAFKA_BOOTSTRAP_SERVERS`` names in its place."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
-        yield external
+        yield _register(TestBroker(TANSU, external, idempotence=False))
         return
-    with DevBroker() as broker:
-        yield broker.bootstrap_servers
+    with DevBroker() as dev_broker:
+        yield _register(TestBroker(TANSU, dev_broker.bootstrap_servers, idempotence=False))
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """One Apache Kafka node for the session: KRaft, auto-creation off, default size limits.
+
+    A failing test can print ``apache_kafka.log_tail()``; the whole log is at
+    ``apache_kafka.log_path``.
+    """
+    missing = java_and_maven()
+    if missing is not None:
+        _APACHE_KAFKA_REPORT.left_out = missing
+        if apache_kafka_required():
+            pytest.fail(f"RELAY_REQUIRE_APACHE_KAFKA=1 but Apache Kafka cannot run: {missing}")
+        pytest.skip(f"Apache Kafka left out: {missing} (it needs Java 17+ and Maven on PATH)")
+    lib = ensure_jars(REPO_ROOT)
+    started = time.monotonic()
+    with ApacheKafka(lib, tmp_path_factory.mktemp("apache-kafka")) as kafka:
+        _APACHE_KAFKA_REPORT.ready_s = time.monotonic() - started
+        yield kafka
+
+
+@pytest.fixture(scope="session", params=selected_brokers())
+def broker(request: pytest.FixtureRequest) -> TestBroker:
+    """The broker of this leg of the matrix."""
+    if request.param == TANSU:
+        return request.getfixturevalue("tansu")
+    kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
+    return _register(
+        TestBroker(APACHE_KAFKA, kafka.bootstrap_servers, idempotence=True, apache_kafka=kafka)
+    )
+
+
+def _register(broker: TestBroker) -> TestBroker:
+    _BROKERS[broker.bootstrap_servers] = broker
+    return broker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(broker: TestBroker) -> str:
+    """Bootstrap servers of this leg's broker."""
+    return broker.bootstrap_servers
 
 
 @pytest.fixture
 def topic() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _APACHE_KAFKA_REPORT.tests = sum(1 for item in items if _runs_on_apache_kafka(item))
+
+
+def _runs_on_apache_kafka(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_leg = callspec is not None and callspec.params.get("broker") == APACHE_KAFKA
+    return on_leg or item.get_closest_marker("apache_kafka") is not None
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say plainly whether Apache Kafka ran, so a green run without it is not mistaken for one with it."""
+    report = _APACHE_KAFKA_REPORT
+    if APACHE_KAFKA not in selected_brokers():
+        terminalreporter.write_line(
+            "Apache Kafka: left out by RELAY_TEST_BROKERS; only the apache_kafka-marked tests "
+            "ran on it, if selected",
+            yellow=True,
+        )
+    if report.tests == 0:
+        return
+    if report.left_out is not None:
+        terminalreporter.write_line(
+            f"Apache Kafka: LEFT OUT ({report.left_out}): {report.tests} tests did not run on it. "
+            "Install Java 17+ and Maven to run them; RELAY_REQUIRE_APACHE_KAFKA=1 makes this an error.",
+            red=True,
+            bold=True,
+        )
+    elif report.ready_s is not None:
+        terminalreporter.write_line(
+            f"Apache Kafka: {report.tests} tests ran on Apache Kafka 4.4 "
+            f"(broker ready in {report.ready_s:.1f} s)",
+            green=True,
+        )
 
 
 def make_config(
@@ -57,13 +207,22 @@ def make_config(
     server: Mapping[str, Any] | None = None,
     kafka: Mapping[str, Any] | None = None,
     spool: Mapping[str, Any] | None = None,
+    create_topics: bool = True,
 ) -> Config:
+    """A Relay config for the broker at ``bootstrap``.
+
+    Idempotence is on where the broker grants producer ids (Apache Kafka: the
+    production default), off on tansu; ``kafka`` overrides either way. On a
+    broker that creates no topics on first use, the topic and its dead-letter
+    topic are created here unless ``create_topics`` is False.
+    """
+    test_broker = _BROKERS.get(bootstrap)
     document: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0, **(server or {})},
         "kafka": {
             "bootstrap_servers": bootstrap,
             "topic": topic,
-            "idempotence": False,
+            "idempotence": test_broker is not None and test_broker.idempotence,
             **(kafka or {}),
         },
         "dedup": {"backend": "memory", **(dedup or {})},
@@ -71,7 +230,11 @@ def make_config(
         "providers": providers
         or {"invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]}},
     }
-    return parse_config(document, env={})
+    config = parse_config(document, env={})
+    if create_topics and test_broker is not None:
+        test_broker.create_topic(config.kafka.topic)
+        test_broker.create_topic(config.kafka.dead_letter_topic)
+    return config
 
 
 @dataclass(frozen=True)

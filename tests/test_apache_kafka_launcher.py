@@ -1,7 +1,7 @@
 """The real Apache Kafka broker of tests/apache_kafka, and what it enforces that tansu does not.
 
-One broker (KRaft, broker and controller in one JVM) serves the whole module.
-These tests pin down the behaviour Relay's delivery code relies on: idempotent
+The session's broker (``apache_kafka`` in conftest: KRaft, broker and
+controller in one JVM) serves them. These tests pin down the behaviour Relay's delivery code relies on: idempotent
 producers work, a missing topic is an error (auto-create is off), oversized
 records are refused, and acknowledged records survive a crash of the broker.
 """
@@ -9,11 +9,9 @@ records are refused, and acknowledged records survive a crash of the broker.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,24 +19,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import MessageSizeTooLargeError, UnknownTopicOrPartitionError
 
-from tests.apache_kafka.launcher import ApacheKafka, ensure_jars, java_and_maven
+from tests.apache_kafka.launcher import ApacheKafka
 
 pytestmark = pytest.mark.apache_kafka
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
-    missing = java_and_maven()
-    if missing is not None:
-        if os.environ.get("RELAY_REQUIRE_APACHE_KAFKA") == "1":
-            pytest.fail(f"RELAY_REQUIRE_APACHE_KAFKA=1 but Apache Kafka cannot run: {missing}")
-        pytest.skip(f"Apache Kafka tests need Java 17+ and Maven: {missing}")
-    lib = ensure_jars(REPO_ROOT)
-    with ApacheKafka(lib, tmp_path_factory.mktemp("apache-kafka")) as kafka:
-        yield kafka
 
 
 def unique_topic(purpose: str) -> str:

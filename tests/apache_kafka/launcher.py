@@ -68,6 +68,7 @@ DEFAULT_JVM_OPTIONS: tuple[str, ...] = (
 )
 
 _STAMP = ".pom-sha256"
+_TOPIC_ALREADY_EXISTS = 36  # Kafka protocol error code
 _MAVEN_TIMEOUT_S = 900.0
 
 
@@ -368,16 +369,19 @@ class ApacheKafka:
         *,
         config: Mapping[str, str] | None = None,
         timeout_s: float = 15.0,
+        exist_ok: bool = False,
     ) -> None:
         """Create a topic (replication factor 1) and wait until every partition has a leader.
 
         Synchronous. ``config`` holds topic-level settings, e.g.
-        ``{"max.message.bytes": "2097152"}``. An existing topic is an error:
-        tests should use unique names.
+        ``{"max.message.bytes": "2097152"}``. An existing topic is an error
+        unless ``exist_ok`` (then it must have ``partitions`` partitions).
         """
         error_code, message = _create_topic(
             self._client_port, name, partitions, dict(config or {}), timeout_s
         )
+        if error_code == _TOPIC_ALREADY_EXISTS and exist_ok:
+            error_code = 0
         if error_code != 0:
             raise RuntimeError(
                 f"CreateTopics {name!r} failed with Kafka error code {error_code}: {message}"
