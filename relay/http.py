@@ -248,10 +248,17 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception:  # any failure of the store means "not ready", whatever its type
         dedup_ok = False
     kafka_ok = services.sink.connected
-    ready = (kafka_ok or spool_ok) and dedup_ok
+    # A missing topic needs an operator: the spool takes events meanwhile, but
+    # the instance must not look healthy while nothing can reach the topic.
+    missing_topics = sorted(services.sink.missing_topics)
+    ready = (kafka_ok or spool_ok) and dedup_ok and not missing_topics
     document = {
         "ready": ready,
-        "kafka": {"connected": kafka_ok, "error": None if kafka_ok else services.sink.last_error},
+        "kafka": {
+            "connected": kafka_ok,
+            "error": None if kafka_ok else services.sink.last_error,
+            "missing_topics": missing_topics,
+        },
         "spool": {"writable": spool_ok, "depth": services.spool.depth},
         "dedup": {"reachable": dedup_ok, "backend": services.config.dedup.backend},
     }
