@@ -351,8 +351,29 @@ def _describe(event: dict[str, object], whole: bool) -> str:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from relay.kafka import KafkaUnavailable, find_missing_topics
+
     config = load_config(args.file)
     print(f"{args.file}: OK ({len(config.providers)} providers: {', '.join(config.providers)})")
+    kafka = config.kafka
+    topics = [kafka.topic, kafka.dead_letter_topic]
+    # The config can be right and the cluster still unable to take events: check
+    # the topics when the broker is reachable from here; an unreachable one is
+    # normal (a laptop checking a production config) and not an error.
+    try:
+        missing = asyncio.run(find_missing_topics(kafka.bootstrap_servers, topics))
+    except KafkaUnavailable as error:
+        print(f"kafka {kafka.bootstrap_servers}: not reachable, topics not checked ({error})")
+        return 0
+    for topic in missing:
+        print(
+            f"kafka.topic: topic {topic!r} does not exist on {kafka.bootstrap_servers} and the "
+            "broker does not create topics on first use: create it before serving",
+            file=sys.stderr,
+        )
+    if missing:
+        return 1
+    print(f"kafka {kafka.bootstrap_servers}: topics {', '.join(topics)} exist")
     return 0
 
 

@@ -9,6 +9,13 @@ consumer configured the same way everywhere.
 Errors are reduced to two kinds the rest of Relay understands:
 :class:`KafkaUnavailable` (try again later: spool) and :class:`RecordRejected`
 (this record will never be accepted: dead-letter it).
+
+A topic the broker does not have (auto-creation off, as production clusters
+run) is "try again later": the sink looks for its topics when it connects,
+refuses records for a missing one at once instead of letting aiokafka wait
+``request_timeout_ms`` for metadata on every send, names it in the log and in
+:attr:`KafkaSink.missing_topics` (``/readyz``), and looks again every second
+until it exists.
 """
 
 from __future__ import annotations
@@ -21,7 +28,13 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    UnknownTopicOrPartitionError,
+)
 
 from relay.config import KafkaConfig
 from relay.metrics import KAFKA_PUBLISH
@@ -30,6 +43,9 @@ from relay.records import KafkaRecord
 log = logging.getLogger("relay.kafka")
 
 _PERMANENT = (MessageSizeTooLargeError, RecordTooLargeError)
+# How often a missing topic is looked for again: cheap (one metadata request),
+# and an operator who just created it expects the spool to drain promptly.
+_TOPIC_RECHECK_S = 1.0
 
 
 class KafkaUnavailable(Exception):
@@ -48,11 +64,19 @@ class KafkaSink:
         self._producer: AIOKafkaProducer | None = None
         self._connected = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
+        self._topics = (config.topic, config.dead_letter_topic)
+        self._missing_topics: frozenset[str] = frozenset()
+        self._topic_watch: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def missing_topics(self) -> frozenset[str]:
+        """Relay's topics that the broker neither has nor creates, as of the last look."""
+        return self._missing_topics
 
     async def start(self) -> None:
         """Begin connecting in the background; returns at once."""
@@ -67,6 +91,8 @@ class KafkaSink:
         """Publish one record and wait for the broker's acknowledgement (acks=all)."""
         if self._producer is None or not self.connected:
             raise KafkaUnavailable(self.last_error or "not connected to Kafka yet")
+        if record.topic in self._missing_topics:
+            raise _topic_missing(record.topic)
         started = time.perf_counter()
         try:
             await self._producer.send_and_wait(
@@ -75,6 +101,10 @@ class KafkaSink:
             KAFKA_PUBLISH.observe(time.perf_counter() - started)
         except _PERMANENT as exc:
             raise RecordRejected(f"{type(exc).__name__}: the broker refuses this record") from exc
+        except UnknownTopicOrPartitionError as exc:
+            # Deleted while Relay runs: aiokafka waited request_timeout_ms for it.
+            self._note_missing_topics(self._missing_topics | {record.topic})
+            raise _topic_missing(record.topic) from exc
         except KafkaError as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             raise KafkaUnavailable(self.last_error) from exc
@@ -85,6 +115,9 @@ class KafkaSink:
             raise KafkaUnavailable(self.last_error or "not connected to Kafka yet")
         futures: list[asyncio.Future[object] | BaseException] = []
         for record in records:
+            if record.topic in self._missing_topics:
+                futures.append(_topic_missing(record.topic))
+                continue
             try:
                 futures.append(
                     await self._producer.send(
@@ -108,24 +141,13 @@ class KafkaSink:
                 results.append(_classify(exc))
         return results
 
-    async def missing_topics(self, topics: Iterable[str]) -> list[str]:
-        """Topics the cluster does not have (brokers with auto-creation off refuse to publish to them)."""
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._config.bootstrap_servers, request_timeout_ms=5000
-        )
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-        finally:
-            await admin.close()
-        return [topic for topic in topics if topic not in existing]
-
     async def stop(self) -> None:
         """Flush what the producer holds, then close. Safe to call when never connected."""
-        if self._connector is not None:
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+        for task in (self._connector, self._topic_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._producer is not None and self.connected:
             with contextlib.suppress(KafkaError, TimeoutError):
                 await asyncio.wait_for(self._producer.flush(), 10)
@@ -158,15 +180,98 @@ class KafkaSink:
                 continue
             self._producer = producer
             self.last_error = None
+            # Before anything is sent: a send to a missing topic would wait for it.
+            with contextlib.suppress(KafkaError):
+                await self._look_for_topics()
             self._connected.set()
             log.info("kafka connected", extra={"bootstrap": self._config.bootstrap_servers})
             return
 
+    async def _look_for_topics(self) -> None:
+        assert self._producer is not None
+        missing = await _absent_topics(self._producer.client, self._topics)
+        if missing is not None:
+            self._note_missing_topics(missing)
+
+    def _note_missing_topics(self, missing: frozenset[str]) -> None:
+        appeared = self._missing_topics - missing
+        vanished = missing - self._missing_topics
+        self._missing_topics = missing
+        if vanished:
+            log.error(
+                "kafka topic missing: %s does not exist on the broker, which does not create "
+                "topics on first use; events are spooled until it is created",
+                ", ".join(sorted(vanished)),
+                extra={"topics": sorted(vanished), "bootstrap": self._config.bootstrap_servers},
+            )
+        if appeared:
+            log.info(
+                "kafka topic now exists: %s",
+                ", ".join(sorted(appeared)),
+                extra={"topics": sorted(appeared)},
+            )
+        if missing and (self._topic_watch is None or self._topic_watch.done()):
+            self._topic_watch = asyncio.create_task(self._watch_topics(), name="kafka-topics")
+
+    async def _watch_topics(self) -> None:
+        """Look for the missing topics every second until all exist."""
+        while self._missing_topics:
+            await asyncio.sleep(_TOPIC_RECHECK_S)
+            with contextlib.suppress(KafkaError):
+                await self._look_for_topics()
+
 
 def _classify(exc: BaseException) -> BaseException:
+    if isinstance(exc, KafkaUnavailable | RecordRejected):
+        return exc
     if isinstance(exc, _PERMANENT):
         return RecordRejected(f"{type(exc).__name__}: the broker refuses this record")
     return KafkaUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+def _topic_missing(topic: str) -> KafkaUnavailable:
+    return KafkaUnavailable(f"topic {topic!r} does not exist on the broker")
+
+
+async def _absent_topics(client: AIOKafkaClient, topics: Iterable[str]) -> frozenset[str] | None:
+    """Which of ``topics`` the cluster has no partitions for; None when no broker answered.
+
+    Asked the way a producer asks before its first record (a Metadata request
+    naming the topics, auto-creation allowed): a broker that creates topics on
+    first use creates them now, one that does not answers that they are unknown.
+    """
+    wanted = tuple(topics)
+    for topic in wanted:
+        client.add_topic(topic)  # tracked from now on: every metadata update includes it
+    if not await client.force_metadata_update():
+        return None
+    return frozenset(
+        topic for topic in wanted if client.cluster.partitions_for_topic(topic) is None
+    )
+
+
+async def find_missing_topics(
+    bootstrap_servers: str, topics: Iterable[str], timeout_s: float = 5.0
+) -> list[str]:
+    """The ``topics`` a broker neither has nor creates (``relay check-config``).
+
+    Raises :class:`KafkaUnavailable` when no broker answers within ``timeout_s``.
+    """
+    wanted = list(topics)
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.bootstrap()
+            missing = await _absent_topics(client, wanted)
+    except (KafkaError, TimeoutError) as exc:
+        raise KafkaUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        await client.close()
+    if missing is None:
+        raise KafkaUnavailable(f"no broker at {bootstrap_servers} answered a metadata request")
+    return [topic for topic in wanted if topic in missing]
 
 
 async def create_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 4) -> None:
