@@ -94,10 +94,11 @@ def error_response(
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    started = time.perf_counter()
     try:
         return await handler(request)
     except (RelayError, VerificationError) as error:
-        _count_error(request, error.status, error.code)
+        _record_error(request, error.status, error.code, str(error), started)
         return error_response(
             error.status, error.code, str(error), getattr(error, "retry_after_s", None)
         )
@@ -105,12 +106,26 @@ async def error_middleware(
         if error.status < 400:
             raise
         code = _HTTP_CODES.get(error.status, "http_error")
-        _count_error(request, error.status, code)
         message = "the request body is too large" if error.status == 413 else error.reason
+        _record_error(request, error.status, code, message, started)
         return error_response(error.status, code, message)
+    except Exception:
+        # A bug, not the sender's fault: answer 500 (the provider retries) and log the
+        # traceback in the request's one line rather than in aiohttp's separate one.
+        _record_error(request, 500, "internal_error", "unexpected error", started, traceback=True)
+        return error_response(500, "internal_error", "unexpected error; the provider may retry")
 
 
-def _count_error(request: web.Request, status: int, code: str) -> None:
+def _record_error(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    started: float,
+    *,
+    traceback: bool = False,
+) -> None:
+    """Count a webhook answered with an error and write its one log line."""
     if request.match_info.route.resource is None or (
         request.match_info.route.resource.canonical != WEBHOOK_ROUTE
     ):
@@ -118,23 +133,56 @@ def _count_error(request: web.Request, status: int, code: str) -> None:
     name = request.match_info.get("provider", "")
     provider = name if name in request.app[SERVICES].config.providers else "unknown"
     if status == 503:
-        WEBHOOKS.labels(provider, "unavailable").inc()
+        outcome, level = "unavailable", logging.ERROR
+    elif status >= 500:
+        outcome, level = "error", logging.ERROR
     else:
-        WEBHOOKS.labels(provider, "rejected").inc()
+        outcome, level = "rejected", logging.WARNING
         REJECTED.labels(provider, code).inc()
+    WEBHOOKS.labels(provider, outcome).inc()
+    fields: dict[str, object] = {
+        "provider": provider,
+        # Unverified requests have no event id worth logging: anything in them may be forged.
+        "event_id": None,
+        "outcome": outcome,
+        "reason": code,
+        "status": status,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "detail": message,
+    }
+    if provider == "unknown":
+        fields["route"] = name[:64]
+    log.log(level, "webhook", exc_info=traceback, extra=fields)
 
 
-def _count_result(provider: str, result: Result, seconds: float) -> None:
+def _record_result(instance: ProviderInstance, result: Result, seconds: float) -> None:
+    """Count a webhook that got the provider's acknowledgement and write its one log line."""
+    provider, level = instance.name, logging.INFO
     if result.outcome is Outcome.ACCEPTED:
         spooled = result.durability is not None and result.durability.value == "spool"
-        WEBHOOKS.labels(provider, "spooled" if spooled else "accepted").inc()
+        outcome = "spooled" if spooled else "accepted"
     elif result.outcome is Outcome.DUPLICATE:
-        WEBHOOKS.labels(provider, "duplicate").inc()
+        outcome = "duplicate"
         DEDUP_HITS.labels(provider).inc()
     else:
-        WEBHOOKS.labels(provider, "dead_lettered").inc()
+        # Acknowledged, but someone has to look at it and `relay replay` it.
+        outcome, level = "dead_lettered", logging.WARNING
         DEAD_LETTERS.labels(provider, result.reason or "unknown").inc()
+    WEBHOOKS.labels(provider, outcome).inc()
     ACK_LATENCY.labels(provider).observe(seconds)
+    log.log(
+        level,
+        "webhook",
+        extra={
+            "provider": provider,
+            # For a dead letter, the letter's id (`relay dlq show ID`).
+            "event_id": result.event_id,
+            "outcome": outcome,
+            "reason": result.reason,
+            "status": instance.ack.status,
+            "latency_ms": round(seconds * 1000, 2),
+        },
+    )
 
 
 async def receive_webhook(request: web.Request) -> web.Response:
@@ -161,19 +209,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     for name, value in request.headers.items():
         headers.setdefault(name.lower(), value)
     result = await services.pipeline.receive(instance, body, headers, received_at)
-    elapsed = time.perf_counter() - started
-    _count_result(instance.name, result, elapsed)
-    log.info(
-        "webhook",
-        extra={
-            "provider": instance.name,
-            "event_id": result.event_id,
-            "outcome": result.outcome.value,
-            "durability": result.durability.value if result.durability else None,
-            "status": instance.ack.status,
-            "latency_ms": round(elapsed * 1000, 2),
-        },
-    )
+    _record_result(instance, result, time.perf_counter() - started)
     return web.Response(
         status=instance.ack.status, body=instance.ack.body, content_type=instance.ack.content_type
     )

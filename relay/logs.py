@@ -1,17 +1,32 @@
 """Structured logs: one JSON object per line on stderr.
 
-Fields passed with ``extra=`` become keys of the line. Nothing secret is ever
-passed to a logger: instances log their name, never their keys, and request
-headers are not logged.
+Fields passed with ``extra=`` become keys of the line; every line also has
+``ts``, ``level``, ``logger``, ``msg`` and ``pid`` (which worker, with
+``--workers N``). The level comes from ``RELAY_LOG_LEVEL`` (default INFO), so
+worker processes inherit it.
+
+Nothing secret is ever passed to a logger: instances log their name, never
+their keys; request headers and bodies are not logged; the startup line shows
+the config through :func:`effective_config`, which counts and fingerprints key
+material instead of showing it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
+import os
 import sys
 import time
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from cryptography.hazmat.primitives import serialization
+
+from relay.config import Config, ProviderInstance
+from verifiers.keys import PublicKey
 
 # Attributes every LogRecord has; anything else came from ``extra=``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -25,6 +40,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,
         }
         for key, value in vars(record).items():
             if key not in _STANDARD:
@@ -34,12 +50,67 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def setup_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str | None = None, stream: TextIO | None = None) -> None:
+    """JSON lines on ``stream`` (stderr) at ``level``, else ``RELAY_LOG_LEVEL``, else INFO."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    # aiohttp's access log repeats our per-webhook line; aiokafka is chatty on reconnects.
+    root.setLevel((level or os.environ.get("RELAY_LOG_LEVEL") or "INFO").upper())
+    # aiohttp's access log repeats our per-webhook line. aiokafka stays at ERROR even when
+    # debugging Relay: its debug lines print whole records, and a record's `raw` payload
+    # carries the provider's signature for the profiles that sign in a body field.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+
+def effective_config(config: Config) -> dict[str, Any]:
+    """The config as Relay runs it (defaults filled in, env expanded), safe to log.
+
+    Secrets are counted, public keys shown as fingerprints (to check which key
+    a replica really has after a rotation), a signing key only as present or
+    not, and credentials in the Redis URL masked.
+    """
+    kafka = dataclasses.asdict(config.kafka) | {"dlq_topic": config.kafka.dead_letter_topic}
+    dedup = dataclasses.asdict(config.dedup) | {"url": _mask_credentials(config.dedup.url)}
+    return {
+        "server": dataclasses.asdict(config.server),
+        "kafka": kafka,
+        "dedup": dedup,
+        "spool": dataclasses.asdict(config.spool),
+        "providers": {name: _instance(instance) for name, instance in config.providers.items()},
+    }
+
+
+def _instance(instance: ProviderInstance) -> dict[str, Any]:
+    return {
+        "profile": instance.profile.name,
+        "params": dataclasses.asdict(instance.params),
+        "secrets": len(instance.keys.secrets),
+        "public_keys": [_fingerprint(key) for key in instance.keys.public_keys],
+        "signing_key": instance.keys.private_key is not None,
+        "allow_ips": [str(network) for network in instance.allow_ips],
+        "timezone": str(instance.timezone) if instance.timezone else None,
+        "flow": instance.flow,
+        "statuses": dict(instance.status_overrides),
+        "id_header": instance.id_header,
+        "timeout_s": instance.timeout_s,
+        "ack_budget_s": instance.ack_budget_s,
+        "ack": {"status": instance.ack.status, "content_type": instance.ack.content_type},
+    }
+
+
+def _fingerprint(key: PublicKey) -> str:
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "sha256:" + hashlib.sha256(der).hexdigest()[:16]
+
+
+def _mask_credentials(url: str) -> str:
+    """``redis://user:pass@host/0`` -> ``redis://***@host/0``: user names can be tokens too."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))

@@ -159,7 +159,8 @@ class Pipeline:
         )
         record = letter.to_record(self._config.kafka.dead_letter_topic)
         self._check_size(record, "the dead letter")
-        log.warning(
+        # Debug only: the HTTP layer's one line per webhook says it at warning level already.
+        log.debug(
             "dead-lettered",
             extra={"provider": instance.name, "reason": reason, "dead_letter_id": letter.id},
         )

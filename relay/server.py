@@ -23,12 +23,14 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 from aiohttp import web
 
 from relay.app import build_app
 from relay.config import Config
+from relay.logs import effective_config
 
 log = logging.getLogger("relay.server")
 
@@ -102,22 +104,14 @@ async def serve_forever(config: Config, *, reuse_port: bool = False) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
-    log.info(
-        "serving",
-        extra={
-            "host": config.server.host,
-            "port": config.server.port,
-            "providers": sorted(config.providers),
-            "dedup": config.dedup.backend,
-            "kafka": config.kafka.bootstrap_servers,
-            "topic": config.kafka.topic,
-            "pid": os.getpid(),
-        },
-    )
+    # The bound addresses, not the configured port: port 0 (tests) gets one from the OS.
+    listening = [f"{address[0]}:{address[1]}" for address in runner.addresses]
+    log.info("serving", extra={"listening": listening, "config": effective_config(config)})
+    started = time.monotonic()
     await stop.wait()
     log.info("shutting down: no new connections, finishing in-flight requests")
     await runner.cleanup()
-    log.info("stopped")
+    log.info("stopped", extra={"uptime_s": round(time.monotonic() - started, 3)})
 
 
 def run(config: Config, config_path: Path, workers: int = 1) -> None:

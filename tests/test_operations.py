@@ -1,0 +1,443 @@
+"""Operating Relay: the /metrics scrape after a mixed run, one JSON log line per
+webhook, and no secret, key or signature in the logs at any level.
+
+In-process apps share prometheus-client's default registry, so each test names
+its provider instances uniquely and reads exact values for them; series that
+cannot be made unique (``provider="unknown"``, Kafka publish latency, replay
+counts) are read as the difference between two scrapes. The spool gauges, the
+sums over worker processes and the startup and shutdown lines are checked on a
+real ``relay serve`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import logging
+import os
+import socket
+import tomllib
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from prometheus_client.parser import text_string_to_metric_families
+
+from relay.app import build_app
+from relay.config import Config, parse_config
+from relay.http import SERVICES
+from relay.logs import effective_config, setup_logging
+from relay.replay import LetterFilter, replay
+from tests.conftest import (
+    INVOICE_SECRET,
+    RelayUnderTest,
+    SignedWebhook,
+    make_config,
+    signed_webhook,
+    start_relay,
+)
+from verifiers.keys import load_private_key, private_pem
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """A sample's value; 0 for a series not exported yet (a counter never incremented)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def scrape(relay: RelayUnderTest) -> Samples:
+    response = await relay.client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    return parse_metrics(await response.text())
+
+
+def closed_port() -> int:
+    """A port nothing listens on: a Kafka there is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def start_without_kafka(aiohttp_client: Any, config: Config) -> RelayUnderTest:
+    """A Relay whose broker is unreachable: it serves at once and spools."""
+    client = await aiohttp_client(build_app(config))
+    services = client.app[SERVICES]
+    assert not services.sink.connected
+    return RelayUnderTest(client, config, services)
+
+
+def changed(webhook: SignedWebhook, **headers: str) -> SignedWebhook:
+    return SignedWebhook(webhook.path, webhook.body, {**webhook.headers, **headers})
+
+
+def without(webhook: SignedWebhook, header: str) -> SignedWebhook:
+    headers = {k: v for k, v in webhook.headers.items() if k.lower() != header.lower()}
+    return SignedWebhook(webhook.path, webhook.body, headers)
+
+
+def invoice_with_status(config: Config, provider: str, status: str) -> SignedWebhook:
+    """An authentic invoice webhook with a status no mapping knows: a dead letter."""
+    document = orjson.loads(signed_webhook(config, provider).body)
+    document["status"] = status
+    return signed_webhook(
+        config, provider, body=orjson.dumps(document), headers={"X-Webhook-Id": uuid.uuid4().hex}
+    )
+
+
+INVOICE = {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]}
+
+
+async def test_metrics_after_a_mixed_run(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    inv, locked, spooling, full = (f"{name}-{tag}" for name in ("inv", "locked", "spool", "full"))
+    main = await start_relay(
+        aiohttp_client,
+        make_config(
+            bootstrap=kafka_bootstrap,
+            topic=topic,
+            var=tmp_path / "main",
+            server={"max_body_bytes": 4096},
+            providers={inv: INVOICE, locked: {**INVOICE, "allow_ips": ["192.0.2.0/24"]}},
+        ),
+    )
+    down = f"127.0.0.1:{closed_port()}"
+    spooled = await start_without_kafka(
+        aiohttp_client,
+        make_config(bootstrap=down, topic=topic, var=tmp_path / "b", providers={spooling: INVOICE}),
+    )
+    # Kafka down and a spool too small for any record: nothing durable can take it (503).
+    unavailable = await start_without_kafka(
+        aiohttp_client,
+        make_config(
+            bootstrap=down,
+            topic=topic,
+            var=tmp_path / "c",
+            providers={full: INVOICE},
+            spool={"max_bytes": 64},
+        ),
+    )
+    before = await scrape(main)
+
+    async def post(relay: RelayUnderTest, webhook: SignedWebhook, status: int) -> None:
+        response = await relay.post(webhook)
+        assert response.status == status, await response.text()
+
+    accepted = [signed_webhook(main.config, inv) for _ in range(3)]
+    for webhook in accepted:
+        await post(main, webhook, 200)
+    for _ in range(2):
+        await post(main, accepted[0], 200)  # a provider's retry
+    forged = changed(accepted[1], **{"X-Webhook-Signature": "0" * 64})
+    await post(main, forged, 401)
+    await post(
+        main, changed(signed_webhook(main.config, inv), **{"X-Webhook-Signature": "0" * 64}), 401
+    )
+    await post(main, without(signed_webhook(main.config, inv), "X-Webhook-Signature"), 401)
+    await post(
+        main, changed(signed_webhook(main.config, inv), **{"Content-Type": "text/plain"}), 415
+    )
+    await post(main, signed_webhook(main.config, inv, body=b'{"pad": "' + b"x" * 5000 + b'"}'), 413)
+    await post(main, signed_webhook(main.config, locked), 403)
+    unknown = signed_webhook(main.config, inv)
+    await post(main, SignedWebhook(f"/webhooks/nobody-{tag}", unknown.body, unknown.headers), 404)
+    await post(main, invoice_with_status(main.config, inv, "refunded"), 200)
+    for _ in range(2):
+        await post(spooled, signed_webhook(spooled.config, spooling), 200)
+    await post(unavailable, signed_webhook(unavailable.config, full), 503)
+
+    # The dead letter comes back once its status has a mapping.
+    replay_config = make_config(
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        var=tmp_path / "replay",
+        providers={inv: {**INVOICE, "statuses": {"refunded": "failed"}}},
+    )
+    summary = await replay(replay_config, LetterFilter(provider=inv))
+    assert summary.replayed == 1
+
+    after = await scrape(main)
+    webhooks = "relay_webhooks_total"
+    assert value(after, webhooks, provider=inv, outcome="accepted") == 3
+    assert value(after, webhooks, provider=inv, outcome="duplicate") == 2
+    assert value(after, webhooks, provider=inv, outcome="rejected") == 5
+    assert value(after, webhooks, provider=inv, outcome="dead_lettered") == 1
+    assert value(after, webhooks, provider=inv, outcome="spooled") == 0
+    assert value(after, webhooks, provider=locked, outcome="rejected") == 1
+    assert value(after, webhooks, provider=spooling, outcome="spooled") == 2
+    assert value(after, webhooks, provider=full, outcome="unavailable") == 1
+    unknown_rejections = value(after, webhooks, provider="unknown", outcome="rejected") - value(
+        before, webhooks, provider="unknown", outcome="rejected"
+    )
+    assert unknown_rejections == 1
+
+    rejected = "relay_webhooks_rejected_total"
+    assert value(after, rejected, provider=inv, reason="signature_mismatch") == 2
+    assert value(after, rejected, provider=inv, reason="missing_signature") == 1
+    assert value(after, rejected, provider=inv, reason="unsupported_media_type") == 1
+    assert value(after, rejected, provider=inv, reason="body_too_large") == 1
+    assert value(after, rejected, provider=locked, reason="forbidden_address") == 1
+    assert (
+        value(after, rejected, provider="unknown", reason="unknown_provider")
+        - value(before, rejected, provider="unknown", reason="unknown_provider")
+        == 1
+    )
+    assert value(after, rejected, provider=full, reason="unavailable") == 0
+
+    assert value(after, "relay_dead_letters_total", provider=inv, reason="unknown_status") == 1
+    assert value(after, "relay_dedup_hits_total", provider=inv) == 2
+    # Every acknowledged webhook is timed: accepted, duplicates, the dead letter; spooled too.
+    latency = "relay_ack_latency_seconds"
+    assert value(after, f"{latency}_count", provider=inv) == 6
+    assert value(after, f"{latency}_bucket", provider=inv, le="+Inf") == 6
+    assert value(after, f"{latency}_count", provider=spooling) == 2
+    assert value(after, f"{latency}_count", provider=full) == 0
+    # Kafka acknowledged three events, the dead letter and the replayed event.
+    publish = "relay_kafka_publish_seconds_count"
+    assert value(after, publish) - value(before, publish) == 5
+    replayed = "relay_replay_total"
+    assert (
+        value(after, replayed, outcome="replayed") - value(before, replayed, outcome="replayed")
+        == 1
+    )
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """Relay's real logging setup at DEBUG, writing its JSON lines into a buffer."""
+    root = logging.getLogger()
+    quieted = ("aiohttp.access", "aiokafka")
+    saved = (root.handlers[:], root.level, [logging.getLogger(n).level for n in quieted])
+    stream = io.StringIO()
+    setup_logging("DEBUG", stream=stream)
+    yield stream
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, level in zip(quieted, saved[2], strict=True):
+        logging.getLogger(name).setLevel(level)
+
+
+def read_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    """Every line written since the last read, each of which must be one JSON object."""
+    text = stream.getvalue()
+    stream.seek(0)
+    stream.truncate()
+    return [orjson.loads(line) for line in text.splitlines()]
+
+
+async def test_one_log_line_per_webhook(
+    aiohttp_client: Any,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+    json_log: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    relay = await start_relay(
+        aiohttp_client,
+        make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path / "a"),
+    )
+    down = f"127.0.0.1:{closed_port()}"
+    spooling = await start_without_kafka(
+        aiohttp_client, make_config(bootstrap=down, topic=topic, var=tmp_path / "b")
+    )
+    full = await start_without_kafka(
+        aiohttp_client,
+        make_config(bootstrap=down, topic=topic, var=tmp_path / "c", spool={"max_bytes": 64}),
+    )
+    first = signed_webhook(relay.config)
+    forged = changed(signed_webhook(relay.config), **{"X-Webhook-Signature": "0" * 64})
+    cases = [
+        (relay, first, 200, "accepted", None, "info"),
+        (relay, first, 200, "duplicate", None, "info"),
+        (
+            relay,
+            invoice_with_status(relay.config, "invoices", "refunded"),
+            200,
+            "dead_lettered",
+            "unknown_status",
+            "warning",
+        ),
+        (relay, forged, 401, "rejected", "signature_mismatch", "warning"),
+        (spooling, signed_webhook(spooling.config), 200, "spooled", None, "info"),
+        (full, signed_webhook(full.config), 503, "unavailable", "unavailable", "error"),
+    ]
+    read_lines(json_log)
+    for target, webhook, status, outcome, reason, level in cases:
+        response = await target.post(webhook)
+        assert response.status == status
+        lines = read_lines(json_log)
+        [line] = [line for line in lines if line["msg"] == "webhook"]
+        assert line["level"] == level
+        assert line["logger"] == "relay.http"
+        assert line["provider"] == "invoices"
+        assert line["outcome"] == outcome
+        assert line["status"] == status
+        assert line["reason"] == reason
+        assert line["latency_ms"] >= 0
+        assert line["pid"] == os.getpid()
+        assert bool(line["event_id"]) is (status == 200)
+        # Nothing else about this request at info or above; the Kafka-less apps' reconnect
+        # lines are about the broker, not a request.
+        others = [
+            other
+            for other in lines
+            if other is not line
+            and other["level"] != "debug"
+            and not other["logger"].startswith(("relay.kafka", "aiokafka"))
+        ]
+        assert others == []
+
+    # A bug in the pipeline: 500, and the traceback inside the request's one line.
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(relay.services.pipeline, "receive", broken)
+    response = await relay.post(signed_webhook(relay.config))
+    assert response.status == 500
+    assert (await response.json())["error"] == "internal_error"
+    [line] = [line for line in read_lines(json_log) if line["level"] != "debug"]
+    assert (line["msg"], line["outcome"], line["status"]) == ("webhook", "error", 500)
+    assert "RuntimeError: a bug" in line["exc"]
+
+
+DEV_TOML = Path(__file__).resolve().parent.parent / "deploy" / "dev.toml"
+
+
+def dev_document(bootstrap: str, topic: str, var: Path) -> dict[str, Any]:
+    """deploy/dev.toml with this test's broker, topic and directories."""
+    # make_config creates the topics where the broker does not, and knows its idempotence.
+    kafka = make_config(bootstrap=bootstrap, topic=topic, var=var).kafka
+    document = tomllib.loads(DEV_TOML.read_text())
+    document["server"] |= {"port": 0}
+    document["kafka"] |= {
+        "bootstrap_servers": bootstrap,
+        "topic": topic,
+        "dlq_topic": "",
+        "idempotence": kafka.idempotence,
+    }
+    document["dedup"] = {"backend": "sqlite", "path": str(var / "dedup.sqlite3")}
+    document["spool"] = {"path": str(var / "spool")}
+    return document
+
+
+def secret_material(document: Mapping[str, Any]) -> set[str]:
+    """Every secret and private key of the instances, as written and in the other
+    encodings a careless log line could use (PEM, base64 and hex DER, hex of a secret)."""
+    found: set[str] = set()
+    for table in document["providers"].values():
+        for secret in table.get("secrets", []):
+            found |= {secret, secret.encode().hex(), base64.b64encode(secret.encode()).decode()}
+        if "signing_key" in table:
+            key = load_private_key(table["signing_key"])
+            der = key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            pem_body = "".join(private_pem(key).splitlines()[1:-1])
+            found |= {table["signing_key"], pem_body, der.hex(), base64.b64encode(der).decode()}
+    return found
+
+
+def signatures(webhook: SignedWebhook) -> set[str]:
+    """The signature values a request carries, in headers or in a ``sign`` body field."""
+    found = {value for name, value in webhook.headers.items() if "sign" in name.lower()}
+    with contextlib.suppress(orjson.JSONDecodeError):
+        document = orjson.loads(webhook.body)
+        if isinstance(document, dict) and isinstance(document.get("sign"), str):
+            found.add(document["sign"])
+    return found
+
+
+def assert_not_in(text: str, material: set[str]) -> None:
+    """No piece of 24 characters of any material appears: a truncated or wrapped copy
+    (a PEM line, the start of a key) is caught as well as a whole one."""
+    for item in material:
+        pieces = {item} if len(item) <= 24 else {item[i : i + 24] for i in range(len(item) - 23)}
+        leaked = [piece for piece in pieces if piece in text]
+        assert not leaked, f"secret material in the logs: {leaked[0][:6]}..."
+
+
+def tampered(webhook: SignedWebhook) -> SignedWebhook:
+    """The same request with one field added after signing: every scheme must refuse it."""
+    document = orjson.loads(webhook.body)
+    return SignedWebhook(
+        webhook.path, orjson.dumps({**document, "tampered": "yes"}), webhook.headers
+    )
+
+
+def stripped(webhook: SignedWebhook) -> SignedWebhook:
+    """The request without its signature (header or body field)."""
+    document = {k: v for k, v in orjson.loads(webhook.body).items() if k != "sign"}
+    headers = {k: v for k, v in webhook.headers.items() if "sign" not in k.lower()}
+    return SignedWebhook(webhook.path, orjson.dumps(document), headers)
+
+
+async def test_no_secret_key_or_signature_in_the_logs(
+    aiohttp_client: Any,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+    json_log: io.StringIO,
+) -> None:
+    document = dev_document(kafka_bootstrap, topic, tmp_path / "a")
+    config = parse_config(document, env={})
+    relay = await start_relay(aiohttp_client, config)
+    down = f"127.0.0.1:{closed_port()}"
+    spooling_doc = dev_document(down, topic, tmp_path / "b")
+    spooling = await start_without_kafka(aiohttp_client, parse_config(spooling_doc, env={}))
+    full_doc = dev_document(down, topic, tmp_path / "c")
+    full_doc["spool"]["max_bytes"] = 64
+    full = await start_without_kafka(aiohttp_client, parse_config(full_doc, env={}))
+
+    sent: list[SignedWebhook] = []
+    answers: dict[str, list[int]] = {}
+    for name in config.providers:
+        accepted = signed_webhook(config, name)
+        # Authentic but not a payment notification of this provider: a dead letter.
+        odd = signed_webhook(config, name, body=b'{"unexpected":"shape"}')
+        requests = [
+            (relay, accepted),
+            (relay, accepted),
+            (relay, odd),
+            (relay, tampered(accepted)),
+            (relay, stripped(accepted)),
+            (spooling, signed_webhook(spooling.config, name)),
+            (full, signed_webhook(full.config, name)),
+        ]
+        for target, webhook in requests:
+            response = await target.post(webhook)
+            answers.setdefault(name, []).append(response.status)
+            sent.append(webhook)
+    assert answers == {name: [200, 200, 200, 401, 401, 200, 503] for name in config.providers}
+
+    lines = read_lines(json_log)
+    outcomes = [(line["provider"], line["outcome"]) for line in lines if line["msg"] == "webhook"]
+    expected = ["accepted", "duplicate", "dead_lettered", "rejected", "rejected", "spooled"]
+    assert outcomes == [
+        (name, outcome) for name in config.providers for outcome in [*expected, "unavailable"]
+    ]
+    assert any(line["level"] == "debug" for line in lines), "DEBUG lines were not captured"
+    text = "\n".join(orjson.dumps(line).decode() for line in lines)
+    material = secret_material(document)
+    for webhook in sent:
+        material |= signatures(webhook)
+    assert_not_in(text, material)
+    # The config as the startup line shows it is as clean.
+    assert_not_in(orjson.dumps(effective_config(config), default=str).decode(), material)
