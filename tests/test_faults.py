@@ -1,0 +1,389 @@
+"""Never lose an acknowledged webhook: Relay as a real process under faults.
+
+Every test here counts what Relay acknowledged (a 200) and what reached
+Kafka, and holds them equal with no duplicates: the broker down, Relay
+killed with SIGKILL, two processes sharing one Redis dedup store, a restart
+on the SQLite dedup store, SIGTERM under load, a full spool, and
+``--workers 2`` on one SQLite file.
+
+Tests that stop and start a broker run their own tansu (``DevBroker``), so
+they work whatever the session broker is; the others use the session broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from relay.config import Config, load_config
+from relay.devbroker import DevBroker
+from relay.kafka import create_topics
+from relay.spool import Spool
+from tests.conftest import SignedWebhook, TestBroker, read_topic, signed_webhook
+from tests.redis_server import redis_server
+from tests.relay_process import Answer, RelayProcess, post, unused_port, write_config
+
+# Several status changes per order, posted one after another, so that per-key order means something.
+STATUS_CHANGES = ("pending", "pending", "pending", "pending", "confirmed")
+# Waits for records that a drainer publishes after a broker comes back: generous, never a measurement.
+DRAIN_WAIT_S = 90.0
+
+MakeRelay = Callable[..., RelayProcess]
+
+
+@pytest.fixture
+def make_relay(tmp_path: Path) -> Iterator[MakeRelay]:
+    """``make_relay(name, bootstrap=, topic=, ...)``: a configured, not yet started Relay process.
+
+    Every process made here is killed (with its workers) when the test ends.
+    """
+    made: list[RelayProcess] = []
+
+    def make(
+        name: str, *, bootstrap: str, topic: str, workers: int = 1, **sections: Any
+    ) -> RelayProcess:
+        var = tmp_path / name
+        var.mkdir(exist_ok=True)
+        port = unused_port()
+        config_path = write_config(
+            var / "relay.toml", port=port, bootstrap=bootstrap, topic=topic, var=var, **sections
+        )
+        relay = RelayProcess(config_path, port, var / "relay.log", workers=workers)
+        made.append(relay)
+        return relay
+
+    yield make
+    for relay in made:
+        relay.kill()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[DevBroker]:
+    """A tansu of this test's own, not started: the test decides when the broker is up."""
+    broker = DevBroker(log_path=tmp_path / "tansu.log")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+async def session_topic(broker: TestBroker, topic: str) -> str:
+    # Created up front: a production-like broker may not create topics on first use.
+    await create_topics(broker.bootstrap_servers, [topic])
+    return topic
+
+
+def on(broker: TestBroker) -> dict[str, Any]:
+    """The ``[kafka]`` settings Relay runs with on this broker of the matrix."""
+    return {"idempotence": broker.idempotence}
+
+
+def config_of(relay: RelayProcess) -> Config:
+    return load_config(relay.config_path, env={})
+
+
+def event_id(webhook: SignedWebhook) -> str:
+    return webhook.headers["X-Webhook-Id"]
+
+
+def order_chains(config: Config, orders: int) -> list[list[SignedWebhook]]:
+    """For each of ``orders`` orders, its status changes in the order the provider sends them."""
+    return [
+        [signed_webhook(config, event=status, order=f"ORDER-{n:04d}") for status in STATUS_CHANGES]
+        for n in range(orders)
+    ]
+
+
+async def post_chains(
+    base_url: str, chains: Sequence[Sequence[SignedWebhook]]
+) -> list[list[Answer]]:
+    """Orders concurrently; each order's changes one after another, each after the last's answer."""
+    async with aiohttp.ClientSession() as session:
+
+        async def one_order(chain: Sequence[SignedWebhook]) -> list[Answer]:
+            return [await post(session, base_url, webhook) for webhook in chain]
+
+        return await asyncio.gather(*(one_order(chain) for chain in chains))
+
+
+def ids_of(records: Sequence[Any]) -> list[str]:
+    return [dict(record.headers)["ce_id"].decode() for record in records]
+
+
+def duplicates(ids: Sequence[str]) -> dict[str, int]:
+    return {key: count for key, count in Counter(ids).items() if count > 1}
+
+
+def ids_by_key(records: Sequence[Any]) -> dict[bytes, list[str]]:
+    """Each record key's event ids in log order (one key lives on one partition)."""
+    by_key: dict[bytes, list[str]] = {}
+    for record in records:
+        by_key.setdefault(record.key, []).append(dict(record.headers)["ce_id"].decode())
+    return by_key
+
+
+async def spooled_ids(spool_path: Path) -> list[str]:
+    """Event ids still pending in a spool that no process holds any more."""
+    spool = Spool.open(spool_path)
+    try:
+        return [dict(entry.record.headers)["ce_id"].decode() for entry in spool.pending()]
+    finally:
+        await spool.close()
+
+
+async def test_broker_down_every_webhook_is_spooled_and_published_in_order(
+    make_relay: MakeRelay, own_broker: DevBroker, topic: str
+) -> None:
+    relay = make_relay("relay", bootstrap=own_broker.bootstrap_servers, topic=topic)
+    await relay.start()
+    chains = order_chains(config_of(relay), orders=100)
+
+    answers = await post_chains(relay.url, chains)
+
+    statuses = Counter(answer.status for chain in answers for answer in chain)
+    assert statuses == {200: 500}, relay.log_tail()
+    ready = await relay.ready()
+    assert ready["kafka"]["connected"] is False
+    assert ready["spool"]["depth"] == 500
+
+    own_broker.start()
+    # A consumer that starts while the drainer creates the topic can miss it on tansu: read after.
+    await relay.wait_drained(DRAIN_WAIT_S)
+    records = await read_topic(own_broker.bootstrap_servers, topic, expect=500, settle_s=1.0)
+
+    assert duplicates(ids_of(records)) == {}
+    assert len(records) == 500
+    assert ids_by_key(records) == {
+        f"invoices:ORDER-{n:04d}".encode(): [event_id(webhook) for webhook in chain]
+        for n, chain in enumerate(chains)
+    }
+
+
+async def test_sigkill_after_acknowledging_loses_nothing(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str, tmp_path: Path
+) -> None:
+    # First life: no broker at all, so every acknowledgement comes from the spool.
+    first = make_relay(
+        "relay",
+        bootstrap=f"127.0.0.1:{unused_port()}",
+        kafka=on(broker),
+        topic=session_topic,
+        dedup={"backend": "sqlite", "path": str(tmp_path / "relay" / "dedup.sqlite3")},
+    )
+    await first.start()
+    chains = order_chains(config_of(first), orders=100)
+    answers = await post_chains(first.url, chains)
+    first.kill()
+
+    assert Counter(answer.status for chain in answers for answer in chain) == {200: 500}
+    # Second life: same spool and dedup files, and a broker to drain into.
+    second = make_relay(
+        "relay",
+        bootstrap=broker.bootstrap_servers,
+        kafka=on(broker),
+        topic=session_topic,
+        dedup={"backend": "sqlite", "path": str(tmp_path / "relay" / "dedup.sqlite3")},
+    )
+    await second.start()
+    await second.wait_drained(DRAIN_WAIT_S)
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=500, settle_s=1.0)
+
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(w) for chain in chains for w in chain)
+    assert ids_by_key(records) == {
+        f"invoices:ORDER-{n:04d}".encode(): [event_id(webhook) for webhook in chain]
+        for n, chain in enumerate(chains)
+    }
+
+
+async def test_two_processes_on_one_redis_store_publish_each_event_once(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str
+) -> None:
+    with redis_server() as url:
+        relays = [
+            make_relay(
+                name,
+                bootstrap=broker.bootstrap_servers,
+                kafka=on(broker),
+                topic=session_topic,
+                dedup={"backend": "redis", "url": url},
+            )
+            for name in ("a", "b")
+        ]
+        await asyncio.gather(*(relay.start() for relay in relays))
+        webhooks = [signed_webhook(config_of(relays[0])) for _ in range(200)]
+
+        async with aiohttp.ClientSession() as session:
+            answers = await asyncio.gather(
+                *(post(session, relay.url, webhook) for webhook in webhooks for relay in relays)
+            )
+        records = await read_topic(
+            broker.bootstrap_servers, session_topic, expect=200, settle_s=1.0
+        )
+        accepted = [
+            await relay.metric("relay_webhooks_total", outcome="accepted") for relay in relays
+        ]
+        duplicate = [
+            await relay.metric("relay_webhooks_total", outcome="duplicate") for relay in relays
+        ]
+
+    assert Counter(answer.status for answer in answers) == {200: 400}
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    # Each event: one process published it, the other answered it as a duplicate.
+    assert (sum(accepted), sum(duplicate)) == (200, 200)
+
+
+async def test_sqlite_dedup_survives_a_restart(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str, tmp_path: Path
+) -> None:
+    dedup = {"backend": "sqlite", "path": str(tmp_path / "relay" / "dedup.sqlite3")}
+    first = make_relay(
+        "relay",
+        bootstrap=broker.bootstrap_servers,
+        kafka=on(broker),
+        topic=session_topic,
+        dedup=dedup,
+    )
+    await first.start()
+    webhooks = [signed_webhook(config_of(first)) for _ in range(50)]
+    async with aiohttp.ClientSession() as session:
+        before = [await post(session, first.url, webhook) for webhook in webhooks]
+    first.send_signal(signal.SIGTERM)
+    assert await first.wait_exit() == 0
+
+    second = make_relay(
+        "relay",
+        bootstrap=broker.bootstrap_servers,
+        kafka=on(broker),
+        topic=session_topic,
+        dedup=dedup,
+    )
+    await second.start()
+    async with aiohttp.ClientSession() as session:
+        retries = [await post(session, second.url, webhook) for webhook in webhooks]
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=50, settle_s=1.0)
+
+    assert [answer.status for answer in before + retries] == [200] * 100
+    assert await second.metric("relay_webhooks_total", outcome="duplicate") == 50
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+
+
+async def test_sigterm_under_load_keeps_every_acknowledged_webhook(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str, tmp_path: Path
+) -> None:
+    relay = make_relay(
+        "relay", bootstrap=broker.bootstrap_servers, kafka=on(broker), topic=session_topic
+    )
+    await relay.start()
+    webhooks = [signed_webhook(config_of(relay)) for _ in range(1000)]
+    pending = iter(webhooks)
+    acknowledged: list[str] = []
+    signalled = asyncio.Event()
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        # Each sender stops at its first request that got no answer: the server is going away.
+        for webhook in pending:
+            answer = await post(session, relay.url, webhook)
+            if answer.status == 200:
+                acknowledged.append(event_id(webhook))
+            if len(acknowledged) >= 200 and not signalled.is_set():
+                signalled.set()
+                relay.send_signal(signal.SIGTERM)
+            if answer.status is None:
+                return
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(sender(session) for _ in range(20)))
+    assert signalled.is_set()
+    assert await relay.wait_exit() == 0, relay.log_tail()
+    in_spool = await spooled_ids(tmp_path / "relay" / "spool")
+    records = await read_topic(
+        broker.bootstrap_servers,
+        session_topic,
+        expect=len(set(acknowledged) - set(in_spool)),
+        settle_s=1.0,
+    )
+
+    # The load was still running when the signal came: not everything got an answer.
+    assert len(acknowledged) < len(webhooks)
+    assert duplicates(ids_of(records)) == {}
+    assert set(acknowledged) - set(ids_of(records)) - set(in_spool) == set()
+
+
+async def test_full_spool_answers_503_and_drops_nothing_acknowledged(
+    make_relay: MakeRelay, own_broker: DevBroker, topic: str
+) -> None:
+    relay = make_relay(
+        "relay", bootstrap=own_broker.bootstrap_servers, topic=topic, spool={"max_bytes": 64 << 10}
+    )
+    await relay.start()
+    webhooks = [signed_webhook(config_of(relay)) for _ in range(100)]
+    async with aiohttp.ClientSession() as session:
+        answers = [await post(session, relay.url, webhook) for webhook in webhooks]
+    acknowledged = [event_id(w) for w, a in zip(webhooks, answers, strict=True) if a.status == 200]
+    refused = [w for w, a in zip(webhooks, answers, strict=True) if a.status == 503]
+
+    assert len(acknowledged) + len(refused) == len(webhooks)
+    assert acknowledged and refused, "the spool never filled up: max_bytes is too large"
+    # Once full, it stays full while the broker is down: no acknowledgement after a refusal.
+    assert [a.status for a in answers] == [200] * len(acknowledged) + [503] * len(refused)
+    assert {a.retry_after for a in answers if a.status == 503} == {"5"}
+
+    own_broker.start()
+    await relay.wait_drained(DRAIN_WAIT_S)
+    records = await read_topic(
+        own_broker.bootstrap_servers, topic, expect=len(acknowledged), settle_s=1.0
+    )
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(acknowledged)
+
+    # The provider's retries of the refused ones are taken now that the broker is back.
+    async with aiohttp.ClientSession() as session:
+        retries = [await post(session, relay.url, webhook) for webhook in refused]
+    assert {a.status for a in retries} == {200}
+    records = await read_topic(
+        own_broker.bootstrap_servers, topic, expect=len(webhooks), settle_s=1.0
+    )
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+
+
+async def test_two_workers_share_the_sqlite_dedup_store(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str, tmp_path: Path
+) -> None:
+    relay = make_relay(
+        "relay",
+        bootstrap=broker.bootstrap_servers,
+        kafka=on(broker),
+        topic=session_topic,
+        workers=2,
+        dedup={"backend": "sqlite", "path": str(tmp_path / "relay" / "dedup.sqlite3")},
+    )
+    await relay.start()
+    webhooks = [signed_webhook(config_of(relay)) for _ in range(100)]
+
+    # Two sessions, so each webhook's two copies arrive on different connections
+    # (SO_REUSEPORT spreads connections, not requests, over the workers).
+    async with aiohttp.ClientSession() as first, aiohttp.ClientSession() as second:
+        answers = await asyncio.gather(
+            *(
+                post(session, relay.url, webhook)
+                for webhook, session in itertools.product(webhooks, (first, second))
+            )
+        )
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=100, settle_s=1.0)
+    relay.send_signal(signal.SIGTERM)
+
+    assert Counter(answer.status for answer in answers) == {200: 200}
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert await relay.wait_exit() == 0, relay.log_tail()
