@@ -99,8 +99,15 @@ class Delivery:
                 raise error
             await self._append(record, dedup_key)
             return Durability.SPOOL
-        entry = await self._append(record, dedup_key)
-        self._track_late_send(send, entry)
+        # Tracked before the append starts: once the entry is in the spool the drainer may
+        # look at it, and it must already know that a late acknowledgement can still come.
+        appended: asyncio.Future[SpoolEntry] = asyncio.get_running_loop().create_future()
+        self._track_late_send(send, appended)
+        try:
+            appended.set_result(await self._append(record, dedup_key))
+        except BaseException:
+            appended.cancel()
+            raise
         return Durability.SPOOL
 
     def start_drainer(self) -> None:
@@ -133,12 +140,16 @@ class Delivery:
         self._wake.set()
         return entry
 
-    def _track_late_send(self, send: asyncio.Task[None], entry: SpoolEntry) -> None:
+    def _track_late_send(
+        self, send: asyncio.Task[None], appended: asyncio.Future[SpoolEntry]
+    ) -> None:
         spool = self._spool
 
         async def settle() -> None:
-            with contextlib.suppress(KafkaUnavailable, RecordRejected):
+            # CancelledError: the append failed, so there is no entry to mark.
+            with contextlib.suppress(KafkaUnavailable, RecordRejected, asyncio.CancelledError):
                 await send
+                entry = await appended
                 await spool.mark_done([entry.seq])
 
         task = asyncio.create_task(settle())
@@ -159,7 +170,9 @@ class Delivery:
             if not await self._sink.wait_connected(5.0):
                 self._wake.set()
                 continue
-            if self._late_sends:
+            # Until none is left, not just those seen first: an entry whose late send is still
+            # pending must not be published from the spool as well (a second record).
+            while self._late_sends:
                 await asyncio.wait(set(self._late_sends))
             progressed = await self._drain_once(spool)
             if spool.contains_pending():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -161,6 +162,49 @@ async def test_broker_down_every_webhook_is_spooled_and_published_in_order(
     assert duplicates(ids_of(records)) == {}
     assert len(records) == 500
     assert ids_by_key(records) == {
+        f"invoices:ORDER-{n:04d}".encode(): [event_id(webhook) for webhook in chain]
+        for n, chain in enumerate(chains)
+    }
+
+
+async def test_stalled_broker_late_acknowledgements_are_not_published_twice(
+    make_relay: MakeRelay, own_broker: DevBroker, topic: str
+) -> None:
+    own_broker.start()
+    relay = make_relay(
+        "relay",
+        bootstrap=own_broker.bootstrap_servers,
+        topic=topic,
+        server={"ack_budget_max_s": 1.0},
+    )
+    await relay.start()
+    await relay.wait_drained(DRAIN_WAIT_S)
+    config = config_of(relay)
+    # The topic exists and the producer knows its leader before the broker stalls.
+    warm_up = signed_webhook(config, order="WARM-UP")
+    async with aiohttp.ClientSession() as session:
+        assert (await post(session, relay.url, warm_up)).status == 200
+    chains = order_chains(config, orders=100)
+
+    # SIGSTOP: connections stay open and sends hang, so the first event of each order
+    # misses its budget and is spooled while its send is still pending.
+    assert own_broker.pid is not None
+    os.kill(own_broker.pid, signal.SIGSTOP)
+    try:
+        answers = await post_chains(relay.url, chains)
+        ready = await relay.ready()
+    finally:
+        os.kill(own_broker.pid, signal.SIGCONT)
+    await relay.wait_drained(DRAIN_WAIT_S)
+    records = await read_topic(own_broker.bootstrap_servers, topic, expect=501, settle_s=1.0)
+
+    assert Counter(answer.status for chain in answers for answer in chain) == {200: 500}
+    assert ready["spool"]["depth"] == 500
+    assert duplicates(ids_of(records)) == {}
+    assert len(records) == 501
+    by_key = ids_by_key(records)
+    assert by_key.pop(b"invoices:WARM-UP") == [event_id(warm_up)]
+    assert by_key == {
         f"invoices:ORDER-{n:04d}".encode(): [event_id(webhook) for webhook in chain]
         for n, chain in enumerate(chains)
     }
