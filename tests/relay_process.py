@@ -198,6 +198,17 @@ class RelayProcess:
             await asyncio.sleep(0.1)
         raise RelayExited(f"the spool did not drain within {timeout_s} s:\n{self.log_tail()}")
 
+    async def wait_logged(self, text: str, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Return once ``text`` appears in the process's log (a generous wait-until)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while text not in self.log_path.read_text(errors="replace"):
+            if loop.time() >= deadline:
+                raise RelayExited(
+                    f"relay did not log {text!r} within {timeout_s} s:\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.05)
+
     async def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples of ``name`` whose labels include ``labels`` (0 when none)."""
         async with (

@@ -29,7 +29,7 @@ from relay.devbroker import DevBroker
 from relay.kafka import create_topics
 from relay.spool import Spool
 from tests.conftest import SignedWebhook, TestBroker, read_topic, signed_webhook
-from tests.redis_server import redis_server
+from tests.redis_server import redis_server, start_valkey
 from tests.relay_process import Answer, RelayProcess, post, unused_port, write_config
 
 # Several status changes per order, posted one after another, so that per-key order means something.
@@ -285,6 +285,34 @@ async def test_two_processes_on_one_redis_store_publish_each_event_once(
     assert (sum(accepted), sum(duplicate)) == (200, 200)
 
 
+async def test_redis_down_fails_closed_with_503(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str
+) -> None:
+    with start_valkey() as valkey:
+        relay = make_relay(
+            "relay",
+            bootstrap=broker.bootstrap_servers,
+            kafka=on(broker),
+            topic=session_topic,
+            dedup={"backend": "redis", "url": valkey.url},
+        )
+        await relay.start()
+        webhooks = [signed_webhook(config_of(relay)) for _ in range(20)]
+        valkey.stop()
+        async with aiohttp.ClientSession() as session:
+            while_down = [await post(session, relay.url, webhook) for webhook in webhooks]
+        with start_valkey(port=valkey.port):
+            async with aiohttp.ClientSession() as session:
+                retries = [await post(session, relay.url, webhook) for webhook in webhooks]
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=20, settle_s=1.0)
+
+    # Fail closed: no acknowledgement without the store, and a Retry-After for the provider.
+    assert {(answer.status, answer.retry_after) for answer in while_down} == {(503, "5")}
+    assert {answer.status for answer in retries} == {200}
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+
+
 async def test_sqlite_dedup_survives_a_restart(
     make_relay: MakeRelay, broker: TestBroker, session_topic: str, tmp_path: Path
 ) -> None:
@@ -361,6 +389,39 @@ async def test_sigterm_under_load_keeps_every_acknowledged_webhook(
     assert len(acknowledged) < len(webhooks)
     assert duplicates(ids_of(records)) == {}
     assert set(acknowledged) - set(ids_of(records)) - set(in_spool) == set()
+
+
+async def test_second_signal_exits_at_once_and_the_spool_keeps_what_was_acknowledged(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str
+) -> None:
+    # The broker is down, so the graceful shutdown waits (up to its long grace) for a drain.
+    first = make_relay(
+        "relay",
+        bootstrap=f"127.0.0.1:{unused_port()}",
+        kafka=on(broker),
+        topic=session_topic,
+        server={"shutdown_grace_s": 300.0},
+    )
+    await first.start()
+    webhooks = [signed_webhook(config_of(first)) for _ in range(100)]
+    async with aiohttp.ClientSession() as session:
+        answers = [await post(session, first.url, webhook) for webhook in webhooks]
+    first.send_signal(signal.SIGTERM)
+    await first.wait_logged("shutting down")
+    first.send_signal(signal.SIGTERM)
+    # 1 is the second signal's exit; a graceful one would be 0, and only after the grace.
+    assert await first.wait_exit() == 1, first.log_tail()
+
+    second = make_relay(
+        "relay", bootstrap=broker.bootstrap_servers, kafka=on(broker), topic=session_topic
+    )
+    await second.start()
+    await second.wait_drained(DRAIN_WAIT_S)
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=100, settle_s=1.0)
+
+    assert {answer.status for answer in answers} == {200}
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
 
 
 async def test_full_spool_answers_503_and_drops_nothing_acknowledged(
