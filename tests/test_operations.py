@@ -11,25 +11,30 @@ real ``relay serve`` in a subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
 import logging
 import os
+import signal
 import socket
+import sys
+import time
 import tomllib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.app import build_app
-from relay.config import Config, parse_config
+from relay.config import Config, load_config, parse_config
 from relay.http import SERVICES
 from relay.logs import effective_config, setup_logging
 from relay.replay import LetterFilter, replay
@@ -316,7 +321,8 @@ async def test_one_log_line_per_webhook(
     assert "RuntimeError: a bug" in line["exc"]
 
 
-DEV_TOML = Path(__file__).resolve().parent.parent / "deploy" / "dev.toml"
+ROOT = Path(__file__).resolve().parent.parent
+DEV_TOML = ROOT / "deploy" / "dev.toml"
 
 
 def dev_document(bootstrap: str, topic: str, var: Path) -> dict[str, Any]:
@@ -441,3 +447,231 @@ async def test_no_secret_key_or_signature_in_the_logs(
     assert_not_in(text, material)
     # The config as the startup line shows it is as clean.
     assert_not_in(orjson.dumps(effective_config(config), default=str).decode(), material)
+
+
+class Served:
+    """``relay serve`` in a subprocess, its stderr read as JSON lines as they come."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+        self.raw = ""
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, config: Path, *args: str, env: Mapping[str, str] | None = None) -> Served:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "relay",
+            "serve",
+            "--config",
+            str(config),
+            *args,
+            cwd=ROOT,
+            env={**clean, **(env or {})},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            text = raw.decode()
+            self.raw += text
+            self.lines.append(orjson.loads(text))
+
+    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not predicate(self.lines):
+            assert self.process.returncode is None, f"relay serve exited:\n{self.raw}"
+            assert time.monotonic() < deadline, f"timed out; the log so far:\n{self.raw}"
+            await asyncio.sleep(0.05)
+
+    def messages(self, msg: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["msg"] == msg]
+
+    async def stop(self) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), 60)
+        await self._reader
+        return code
+
+
+async def post_each(url: str, webhooks: list[SignedWebhook]) -> list[int]:
+    """POST every webhook on its own connection (so SO_REUSEPORT spreads them over workers)."""
+    statuses = []
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for webhook in webhooks:
+            async with session.post(
+                url + webhook.path, data=webhook.body, headers=webhook.headers
+            ) as response:
+                statuses.append(response.status)
+    return statuses
+
+
+DEV_PROVIDERS = DEV_TOML.read_text().partition("\n[providers.")[1:]
+
+
+async def test_serve_logs_startup_webhooks_and_shutdown_without_secrets(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """The real ``relay serve`` at DEBUG with every dev profile: JSON lines only, the startup
+    line shows the effective config, one line per webhook, the shutdown lines, no secret."""
+    redis_password = "hunter2-dedup-redis-password"
+    kafka = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path).kafka
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        f"""
+[server]
+host = "127.0.0.1"
+port = 0
+shutdown_grace_s = 2
+
+[kafka]
+bootstrap_servers = "{kafka_bootstrap}"
+topic = "{topic}"
+idempotence = {str(kafka.idempotence).lower()}
+
+[dedup]
+backend = "sqlite"
+path = "{tmp_path / "dedup.sqlite3"}"
+url = "redis://relay:${{REDIS_PASSWORD}}@127.0.0.1:6379/0"   # unused by sqlite, still shown
+
+[spool]
+path = "{tmp_path / "spool"}"
+"""
+        + "".join(DEV_PROVIDERS)
+    )
+    served = await Served.start(
+        path, env={"RELAY_LOG_LEVEL": "DEBUG", "REDIS_PASSWORD": redis_password}
+    )
+    try:
+        await served.wait_for(lambda lines: any(line["msg"] == "serving" for line in lines))
+        [serving] = served.messages("serving")
+        url = f"http://{serving['listening'][0]}"
+        config = load_config(path, env={"REDIS_PASSWORD": redis_password})
+        sent: list[SignedWebhook] = []
+        for name in config.providers:
+            accepted = signed_webhook(config, name)
+            odd = signed_webhook(config, name, body=b'{"unexpected":"shape"}')
+            webhooks = [accepted, accepted, odd, tampered(accepted)]
+            assert await post_each(url, webhooks) == [200, 200, 200, 401]
+            sent += webhooks
+        await served.wait_for(lambda lines: len(served.messages("webhook")) == len(sent))
+    finally:
+        code = await served.stop()
+    assert code == 0
+
+    shown = serving["config"]
+    assert list(shown["providers"]) == list(config.providers)
+    assert shown["providers"]["invoices"]["secrets"] == 1
+    assert shown["providers"]["topup"]["public_keys"][0].startswith("sha256:")
+    assert shown["providers"]["payin"]["signing_key"] is True
+    assert shown["dedup"]["url"] == "redis://***@127.0.0.1:6379/0"
+    assert shown["kafka"]["dlq_topic"] == f"{topic}.dlq"
+    outcomes = [(line["provider"], line["outcome"]) for line in served.messages("webhook")]
+    assert outcomes == [
+        (name, outcome)
+        for name in config.providers
+        for outcome in ("accepted", "duplicate", "dead_lettered", "rejected")
+    ]
+    assert [line["msg"] for line in served.lines[-2:]] == [
+        "shutting down: no new connections, finishing in-flight requests",
+        "stopped",
+    ]
+    assert served.lines[-1]["uptime_s"] > 0
+    assert any(line["level"] == "debug" for line in served.lines)
+    material = secret_material(tomllib.loads("".join(DEV_PROVIDERS))) | {redis_password}
+    for webhook in sent:
+        material |= signatures(webhook)
+    assert_not_in(served.raw, material)
+
+
+async def test_metrics_are_summed_over_workers(tmp_path: Path) -> None:
+    """``relay serve --workers 2`` with Kafka down: every answer is spooled, and a scrape
+    of either worker counts the webhooks both answered and both spools' depth."""
+    port = closed_port()  # free now; the workers bind it
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+shutdown_grace_s = 1
+
+[kafka]
+bootstrap_servers = "127.0.0.1:{closed_port()}"
+topic = "payments.events"
+
+[dedup]
+backend = "sqlite"
+path = "{tmp_path / "dedup.sqlite3"}"
+
+[spool]
+path = "{tmp_path / "spool"}"
+
+[providers.invoices]
+profile = "usdt-invoice"
+secrets = ["{INVOICE_SECRET}"]
+"""
+    )
+    config = load_config(path)
+    served = await Served.start(path, "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await served.wait_for(lambda lines: sum(line["msg"] == "serving" for line in lines) == 2)
+        fresh = [signed_webhook(config) for _ in range(40)]
+        retries = fresh[:5]
+        forged = [
+            changed(signed_webhook(config), **{"X-Webhook-Signature": "0" * 64}) for _ in range(3)
+        ]
+        assert await post_each(url, fresh) == [200] * 40
+        assert await post_each(url, retries) == [200] * 5
+        assert await post_each(url, forged) == [401] * 3
+        await served.wait_for(lambda lines: len(served.messages("webhook")) == 48)
+        workers = {line["pid"] for line in served.messages("webhook")}
+        assert len(workers) == 2, "every request went to one worker: the sum proves nothing"
+
+        async def scrape_any() -> Samples:
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.get(f"{url}/metrics") as response,
+            ):
+                assert response.status == 200
+                return parse_metrics(await response.text())
+
+        # The spool gauges are refreshed every second in each worker.
+        samples = await scrape_any()
+        deadline = time.monotonic() + 30
+        while value(samples, "relay_spool_depth") != 40 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            samples = await scrape_any()
+        for scraped in [samples, *[await scrape_any() for _ in range(4)]]:
+            webhooks = "relay_webhooks_total"
+            assert value(scraped, webhooks, provider="invoices", outcome="spooled") == 40
+            assert value(scraped, webhooks, provider="invoices", outcome="duplicate") == 5
+            assert value(scraped, webhooks, provider="invoices", outcome="rejected") == 3
+            assert value(scraped, webhooks, provider="invoices", outcome="accepted") == 0
+            assert (
+                value(
+                    scraped,
+                    "relay_webhooks_rejected_total",
+                    provider="invoices",
+                    reason="signature_mismatch",
+                )
+                == 3
+            )
+            assert value(scraped, "relay_dedup_hits_total", provider="invoices") == 5
+            assert value(scraped, "relay_ack_latency_seconds_count", provider="invoices") == 45
+            assert value(scraped, "relay_spool_depth") == 40
+            assert value(scraped, "relay_spool_oldest_age_seconds") > 0
+    finally:
+        code = await served.stop()
+    assert code == 0
+    assert {line["pid"] for line in served.messages("stopped")} == workers
