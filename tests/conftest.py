@@ -29,7 +29,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,12 @@ class _ApacheKafkaReport:
     tests: int = 0
     left_out: str | None = None
     ready_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def report_apache_kafka_note(note: str) -> None:
+    """A measurement to show in the run's summary (e.g. the counts of the kill -9 test)."""
+    _APACHE_KAFKA_REPORT.notes.append(note)
 
 
 _APACHE_KAFKA_REPORT = _ApacheKafkaReport()
@@ -134,15 +140,23 @@ def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKaf
         yield kafka
 
 
+@pytest.fixture(scope="session")
+def apache_kafka_broker(apache_kafka: ApacheKafka) -> TestBroker:
+    """The session's Apache Kafka as a broker of the matrix (tests marked ``apache_kafka`` use it)."""
+    return _register(
+        TestBroker(
+            APACHE_KAFKA,
+            apache_kafka.bootstrap_servers,
+            idempotence=True,
+            apache_kafka=apache_kafka,
+        )
+    )
+
+
 @pytest.fixture(scope="session", params=selected_brokers())
 def broker(request: pytest.FixtureRequest) -> TestBroker:
     """The broker of this leg of the matrix."""
-    if request.param == TANSU:
-        return request.getfixturevalue("tansu")
-    kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
-    return _register(
-        TestBroker(APACHE_KAFKA, kafka.bootstrap_servers, idempotence=True, apache_kafka=kafka)
-    )
+    return request.getfixturevalue(TANSU if request.param == TANSU else "apache_kafka_broker")
 
 
 def _register(broker: TestBroker) -> TestBroker:
@@ -176,8 +190,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     report = _APACHE_KAFKA_REPORT
     if APACHE_KAFKA not in selected_brokers():
         terminalreporter.write_line(
-            "Apache Kafka: left out by RELAY_TEST_BROKERS; only the apache_kafka-marked tests "
-            "ran on it, if selected",
+            "Apache Kafka: its leg of the broker matrix is left out by RELAY_TEST_BROKERS",
             yellow=True,
         )
     if report.tests == 0:
@@ -195,6 +208,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"(broker ready in {report.ready_s:.1f} s)",
             green=True,
         )
+    for note in report.notes:
+        terminalreporter.write_line(f"Apache Kafka: {note}")
 
 
 def make_config(
