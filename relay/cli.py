@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from relay.config import Config, ConfigError, load_config
+from relay.config import Config, ConfigError, check_paths, load_config
 
 if TYPE_CHECKING:
     from relay.replay import LetterFilter
@@ -204,7 +204,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     setup_logging()
     path = _config_path(args)
-    run(load_config(path), path, args.workers)
+    config = load_config(path)
+    check_paths(config)
+    run(config, path, args.workers)
     return 0
 
 
@@ -354,6 +356,7 @@ def _check_config(args: argparse.Namespace) -> int:
     from relay.kafka import KafkaUnavailable, find_missing_topics
 
     config = load_config(args.file)
+    check_paths(config)
     print(f"{args.file}: OK ({len(config.providers)} providers: {', '.join(config.providers)})")
     kafka = config.kafka
     topics = [kafka.topic, kafka.dead_letter_topic]

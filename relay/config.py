@@ -200,6 +200,29 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     return Config(server, kafka, dedup, spool, types.MappingProxyType(providers))
 
 
+def check_paths(config: Config) -> None:
+    """Raise :class:`ConfigError` unless this process can create and write the spool
+    directory and, for the sqlite backend, the dedup file's directory.
+
+    Only for ``relay serve`` and ``relay check-config``: the other commands never
+    write there and may run where those paths do not exist (a laptop replaying with
+    the production config).
+    """
+    _creatable_directory(Path(config.spool.path), "spool.path")
+    if config.dedup.backend == "sqlite":
+        _creatable_directory(Path(config.dedup.path).parent, "dedup.path")
+
+
+def _creatable_directory(path: Path, where: str) -> None:
+    existing = path
+    while not existing.exists():  # the nearest ancestor that exists decides
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(where, f"{existing} is not a directory, so {path} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(where, f"{existing} is not writable by this user")
+
+
 def _instance(
     name: str, table: Any, server: ServerConfig, env: Mapping[str, str]
 ) -> ProviderInstance:

@@ -158,6 +158,16 @@ signing_key = "{BROKEN_SIGNING_KEY}"
     "no providers": Case(
         BASE.split("[providers.invoices]")[0], "providers", "no provider instance is configured"
     ),
+    "spool directory cannot be created": Case(
+        _with('"var/check-config-spool"', '"README.md/spool"'),
+        "spool.path",
+        "README.md is not a directory, so README.md/spool cannot be created",
+    ),
+    "dedup directory cannot be created": Case(
+        _with('backend = "memory"', 'backend = "sqlite"\npath = "pyproject.toml/dedup.sqlite3"'),
+        "dedup.path",
+        "pyproject.toml is not a directory",
+    ),
     "invalid TOML": Case(_with("[server]", "[server"), "{file}", "not valid TOML"),
 }
 
@@ -224,10 +234,12 @@ def test_valid_config_passes(tmp_path: Path) -> None:
     path.write_text(_with(INVOICE_SECRET, "${RELAY_TEST_SECRET}"))
     checked = _relay("check-config", str(path), env={"RELAY_TEST_SECRET": INVOICE_SECRET})
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout == f"{path}: OK (1 providers: invoices)\n"
+    assert checked.stdout.startswith(f"{path}: OK (1 providers: invoices)\n")
     assert INVOICE_SECRET not in checked.stdout + checked.stderr
 
 
 def test_dev_config_passes() -> None:
-    checked = _relay("check-config", str(ROOT / "deploy" / "dev.toml"), env={})
+    # A broker nobody runs: the topics are not checked, the config is.
+    down = {"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    checked = _relay("check-config", str(ROOT / "deploy" / "dev.toml"), env=down)
     assert checked.returncode == 0, checked.stderr
