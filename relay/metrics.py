@@ -32,7 +32,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 WEBHOOKS = Counter(
     "relay_webhooks_total",
     "Webhooks answered, by provider instance and outcome "
-    "(accepted, spooled, duplicate, dead_lettered, rejected, unavailable).",
+    "(accepted, spooled, duplicate, dead_lettered, rejected, unavailable, error).",
     ["provider", "outcome"],
 )
 REJECTED = Counter(

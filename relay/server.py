@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -126,7 +127,8 @@ def run(config: Config, config_path: Path, workers: int = 1) -> None:
         )
     # Workers aggregate their metrics through files in a fresh directory (prometheus-client
     # multiprocess mode); the variable must be set before the workers import prometheus_client.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="relay-metrics-")
+    metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker, args=(config_path, index), name=f"relay-worker-{index}")
@@ -144,6 +146,9 @@ def run(config: Config, config_path: Path, workers: int = 1) -> None:
     signal.signal(signal.SIGINT, forward)
     for process in processes:
         process.join()
+    # The samples die with the workers: a restart starts its counters from zero, as
+    # Prometheus expects of a restarted target.
+    shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _worker(config_path: Path, index: int) -> None:

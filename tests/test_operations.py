@@ -621,10 +621,13 @@ secrets = ["{INVOICE_SECRET}"]
 """
     )
     config = load_config(path)
-    served = await Served.start(path, "--workers", "2")
+    temp = tmp_path / "tmp"  # where the server keeps the workers' metric files
+    temp.mkdir()
+    served = await Served.start(path, "--workers", "2", env={"TMPDIR": str(temp)})
     url = f"http://127.0.0.1:{port}"
     try:
         await served.wait_for(lambda lines: sum(line["msg"] == "serving" for line in lines) == 2)
+        assert len(list(temp.glob("relay-metrics-*/*.db"))) >= 2
         fresh = [signed_webhook(config) for _ in range(40)]
         retries = fresh[:5]
         forged = [
@@ -675,3 +678,4 @@ secrets = ["{INVOICE_SECRET}"]
         code = await served.stop()
     assert code == 0
     assert {line["pid"] for line in served.messages("stopped")} == workers
+    assert list(temp.iterdir()) == [], "the metric files outlived the server"
