@@ -130,15 +130,13 @@ async def test_producing_to_a_missing_topic_fails(apache_kafka: ApacheKafka) -> 
     )
     await producer.start()
     try:
-        started = time.monotonic()
         # send() itself raises: aiokafka polls metadata for the topic until
-        # request_timeout_ms has passed, then gives up (40 s by default).
+        # request_timeout_ms has passed, then gives up (40 s by default), which
+        # is why relay.kafka looks for its topics itself and fails fast.
         with pytest.raises(UnknownTopicOrPartitionError):
             await producer.send_and_wait(topic, b"lost")
-        elapsed = time.monotonic() - started
     finally:
         await asyncio.wait_for(producer.stop(), 10)
-    assert 2.0 <= elapsed < 5.0, elapsed
 
     admin = AIOKafkaAdminClient(bootstrap_servers=apache_kafka.bootstrap_servers)
     await admin.start()
