@@ -50,10 +50,37 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class RepeatFilter(logging.Filter):
+    """Lets each message template of loggers under ``prefix`` through once per ``interval_s``.
+
+    While a broker is down, aiokafka logs the same connection errors about ten
+    times a second until it is back: thousands of lines that say nothing new.
+    The first one of an episode gets through; Relay's own lines, the spooled
+    outcome and ``relay_spool_depth`` tell the rest of the story.
+    """
+
+    def __init__(self, prefix: str, interval_s: float) -> None:
+        super().__init__()
+        self._prefix = prefix
+        self._interval_s = interval_s
+        self._last: dict[tuple[str, str], float] = {}  # bounded: templates, not messages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefix):
+            return True
+        key = (record.name, str(record.msg))
+        last = self._last.get(key)
+        if last is not None and record.created - last < self._interval_s:
+            return False
+        self._last[key] = record.created
+        return True
+
+
 def setup_logging(level: str | None = None, stream: TextIO | None = None) -> None:
     """JSON lines on ``stream`` (stderr) at ``level``, else ``RELAY_LOG_LEVEL``, else INFO."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RepeatFilter("aiokafka", interval_s=60.0))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("RELAY_LOG_LEVEL") or "INFO").upper())

@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.app import build_app
 from relay.config import Config, load_config, parse_config
 from relay.http import SERVICES
-from relay.logs import effective_config, setup_logging
+from relay.logs import RepeatFilter, effective_config, setup_logging
 from relay.replay import LetterFilter, replay
 from tests.conftest import (
     INVOICE_SECRET,
@@ -679,3 +679,21 @@ secrets = ["{INVOICE_SECRET}"]
     assert code == 0
     assert {line["pid"] for line in served.messages("stopped")} == workers
     assert list(temp.iterdir()) == [], "the metric files outlived the server"
+
+
+def test_a_broker_outage_does_not_flood_the_log() -> None:
+    """aiokafka repeats its connection errors ten times a second while a broker is down."""
+    repeats = RepeatFilter("aiokafka", interval_s=60.0)
+
+    def passes(name: str, template: str, at: float) -> bool:
+        record = logging.makeLogRecord(
+            {"name": name, "msg": template, "args": (111, "refused"), "created": at}
+        )
+        return repeats.filter(record)
+
+    unable = "Unable connect to node with id %s: %s"
+    outage = [passes("aiokafka", unable, 1000 + tick / 10) for tick in range(600)]
+    assert outage == [True] + [False] * 599
+    assert passes("aiokafka.cluster", "Unable to update metadata from %s", 1001)
+    assert passes("aiokafka", unable, 1060)  # a minute later: once more
+    assert all(passes("relay.kafka", "kafka not reachable, retrying", 1000) for _ in range(3))
