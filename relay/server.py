@@ -7,7 +7,9 @@ in reverse order (see :mod:`relay.app`). A second signal exits at once.
 With ``--workers N`` every worker is a full Relay with its own Kafka producer
 and its own spool directory (``<spool.path>/worker-<i>``: a spool has one
 writer), sharing the dedup store, which therefore must be ``sqlite`` or
-``redis``.
+``redis``. The parent forwards signals to the workers. A worker that exits on
+its own makes the parent stop the others and exit non-zero, so that a
+supervisor restarts Relay rather than leaving a spool without its worker.
 
 Each process holds at most ``server.max_connections`` client connections;
 the request limits themselves (headers, body, read timeout) are set on the
@@ -17,9 +19,11 @@ application by :func:`relay.app.build_app`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -136,19 +140,36 @@ def run(config: Config, config_path: Path, workers: int = 1) -> None:
     ]
     for process in processes:
         process.start()
+    signalled = False
 
     def forward(signum: int, _frame: object) -> None:
+        nonlocal signalled
+        signalled = True
         for process in processes:
-            if process.pid is not None:
-                os.kill(process.pid, signum)
+            # exitcode reaps a dead worker, so its pid is never signalled after reuse.
+            if process.exitcode is None and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    ended = multiprocessing.connection.wait([process.sentinel for process in processes])
+    if not signalled:
+        # A worker ended on its own (a crash, a failed start). Stop the others and exit with
+        # an error, so that the supervisor restarts Relay, and with it the dead worker's spool.
+        log.error(
+            "a worker exited on its own; stopping the others",
+            extra={"workers": [p.name for p in processes if p.sentinel in ended]},
+        )
+        forward(signal.SIGTERM, None)
     for process in processes:
         process.join()
     # The samples die with the workers: a restart starts its counters from zero, as
     # Prometheus expects of a restarted target.
     shutil.rmtree(metrics_dir, ignore_errors=True)
+    exit_codes = {process.name: process.exitcode for process in processes}
+    if any(exit_codes.values()) or not signalled:
+        raise SystemExit(f"relay workers failed: {exit_codes}")
 
 
 def _worker(config_path: Path, index: int) -> None:

@@ -198,16 +198,28 @@ class RelayProcess:
             await asyncio.sleep(0.1)
         raise RelayExited(f"the spool did not drain within {timeout_s} s:\n{self.log_tail()}")
 
-    async def wait_logged(self, text: str, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Return once ``text`` appears in the process's log (a generous wait-until)."""
+    async def wait_logged(
+        self, text: str, *, count: int = 1, timeout_s: float = START_TIMEOUT_S
+    ) -> None:
+        """Return once ``text`` appears ``count`` times in the log (a generous wait-until)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while text not in self.log_path.read_text(errors="replace"):
+        while self.log_path.read_text(errors="replace").count(text) < count:
             if loop.time() >= deadline:
                 raise RelayExited(
                     f"relay did not log {text!r} within {timeout_s} s:\n{self.log_tail()}"
                 )
             await asyncio.sleep(0.05)
+
+    def serving_pids(self) -> list[int]:
+        """The process ids that logged "serving": the server, or each of its workers."""
+        pids = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("msg") == "serving":
+                    pids.append(int(entry["pid"]))
+        return pids
 
     async def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples of ``name`` whose labels include ``labels`` (0 when none)."""

@@ -492,3 +492,44 @@ async def test_two_workers_share_the_sqlite_dedup_store(
     assert duplicates(ids_of(records)) == {}
     assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
     assert await relay.wait_exit() == 0, relay.log_tail()
+
+
+async def test_a_worker_that_dies_stops_relay_for_its_supervisor(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str, tmp_path: Path
+) -> None:
+    dedup = {"backend": "sqlite", "path": str(tmp_path / "relay" / "dedup.sqlite3")}
+    # No broker in the first life: what the workers acknowledge waits in their spools.
+    first = make_relay(
+        "relay",
+        bootstrap=f"127.0.0.1:{unused_port()}",
+        kafka=on(broker),
+        topic=session_topic,
+        workers=2,
+        dedup=dedup,
+    )
+    await first.start()
+    await first.wait_logged('"serving"', count=2)
+    webhooks = [signed_webhook(config_of(first)) for _ in range(100)]
+    # A connection per request, so that SO_REUSEPORT spreads them over both workers' spools.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        answers = [await post(session, first.url, webhook) for webhook in webhooks]
+    os.kill(first.serving_pids()[0], signal.SIGKILL)
+    # Relay exits with an error, so that a supervisor restarts it (and the dead worker's spool).
+    assert await first.wait_exit() != 0, first.log_tail()
+
+    second = make_relay(
+        "relay",
+        bootstrap=broker.bootstrap_servers,
+        kafka=on(broker),
+        topic=session_topic,
+        workers=2,
+        dedup=dedup,
+    )
+    await second.start()
+    records = await read_topic(
+        broker.bootstrap_servers, session_topic, expect=100, settle_s=1.0, timeout_s=DRAIN_WAIT_S
+    )
+
+    assert {answer.status for answer in answers} == {200}
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
