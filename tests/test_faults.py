@@ -499,6 +499,7 @@ async def test_a_worker_that_dies_stops_relay_for_its_supervisor(
 ) -> None:
     dedup = {"backend": "sqlite", "path": str(tmp_path / "relay" / "dedup.sqlite3")}
     # No broker in the first life: what the workers acknowledge waits in their spools.
+    # A short grace: the surviving worker's last drain pass cannot succeed anyway.
     first = make_relay(
         "relay",
         bootstrap=f"127.0.0.1:{unused_port()}",
@@ -506,6 +507,7 @@ async def test_a_worker_that_dies_stops_relay_for_its_supervisor(
         topic=session_topic,
         workers=2,
         dedup=dedup,
+        server={"shutdown_grace_s": 1.0},
     )
     await first.start()
     await first.wait_logged('"serving"', count=2)
