@@ -12,6 +12,7 @@ directory, as in every other tool that takes ``var/...`` paths.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -24,9 +25,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
 from relay.profiles import PROFILES, Ack, Profile
 from schemas.values import STATUSES
-from verifiers.keys import KeyLoadError, KeyRing, Secret, load_private_key, load_public_key
+from verifiers import VerificationError
+from verifiers.keys import (
+    KeyLoadError,
+    KeyRing,
+    PrivateKey,
+    Secret,
+    UnusableKey,
+    load_private_key,
+    load_public_key,
+)
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -278,6 +290,8 @@ def _instance(
                 f"{where}.{needed}",
                 f"the {profile.name} profile with these options needs at least one entry",
             )
+    keys = KeyRing(secrets=secrets, public_keys=public_keys, private_key=private_key)
+    _check_usable(profile, params, keys, where)
 
     timeout_s = float(_typed(table, "timeout_s", (int, float), where, profile.timeout_s))
     _positive(timeout_s, f"{where}.timeout_s")
@@ -292,7 +306,7 @@ def _instance(
         name=name,
         profile=profile,
         params=params,
-        keys=KeyRing(secrets=secrets, public_keys=public_keys, private_key=private_key),
+        keys=keys,
         ack=ack,
         timeout_s=timeout_s,
         ack_budget_s=min(timeout_s * 0.5, server.ack_budget_max_s),
@@ -318,6 +332,47 @@ def _server(table: Any, env: Mapping[str, str]) -> ServerConfig:
     scalars = {key: value for key, value in table.items() if key != "trusted_proxies"}
     server: ServerConfig = _section(ServerConfig, scalars, "server", env)
     return dataclasses.replace(server, trusted_proxies=proxies)
+
+
+def _check_usable(profile: Profile, params: Any, keys: KeyRing, where: str) -> None:
+    """Run the scheme once over a request it signed itself, so that key material which
+    loads but does not fit the scheme (an Ed25519 key for an RSA scheme, a Standard
+    Webhooks secret that is not base64) is refused here, not with a 500 per webhook.
+
+    The request is signed with a throwaway private key of each kind in turn (the
+    instance's own secrets, if any, for the HMAC part) and verified with the instance's
+    keys: a signature mismatch is expected and fine, only ``UnusableKey`` is an error.
+    A fixed ``now`` serves both steps, so no timestamp can be stale.
+    """
+    scheme, now = profile.scheme, 1_700_000_000.0
+    checked = "public_keys" if "public_keys" in scheme.required_keys(params) else "secrets"
+    refusal: UnusableKey | None = None
+    for probe in _probe_keys():
+        try:
+            signed = scheme.sign(
+                b'{"probe":"1"}', params, KeyRing(secrets=keys.secrets, private_key=probe), now
+            )
+        except UnusableKey as exc:  # this scheme signs with the other kind, or a bad secret
+            refusal = exc
+            continue
+        try:
+            scheme.verify(signed.body, signed.headers, params, keys, now)
+        except UnusableKey as exc:
+            raise ConfigError(f"{where}.{checked}", str(exc)) from None
+        except VerificationError:
+            pass
+        return
+    # Neither kind could sign: the scheme refused the instance's own secrets.
+    raise ConfigError(f"{where}.{checked}", str(refusal))
+
+
+@functools.cache
+def _probe_keys() -> tuple[PrivateKey, ...]:
+    # Their strength is irrelevant: they sign one probe and are never trusted.
+    return (
+        rsa.generate_private_key(public_exponent=65537, key_size=1024),
+        ed25519.Ed25519PrivateKey.generate(),
+    )
 
 
 def _section(cls: type, table: Any, where: str, env: Mapping[str, str]) -> Any:

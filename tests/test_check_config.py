@@ -22,7 +22,8 @@ INVOICE_SECRET = "check-config-invoice-secret-7f3a91"
 COLLECT_SECRET = "check-config-collect-merchant-key-55be"
 # A real (demo) RSA private key as bare base64 DER, cut short: unusable, and still never to be echoed.
 BROKEN_SIGNING_KEY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1169OaovAyRYvzJGQhDzfBMr0SvlqNk3XUZgsGiPptElh"
-SECRETS = (INVOICE_SECRET, COLLECT_SECRET, BROKEN_SIGNING_KEY)
+STANDARD_SECRET = "whsec_not-base64-at-all!"
+SECRETS = (INVOICE_SECRET, COLLECT_SECRET, BROKEN_SIGNING_KEY, STANDARD_SECRET)
 
 BASE = f"""
 [server]
@@ -124,6 +125,22 @@ signing_key = "{BROKEN_SIGNING_KEY}"
 """,
         "providers.collect.signing_key",
         "neither PEM, base64 DER nor 32-byte hex Ed25519",
+    ),
+    "key of the wrong kind for the scheme": Case(
+        BASE
+        + """
+[providers.topup]
+profile = "wallet-topup"
+public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240"]
+""",
+        "providers.topup.public_keys",
+        "needs RSA public keys; public key #0 is an Ed25519 key",
+    ),
+    "secret the scheme cannot use": Case(
+        BASE
+        + f'\n[providers.std]\nprofile = "standard-webhooks"\nsecrets = ["{STANDARD_SECRET}"]\n',
+        "providers.std.secrets",
+        "secret #0 is not whsec_<base64> or base64",
     ),
     "bad CIDR in allow_ips": Case(
         _with("secrets = [", 'allow_ips = ["203.0.113.0/33"]\nsecrets = ['),
