@@ -349,13 +349,11 @@ async def test_sqlite_dedup_survives_a_restart(
     assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
 
 
-async def test_sigterm_under_load_keeps_every_acknowledged_webhook(
-    make_relay: MakeRelay, broker: TestBroker, session_topic: str, tmp_path: Path
-) -> None:
-    relay = make_relay(
-        "relay", bootstrap=broker.bootstrap_servers, kafka=on(broker), topic=session_topic
-    )
-    await relay.start()
+async def sigterm_under_load(relay: RelayProcess, spool_path: Path) -> tuple[list[str], list[str]]:
+    """Post 1000 webhooks from 20 senders; SIGTERM once 200 are acknowledged.
+
+    Returns the acknowledged event ids and those left in the spool after the exit.
+    """
     webhooks = [signed_webhook(config_of(relay)) for _ in range(1000)]
     pending = iter(webhooks)
     acknowledged: list[str] = []
@@ -377,7 +375,19 @@ async def test_sigterm_under_load_keeps_every_acknowledged_webhook(
         await asyncio.gather(*(sender(session) for _ in range(20)))
     assert signalled.is_set()
     assert await relay.wait_exit() == 0, relay.log_tail()
-    in_spool = await spooled_ids(tmp_path / "relay" / "spool")
+    # The load was still running when the signal came: not everything got an answer.
+    assert len(acknowledged) < len(webhooks)
+    return acknowledged, await spooled_ids(spool_path)
+
+
+async def test_sigterm_under_load_keeps_every_acknowledged_webhook(
+    make_relay: MakeRelay, broker: TestBroker, session_topic: str, tmp_path: Path
+) -> None:
+    relay = make_relay(
+        "relay", bootstrap=broker.bootstrap_servers, kafka=on(broker), topic=session_topic
+    )
+    await relay.start()
+    acknowledged, in_spool = await sigterm_under_load(relay, tmp_path / "relay" / "spool")
     records = await read_topic(
         broker.bootstrap_servers,
         session_topic,
@@ -385,10 +395,25 @@ async def test_sigterm_under_load_keeps_every_acknowledged_webhook(
         settle_s=1.0,
     )
 
-    # The load was still running when the signal came: not everything got an answer.
-    assert len(acknowledged) < len(webhooks)
     assert duplicates(ids_of(records)) == {}
     assert set(acknowledged) - set(ids_of(records)) - set(in_spool) == set()
+
+
+async def test_sigterm_under_load_with_kafka_down_keeps_every_acknowledged_webhook_spooled(
+    make_relay: MakeRelay, topic: str, tmp_path: Path
+) -> None:
+    # A short grace: the last drain pass cannot reach Kafka anyway.
+    relay = make_relay(
+        "relay",
+        bootstrap=f"127.0.0.1:{unused_port()}",
+        topic=topic,
+        server={"shutdown_grace_s": 1.0},
+    )
+    await relay.start()
+    acknowledged, in_spool = await sigterm_under_load(relay, tmp_path / "relay" / "spool")
+
+    assert duplicates(in_spool) == {}
+    assert set(acknowledged) - set(in_spool) == set()
 
 
 async def test_second_signal_exits_at_once_and_the_spool_keeps_what_was_acknowledged(
