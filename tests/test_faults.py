@@ -157,7 +157,7 @@ async def test_broker_down_every_webhook_is_spooled_and_published_in_order(
     own_broker.start()
     # A consumer that starts while the drainer creates the topic can miss it on tansu: read after.
     await relay.wait_drained(DRAIN_WAIT_S)
-    records = await read_topic(own_broker.bootstrap_servers, topic, expect=500, settle_s=1.0)
+    records = await read_topic(own_broker.bootstrap_servers, topic, expect=500)
 
     assert duplicates(ids_of(records)) == {}
     assert len(records) == 500
@@ -196,7 +196,7 @@ async def test_stalled_broker_late_acknowledgements_are_not_published_twice(
     finally:
         os.kill(own_broker.pid, signal.SIGCONT)
     await relay.wait_drained(DRAIN_WAIT_S)
-    records = await read_topic(own_broker.bootstrap_servers, topic, expect=501, settle_s=1.0)
+    records = await read_topic(own_broker.bootstrap_servers, topic, expect=501)
 
     assert Counter(answer.status for chain in answers for answer in chain) == {200: 500}
     assert ready["spool"]["depth"] == 500
@@ -237,7 +237,7 @@ async def test_sigkill_after_acknowledging_loses_nothing(
     )
     await second.start()
     await second.wait_drained(DRAIN_WAIT_S)
-    records = await read_topic(broker.bootstrap_servers, session_topic, expect=500, settle_s=1.0)
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=500)
 
     assert duplicates(ids_of(records)) == {}
     assert sorted(ids_of(records)) == sorted(event_id(w) for chain in chains for w in chain)
@@ -268,9 +268,7 @@ async def test_two_processes_on_one_redis_store_publish_each_event_once(
             answers = await asyncio.gather(
                 *(post(session, relay.url, webhook) for webhook in webhooks for relay in relays)
             )
-        records = await read_topic(
-            broker.bootstrap_servers, session_topic, expect=200, settle_s=1.0
-        )
+        records = await read_topic(broker.bootstrap_servers, session_topic, expect=200)
         accepted = [
             await relay.metric("relay_webhooks_total", outcome="accepted") for relay in relays
         ]
@@ -304,7 +302,7 @@ async def test_redis_down_fails_closed_with_503(
         with start_valkey(port=valkey.port):
             async with aiohttp.ClientSession() as session:
                 retries = [await post(session, relay.url, webhook) for webhook in webhooks]
-    records = await read_topic(broker.bootstrap_servers, session_topic, expect=20, settle_s=1.0)
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=20)
 
     # Fail closed: no acknowledgement without the store, and a Retry-After for the provider.
     assert {(answer.status, answer.retry_after) for answer in while_down} == {(503, "5")}
@@ -341,7 +339,7 @@ async def test_sqlite_dedup_survives_a_restart(
     await second.start()
     async with aiohttp.ClientSession() as session:
         retries = [await post(session, second.url, webhook) for webhook in webhooks]
-    records = await read_topic(broker.bootstrap_servers, session_topic, expect=50, settle_s=1.0)
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=50)
 
     assert [answer.status for answer in before + retries] == [200] * 100
     assert await second.metric("relay_webhooks_total", outcome="duplicate") == 50
@@ -392,7 +390,6 @@ async def test_sigterm_under_load_keeps_every_acknowledged_webhook(
         broker.bootstrap_servers,
         session_topic,
         expect=len(set(acknowledged) - set(in_spool)),
-        settle_s=1.0,
     )
 
     assert duplicates(ids_of(records)) == {}
@@ -442,7 +439,7 @@ async def test_second_signal_exits_at_once_and_the_spool_keeps_what_was_acknowle
     )
     await second.start()
     await second.wait_drained(DRAIN_WAIT_S)
-    records = await read_topic(broker.bootstrap_servers, session_topic, expect=100, settle_s=1.0)
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=100)
 
     assert {answer.status for answer in answers} == {200}
     assert duplicates(ids_of(records)) == {}
@@ -470,9 +467,7 @@ async def test_full_spool_answers_503_and_drops_nothing_acknowledged(
 
     own_broker.start()
     await relay.wait_drained(DRAIN_WAIT_S)
-    records = await read_topic(
-        own_broker.bootstrap_servers, topic, expect=len(acknowledged), settle_s=1.0
-    )
+    records = await read_topic(own_broker.bootstrap_servers, topic, expect=len(acknowledged))
     assert duplicates(ids_of(records)) == {}
     assert sorted(ids_of(records)) == sorted(acknowledged)
 
@@ -480,9 +475,7 @@ async def test_full_spool_answers_503_and_drops_nothing_acknowledged(
     async with aiohttp.ClientSession() as session:
         retries = [await post(session, relay.url, webhook) for webhook in refused]
     assert {a.status for a in retries} == {200}
-    records = await read_topic(
-        own_broker.bootstrap_servers, topic, expect=len(webhooks), settle_s=1.0
-    )
+    records = await read_topic(own_broker.bootstrap_servers, topic, expect=len(webhooks))
     assert duplicates(ids_of(records)) == {}
     assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
 
@@ -510,7 +503,7 @@ async def test_two_workers_share_the_sqlite_dedup_store(
                 for webhook, session in itertools.product(webhooks, (first, second))
             )
         )
-    records = await read_topic(broker.bootstrap_servers, session_topic, expect=100, settle_s=1.0)
+    records = await read_topic(broker.bootstrap_servers, session_topic, expect=100)
     relay.send_signal(signal.SIGTERM)
 
     assert Counter(answer.status for answer in answers) == {200: 200}
@@ -554,7 +547,7 @@ async def test_a_worker_that_dies_stops_relay_for_its_supervisor(
     )
     await second.start()
     records = await read_topic(
-        broker.bootstrap_servers, session_topic, expect=100, settle_s=1.0, timeout_s=DRAIN_WAIT_S
+        broker.bootstrap_servers, session_topic, expect=100, timeout_s=DRAIN_WAIT_S
     )
 
     assert {answer.status for answer in answers} == {200}
