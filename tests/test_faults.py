@@ -1,13 +1,22 @@
 """Never lose an acknowledged webhook: Relay as a real process under faults.
 
-Every test here counts what Relay acknowledged (a 200) and what reached
-Kafka, and holds them equal with no duplicates: the broker down, Relay
-killed with SIGKILL, two processes sharing one Redis dedup store, a restart
-on the SQLite dedup store, SIGTERM under load, a full spool, and
-``--workers 2`` on one SQLite file.
+Every test counts what Relay acknowledged (a 200) and what reached Kafka (or
+is still in the spool), and holds them equal, one record per event id:
 
-Tests that stop and start a broker run their own tansu (``DevBroker``), so
-they work whatever the session broker is; the others use the session broker.
+- the broker down from the start, and a broker that stalls (SIGSTOP) so that
+  sends acknowledge late: every webhook spooled, then published once, in
+  order per key;
+- Relay killed with SIGKILL after acknowledging, a second SIGTERM during the
+  graceful shutdown, a worker of ``--workers 2`` killed: a restart delivers
+  everything, once;
+- SIGTERM under load, with Kafka up and down;
+- dedup: two processes on one Redis, Redis down (503, fail closed), SQLite
+  across a restart, ``--workers 2`` on one SQLite file;
+- a full spool: 503 with Retry-After, nothing acknowledged dropped.
+
+Tests that stop, start or stall a broker run their own tansu (``DevBroker``),
+so they work whatever the session broker is; the others run on each broker
+of the session's matrix.
 """
 
 from __future__ import annotations
