@@ -76,7 +76,8 @@ class ServerConfig:
     """How long a client may take to send its request line and headers (counted from the
     connection, or from the previous answer on a kept-alive connection, so this is also the
     idle keep-alive timeout), and again to send its body. A slower client is cut off: the
-    connection closes during headers, a 408 answers a body that is still incomplete."""
+    connection closes during headers, a 408 answers a body that is still incomplete. A body
+    Relay refused unread (408, 413) is drained for at most this long again, then closed."""
     max_connections: int = 512
     """Open client connections per process. One more gets a 503 with ``Retry-After`` and is
     closed, so slow or idle clients cannot exhaust file descriptors or memory."""
@@ -222,15 +223,19 @@ def check_paths(config: Config) -> None:
     """
     _creatable_directory(Path(config.spool.path), "spool.path")
     if config.dedup.backend == "sqlite":
-        _creatable_directory(Path(config.dedup.path).parent, "dedup.path")
+        dedup_file = Path(config.dedup.path)
+        _creatable_directory(dedup_file.parent, "dedup.path", dedup_file)
 
 
-def _creatable_directory(path: Path, where: str) -> None:
+def _creatable_directory(path: Path, where: str, target: Path | None = None) -> None:
+    """``target`` (default ``path``) is what the message says cannot be created."""
     existing = path
     while not existing.exists():  # the nearest ancestor that exists decides
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(where, f"{existing} is not a directory, so {path} cannot be created")
+        raise ConfigError(
+            where, f"{existing} is not a directory, so {target or path} cannot be created"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(where, f"{existing} is not writable by this user")
 

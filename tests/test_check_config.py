@@ -183,7 +183,7 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
     "dedup directory cannot be created": Case(
         _with('backend = "memory"', 'backend = "sqlite"\npath = "pyproject.toml/dedup.sqlite3"'),
         "dedup.path",
-        "pyproject.toml is not a directory",
+        "pyproject.toml is not a directory, so pyproject.toml/dedup.sqlite3 cannot be created",
     ),
     "invalid TOML": Case(_with("[server]", "[server"), "{file}", "not valid TOML"),
 }
