@@ -41,6 +41,10 @@ def build_app(config: Config) -> web.Application:
             # and closes the connection if no complete request head arrived by then: the
             # header half of the read timeout (the body half is in relay.http).
             "keepalive_timeout": server.read_timeout_s,
+            # After refusing a body it has not read whole (413, 408), aiohttp keeps reading and
+            # discarding it this long so the client sees the answer, not a reset; bounded by
+            # the same timeout instead of aiohttp's fixed 10 s.
+            "lingering_time": server.read_timeout_s,
         },
     )
     add_routes(app)
