@@ -101,12 +101,12 @@ class _ApacheKafkaReport:
     notes: list[str] = field(default_factory=list)
 
 
+_APACHE_KAFKA_REPORT = _ApacheKafkaReport()
+
+
 def report_apache_kafka_note(note: str) -> None:
     """A measurement to show in the run's summary (e.g. the counts of the kill -9 test)."""
     _APACHE_KAFKA_REPORT.notes.append(note)
-
-
-_APACHE_KAFKA_REPORT = _ApacheKafkaReport()
 
 
 @pytest.fixture(scope="session")
