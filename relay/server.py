@@ -32,12 +32,35 @@ import time
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from relay.app import build_app
 from relay.config import Config
 from relay.logs import effective_config
+from relay.metrics import REJECTED
 
 log = logging.getLogger("relay.server")
+
+
+class _MalformedRequests(logging.Filter):
+    """Counts, instead of logging, the requests aiohttp refuses before Relay's code runs.
+
+    A request it cannot parse (broken framing, too many or too long headers, bytes where
+    text belongs) is answered 400 and logged at ERROR with a traceback, one per request:
+    on a public port that lets anyone flood the logs. The answer is right, so the log line
+    becomes a count in ``relay_webhooks_rejected_total{provider="unknown",
+    reason="malformed_http"}``. Real errors (5xx) still log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            REJECTED.labels("unknown", "malformed_http").inc()
+            return False
+        return True
+
+
+_MALFORMED_REQUESTS = _MalformedRequests()
 
 
 # Sent to a connection over the cap before anything is read from it: providers retry a 503.
@@ -90,6 +113,7 @@ async def start_server(config: Config, *, reuse_port: bool = False) -> web.AppRu
     )
     await runner.setup()
     assert runner.server is not None  # setup() made it
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)  # once: same object
     limit_connections(runner.server, config.server.max_connections)
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_port=reuse_port)
     await site.start()

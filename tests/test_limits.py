@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from relay.config import ConfigError, ServerConfig, parse_config
 from relay.http import client_address
+from relay.metrics import REJECTED
 from relay.server import start_server
 from tests.conftest import INVOICE_SECRET, make_config, signed_webhook, start_relay
 
@@ -314,3 +316,29 @@ async def test_connections_past_the_cap_get_a_503(
         for writer in held:
             writer.close()
         await runner.cleanup()
+
+
+async def test_malformed_requests_are_counted_not_logged(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp would log each with a traceback at ERROR: anyone could flood the logs."""
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path)
+    counted = REJECTED.labels("unknown", "malformed_http")
+    before = counted._value.get()
+    runner = await start_server(config)
+    host, port = runner.addresses[0][:2]
+    try:
+        for request in (
+            b"POST /webhooks/invoices HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+            b"POST /webhooks/invoices HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 100 + b"\r\n",
+        ):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(request)
+            answer = await asyncio.wait_for(read_until_closed(reader), PATIENCE_S)
+            writer.close()
+            assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer
+    finally:
+        await runner.cleanup()
+    assert counted._value.get() == before + 3
+    assert [r for r in caplog.records if r.name == "aiohttp.server"] == []
