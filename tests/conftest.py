@@ -175,8 +175,9 @@ def topic() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    _APACHE_KAFKA_REPORT.tests = sum(1 for item in items if _runs_on_apache_kafka(item))
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After deselection (-k, -m): the tests that will really run.
+    _APACHE_KAFKA_REPORT.tests = sum(1 for item in session.items if _runs_on_apache_kafka(item))
 
 
 def _runs_on_apache_kafka(item: pytest.Item) -> bool:
