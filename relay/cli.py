@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -363,6 +364,8 @@ def _check_config(args: argparse.Namespace) -> int:
     # The config can be right and the cluster still unable to take events: check
     # the topics when the broker is reachable from here; an unreachable one is
     # normal (a laptop checking a production config) and not an error.
+    # aiokafka logs each failed connection; the one line below says it better.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         missing = asyncio.run(find_missing_topics(kafka.bootstrap_servers, topics))
     except KafkaUnavailable as error:

@@ -265,8 +265,10 @@ async def find_missing_topics(
         async with asyncio.timeout(timeout_s):
             await client.bootstrap()
             missing = await _absent_topics(client, wanted)
-    except (KafkaError, TimeoutError) as exc:
-        raise KafkaUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except KafkaError as exc:
+        raise KafkaUnavailable(str(exc)) from exc  # its text starts with its class name
+    except TimeoutError as exc:
+        raise KafkaUnavailable(f"no answer within {timeout_s:g} s") from exc
     finally:
         await client.close()
     if missing is None:
