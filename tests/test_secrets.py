@@ -3,7 +3,8 @@ letters, metrics, the ``repr`` of config objects, or configuration errors. For e
 (the fuzz suite's instances: the five document profiles with deploy/dev.toml's demo keys,
 the public schemes, and option variants).
 
-A secret counts as leaked if it appears whole or as any 16-character slice of it: secrets
+A secret counts as leaked if it appears whole or 24 of its characters in a row do (the
+needles are its 16-character slices every 8 characters): secrets
 (as configured, and a Standard Webhooks secret's key part), private keys (as configured and
 as PEM), and the signature Relay expected for a forged request (which would let a forger
 finish the forgery).
