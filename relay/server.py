@@ -10,6 +10,9 @@ writer), sharing the dedup store, which therefore must be ``sqlite`` or
 ``redis``. The parent forwards signals to the workers. A worker that exits on
 its own makes the parent stop the others and exit non-zero, so that a
 supervisor restarts Relay rather than leaving a spool without its worker.
+On start, spools that the new worker count does not open (``<spool.path>``
+itself, or ``worker-<i>`` with i >= N) hand their pending entries to one it
+does, so changing ``--workers`` strands nothing.
 
 Each process holds at most ``server.max_connections`` client connections;
 the request limits themselves (headers, body, read timeout) are set on the
@@ -38,6 +41,7 @@ from relay.app import build_app
 from relay.config import Config
 from relay.logs import effective_config
 from relay.metrics import REJECTED
+from relay.spool import Spool, SpoolUnavailable
 
 log = logging.getLogger("relay.server")
 
@@ -146,13 +150,14 @@ async def serve_forever(config: Config, *, reuse_port: bool = False) -> None:
 def run(config: Config, config_path: Path, workers: int = 1) -> None:
     """Serve ``config``; with several workers each one loads ``config_path`` itself
     (key objects and profiles do not cross process boundaries)."""
-    if workers <= 1:
-        asyncio.run(serve_forever(config))
-        return
-    if config.dedup.backend == "memory":
+    if workers > 1 and config.dedup.backend == "memory":
         raise SystemExit(
             "--workers needs a shared dedup store: set [dedup] backend to sqlite or redis"
         )
+    asyncio.run(adopt_stranded_spools(Path(config.spool.path), workers, config.spool.max_bytes))
+    if workers <= 1:
+        asyncio.run(serve_forever(config))
+        return
     # Workers aggregate their metrics through files in a fresh directory (prometheus-client
     # multiprocess mode); the variable must be set before the workers import prometheus_client.
     metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
@@ -202,5 +207,61 @@ def _worker(config_path: Path, index: int) -> None:
 
     setup_logging()
     config = load_config(config_path)
-    spool = dataclasses.replace(config.spool, path=str(Path(config.spool.path) / f"worker-{index}"))
+    spool = dataclasses.replace(
+        config.spool, path=str(worker_spool(Path(config.spool.path), index))
+    )
     asyncio.run(serve_forever(dataclasses.replace(config, spool=spool), reuse_port=True))
+
+
+def worker_spool(root: Path, index: int) -> Path:
+    return root / f"worker-{index}"
+
+
+def spools_to_adopt(root: Path, workers: int) -> tuple[Path, list[Path]]:
+    """The spool that adopts, and the spools with segments that no process of this layout opens.
+
+    One process spools in ``root``; N workers in ``root/worker-<i>``, i < N.
+    """
+    owned = {root} if workers <= 1 else {worker_spool(root, i) for i in range(workers)}
+    candidates = [root, *sorted(path for path in root.glob("worker-*") if path.is_dir())]
+    stranded = [
+        path for path in candidates if path not in owned and any(path.glob("segment-*.log"))
+    ]
+    return (root if workers <= 1 else worker_spool(root, 0)), stranded
+
+
+async def adopt_stranded_spools(root: Path, workers: int, max_bytes: int) -> None:
+    """Move what spools of another worker count still hold into a spool this layout opens.
+
+    Changing ``--workers`` changes which spool directories are opened; acknowledged
+    entries left in the others would never be published. Entries are appended (and
+    fsync'd) where they go before they are marked done where they were, so a crash in
+    between publishes some twice, never none. They join the adopting spool after its
+    own pending entries: spools of different processes never had an order between them.
+    """
+    target, stranded = spools_to_adopt(root, workers)
+    if not stranded:
+        return
+    into = Spool.open(target, max_bytes=max_bytes)
+    try:
+        for path in stranded:
+            try:
+                spool = Spool.open(path, max_bytes=max_bytes)
+            except SpoolUnavailable as exc:
+                # Locked: a Relay still runs on it and publishes it itself.
+                log.warning("spool left as it is", extra={"spool": str(path), "error": str(exc)})
+                continue
+            try:
+                entries = spool.pending()
+                # Appends are queued in call order, and group commit writes them together.
+                await asyncio.gather(*(into.append(e.record, e.dedup_key) for e in entries))
+                await spool.mark_done(entry.seq for entry in entries)
+            finally:
+                await spool.close()
+            if entries:
+                log.warning(
+                    "adopted the pending entries of a spool that this worker count does not open",
+                    extra={"spool": str(path), "entries": len(entries), "into": str(target)},
+                )
+    finally:
+        await into.close()

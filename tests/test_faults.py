@@ -562,3 +562,51 @@ async def test_a_worker_that_dies_stops_relay_for_its_supervisor(
     assert {answer.status for answer in answers} == {200}
     assert duplicates(ids_of(records)) == {}
     assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+
+
+@pytest.mark.parametrize(("workers_before", "workers_after"), [(2, 1), (1, 2), (3, 2)])
+async def test_changing_the_worker_count_strands_no_spool(
+    make_relay: MakeRelay,
+    own_broker: DevBroker,
+    topic: str,
+    tmp_path: Path,
+    workers_before: int,
+    workers_after: int,
+) -> None:
+    sections: dict[str, Any] = {
+        "dedup": {"backend": "sqlite", "path": str(tmp_path / "relay" / "dedup.sqlite3")},
+        # A short grace: the last drain pass cannot reach the broker, which is down.
+        "server": {"shutdown_grace_s": 1.0},
+    }
+    first = make_relay(
+        "relay",
+        bootstrap=own_broker.bootstrap_servers,
+        topic=topic,
+        workers=workers_before,
+        **sections,
+    )
+    await first.start()
+    await first.wait_logged('"serving"', count=workers_before)
+    webhooks = [signed_webhook(config_of(first)) for _ in range(100)]
+    # A connection per request, so that SO_REUSEPORT spreads them over every worker's spool.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        answers = [await post(session, first.url, webhook) for webhook in webhooks]
+    first.send_signal(signal.SIGTERM)
+    assert await first.wait_exit() == 0, first.log_tail()
+
+    own_broker.start()
+    second = make_relay(
+        "relay",
+        bootstrap=own_broker.bootstrap_servers,
+        topic=topic,
+        workers=workers_after,
+        **sections,
+    )
+    await second.start()
+    records = await read_topic(
+        own_broker.bootstrap_servers, topic, expect=100, timeout_s=DRAIN_WAIT_S
+    )
+
+    assert {answer.status for answer in answers} == {200}
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
