@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import report, verifier
+from bench import report, stages, verifier
 from bench.cases import (
     REPO,
     CaseResult,
@@ -27,6 +27,7 @@ from bench.cases import (
     Settings,
     ceiling_case,
     cpu_pair,
+    floor_case,
     relay_case,
     signing_instance,
 )
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="measured runs per case")
     parser.add_argument("--latency-duration", type=float, default=10.0, help="half-load run")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--cases", default=",".join(["ceiling", *RELAY_CASES]))
+    parser.add_argument("--cases", default=",".join(["ceiling", "kafka-floor", *RELAY_CASES]))
     parser.add_argument("--quick", action="store_true", help="2 s runs, 1 rep: for development")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the server during each case's first run"
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         args.duration = args.latency_duration = 2.0
         args.warmup, args.reps = 1.0, 1
     wanted = args.cases.split(",")
-    unknown = set(wanted) - {"ceiling", *RELAY_CASES}
+    unknown = set(wanted) - {"ceiling", "kafka-floor", *RELAY_CASES}
     if unknown:
         parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
 
@@ -110,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     results.append(ceiling)
     ceiling_rps = ceiling.measurement.rps
     with DevBroker(log_path=work_dir / "tansu.log") as tansu:
+        if "kafka-floor" in wanted:
+            results.append(floor_case(settings, instance, tansu.bootstrap_servers))
         for name in wanted:
-            if name == "ceiling":
+            if name not in RELAY_CASES:
                 continue
             case = RELAY_CASES[name]
             result = _run_relay_case(settings, case, tansu.bootstrap_servers, ceiling_rps)
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
 
     micro = verifier.run()
+    stage_costs = stages.run()
     load_after = os.getloadavg()
     cases = {result.name: report.case_summary(result, ceiling_rps) for result in results}
     for result in results:
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "duplicates": main_case.get("duplicates"),
         "cases": cases,
         "verifier_microbench": micro,
+        "relay_stages_cpu_us": stage_costs,
         "settings": {
             "connections": args.connections,
             "duration_s": args.duration,
@@ -160,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         f"\nverifier micro-benchmark (standard-webhooks, {micro['vectors']} vectors): "
         f"ours {micro['ours_us']} us, standardwebhooks {micro['reference_us']} us per verify "
         f"({micro['speedup']}x)"
+    )
+    print(
+        "Relay's own code per webhook, CPU us in this process: "
+        + ", ".join(f"{stage} {us:g}" for stage, us in stage_costs.items())
+        + f" (sum {sum(stage_costs.values()):.0f})"
     )
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "

@@ -63,6 +63,12 @@ class Measurement:
     reps: list[WrkResult]
     warmup: WrkResult
     half_load: WrkResult
+    cpu_us_per_request: list[float]
+    """Server CPU time (all threads, user + system) per answered request, per saturated run.
+
+    Steadier than requests/s on a shared machine: other processes on the
+    server's core slow it down but barely change the CPU each request costs.
+    """
 
     @property
     def rps(self) -> float:
@@ -192,6 +198,7 @@ def measure(
         requests = make_requests(count)
         path = settings.work_dir / f"{name}-{tag}.requests"
         write_request_file(path, requests)
+        cpu_before = _cpu_seconds(server_pid)
         result = run_wrk(
             settings.wrk,
             url,
@@ -204,15 +211,18 @@ def measure(
             rate=limit,
         )
         path.unlink()
+        cpu_per_request.append((_cpu_seconds(server_pid) - cpu_before) / max(1, result.requests))
         handed_out = requests if result.wraps else requests[: result.sent]
         sent_ids.update(request.webhook_id for request in handed_out)
         print(
             f"  {name:<20} {tag:<8} {result.rps:9.0f} req/s  p99 {result.percentile_ms(99):7.2f} ms"
-            f"  errors {result.error_count}" + (f"  wraps {result.wraps}" if result.wraps else ""),
+            f"  {cpu_per_request[-1] * 1e6:6.0f} us CPU/req  errors {result.error_count}"
+            + (f"  wraps {result.wraps}" if result.wraps else ""),
             flush=True,
         )
         return result
 
+    cpu_per_request: list[float] = []
     warmup = run("warmup", settings.warmup_s, expected_rps)
     profiler = _start_profiler(settings, name, server_pid) if settings.profile else None
     reps: list[WrkResult] = []
@@ -221,15 +231,24 @@ def measure(
         reps.append(run(f"rep{index + 1}", settings.duration_s, fastest))
     if profiler is not None:
         profiler.wait()
+    saturated_cpu = [cpu * 1e6 for cpu in cpu_per_request[1:]]
     rate = statistics.median(result.rps for result in reps) / 2
     half = run("half", settings.latency_s, rate, limit=rate)
-    return Measurement(reps=reps, warmup=warmup, half_load=half)
+    return Measurement(reps=reps, warmup=warmup, half_load=half, cpu_us_per_request=saturated_cpu)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[bytes]:
     """py-spy on the server for one measured run; collapsed stacks in ``<name>.profile.txt``."""
     out = settings.work_dir / f"{name}.profile.txt"
     command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
+    command.append("--nonblocking")  # sample without pausing the server
     command += ["--duration", str(max(1, round(settings.duration_s))), "--output", str(out)]
     return subprocess.Popen(
         [str(Path(sys.executable).parent / command[0]), *command[1:]],
@@ -254,6 +273,30 @@ def ceiling_case(settings: Settings, instance: ProviderInstance) -> CaseResult:
             settings, "ceiling", f"{url}{PATH}", lambda count: requests, 20000, set(), process.pid
         )
     return CaseResult("ceiling", "ceiling: bare aiohttp, read body, 200", measurement)
+
+
+def floor_case(settings: Settings, instance: ProviderInstance, bootstrap: str) -> CaseResult:
+    """The ceiling plus one aiokafka publish per request (``bench/floor.py``): Relay's bound."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    topic = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-m", "bench.floor", str(port), bootstrap, topic]
+    requests = signed_requests(instance, MIN_REQUESTS, f"127.0.0.1:{port}")
+    with server_process(
+        command, settings, settings.work_dir / "kafka-floor.log", f"{url}/healthz"
+    ) as process:
+        measurement = measure(
+            settings,
+            "kafka-floor",
+            f"{url}{PATH}",
+            lambda count: requests,
+            20000,
+            set(),
+            process.pid,
+        )
+    return CaseResult(
+        "kafka-floor", "floor: aiohttp + one aiokafka send_and_wait per request", measurement
+    )
 
 
 # -- Relay ---------------------------------------------------------------------

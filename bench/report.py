@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ def case_summary(result: CaseResult, ceiling_rps: float) -> dict[str, Any]:
         "rps": round(m.rps, 1),
         "rps_reps": [round(rep.rps, 1) for rep in m.reps],
         "ratio": round(m.rps / ceiling_rps, 3),
+        "cpu_us_per_request": round(statistics.median(m.cpu_us_per_request), 1),
         # Latency at half of the median saturated rate (the target's "half load").
         "p50_ms": round(half.percentile_ms(50), 3),
         "p99_ms": round(half.percentile_ms(99), 3),
@@ -61,22 +63,28 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def table(cases: dict[str, dict[str, Any]]) -> str:
     header = (
-        f"{'case':<20} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'p99.9':>7} "
-        f"{'errors':>6} {'lost':>5} {'dups':>5}"
+        f"{'case':<20} {'req/s':>7} {'ratio':>5} {'CPU us':>6} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'p99.9':>7} {'sat p99':>7} {'errors':>6} {'lost':>5} {'dups':>5}"
     )
     lines = [header, "-" * len(header)]
     for name, c in cases.items():
-
-        def count(value: int | None) -> str:
-            return "-" if value is None else str(value)
-
         lines.append(
-            f"{name:<20} {c['rps']:>8.0f} {c['ratio']:>6.2f} {c['p50_ms']:>7.2f} "
-            f"{c['p99_ms']:>7.2f} {c['p999_ms']:>7.2f} {c['errors']:>6} "
-            f"{count(c['lost']):>5} {count(c['duplicates']):>5}"
+            f"{name:<20} {c['rps']:>7.0f} {c['ratio']:>5.2f} {c['cpu_us_per_request']:>6.0f} "
+            f"{c['p50_ms']:>7.2f} {c['p99_ms']:>7.2f} {c['p999_ms']:>7.2f} "
+            f"{c['saturated']['p99_ms']:>7.1f} {c['errors']:>6} "
+            f"{_count(c['lost']):>5} {_count(c['duplicates']):>5}"
         )
+    lines.append(
+        "req/s: median of the saturated runs; ratio: to the ceiling; CPU us: server CPU per "
+        "request, saturated;\np50/p99/p99.9: at half of the case's req/s; sat p99: saturated "
+        "(median run); lost/dups: per webhook id on the topic"
+    )
     return "\n".join(lines)
 
 
