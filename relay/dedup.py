@@ -23,7 +23,6 @@ import asyncio
 import enum
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -54,54 +53,52 @@ class DedupStore(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass
-class _Entry:
-    done: bool
-    expires_at: float
-    settled: asyncio.Event
-
-
 class MemoryDedup:
-    """One process's store. In-flight claims need no lease: the owner lives in this process."""
+    """One process's store. In-flight claims need no lease: the owner lives in this process.
+
+    A done key is only a string and its expiry in one dict, with nothing for the
+    garbage collector to track: a store holding every key of a 7-day window
+    would otherwise make each full collection walk an object graph that grows
+    with traffic (measured: saturated p99 rising from 100 to 200 ms over 30 s
+    of load). Only keys in flight have an :class:`asyncio.Event` to wait on.
+    """
 
     def __init__(self, ttl_s: float) -> None:
         self._ttl_s = ttl_s
-        self._entries: dict[str, _Entry] = {}
+        self._done: dict[str, float] = {}  # key -> monotonic expiry
+        self._in_flight: dict[str, asyncio.Event] = {}
         self._next_sweep = time.monotonic() + 60
 
     async def claim(self, key: str) -> Claim:
         now = time.monotonic()
         self._sweep(now)
-        entry = self._entries.get(key)
-        if entry is not None and entry.done and entry.expires_at <= now:
-            entry = None
-        if entry is None:
-            self._entries[key] = _Entry(
-                done=False, expires_at=float("inf"), settled=asyncio.Event()
-            )
-            return Claim.CLAIMED
-        return Claim.DONE if entry.done else Claim.IN_FLIGHT
+        expires_at = self._done.get(key)
+        if expires_at is not None:
+            if expires_at > now:
+                return Claim.DONE
+            del self._done[key]
+        if key in self._in_flight:
+            return Claim.IN_FLIGHT
+        self._in_flight[key] = asyncio.Event()
+        return Claim.CLAIMED
 
     async def mark_done(self, key: str) -> None:
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = self._entries[key] = _Entry(False, 0.0, asyncio.Event())
-        entry.done = True
-        entry.expires_at = time.monotonic() + self._ttl_s
-        entry.settled.set()
+        self._done[key] = time.monotonic() + self._ttl_s
+        settled = self._in_flight.pop(key, None)
+        if settled is not None:
+            settled.set()
 
     async def release(self, key: str) -> None:
-        entry = self._entries.get(key)
-        if entry is not None and not entry.done:
-            del self._entries[key]
-            entry.settled.set()
+        settled = self._in_flight.pop(key, None)
+        if settled is not None:
+            settled.set()
 
     async def wait_settled(self, key: str, timeout_s: float) -> None:
-        entry = self._entries.get(key)
-        if entry is None or entry.done:
+        settled = self._in_flight.get(key)
+        if settled is None:
             return
         try:
-            await asyncio.wait_for(entry.settled.wait(), timeout_s)
+            await asyncio.wait_for(settled.wait(), timeout_s)
         except TimeoutError:
             return
 
@@ -109,16 +106,17 @@ class MemoryDedup:
         return None
 
     async def close(self) -> None:
-        self._entries.clear()
+        self._done.clear()
+        self._in_flight.clear()
 
     def _sweep(self, now: float) -> None:
         """Drop expired done keys, at most once a minute, so memory stays bounded by the TTL."""
         if now < self._next_sweep:
             return
         self._next_sweep = now + 60
-        expired = [key for key, e in self._entries.items() if e.done and e.expires_at <= now]
+        expired = [key for key, expires_at in self._done.items() if expires_at <= now]
         for key in expired:
-            del self._entries[key]
+            del self._done[key]
 
 
 def open_configured(section: DedupConfig) -> DedupStore:
