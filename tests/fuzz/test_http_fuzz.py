@@ -144,8 +144,8 @@ async def running(
     config_path = var / "fuzz.toml"
     config_path.write_text(toml(document), encoding="utf-8")
     relay = RelayProcess(config_path, document["server"]["port"], var / "relay.log")
-    await relay.start()
     try:
+        await relay.start()
         await relay.wait_drained(30)  # connected to Kafka
         yield parse_config(document, env={}), relay
     finally:
@@ -354,7 +354,13 @@ async def test_fuzz_every_profile_over_http(
     # control has an id of its own.
     lost = tally.accepted_controls - set(record_tokens)
     assert not lost, f"acknowledged but never published: {sorted(lost)[:20]}"
-    assert [i for i, n in event_ids.items() if n > 1] == [], "an event was published twice"
+    twice = [event_id for event_id, n in event_ids.items() if n > 1]
+    if broker.idempotence:
+        assert twice == [], "an event was published twice"
+    else:
+        # Without idempotence (tansu) a produce request that times out after the broker wrote
+        # it is sent again by the producer: at-least-once, absorbed by consumers on the id.
+        assert len(twice) <= len(records) // 1000, f"events published twice: {twice[:20]}"
 
     assert rss_after - rss_before < RSS_MARGIN_BYTES
 
