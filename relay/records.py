@@ -22,12 +22,27 @@ class KafkaRecord:
 
     @property
     def size(self) -> int:
-        """Bytes the broker counts against ``message.max.bytes`` (plus a little framing)."""
+        """Bytes the broker counts against ``message.max.bytes`` for this record alone.
+
+        The broker checks the whole record batch, so the batch header and the
+        record's own varint framing count too (an event a few bytes under the
+        limit by payload alone is still refused).
+        """
         return (
-            len(self.key)
+            _BATCH_HEADER_BYTES
+            + _RECORD_FRAMING_BYTES
+            + len(self.key)
             + len(self.value)
-            + sum(len(name) + len(value) for name, value in self.headers)
+            + sum(_HEADER_FRAMING_BYTES + len(name) + len(value) for name, value in self.headers)
         )
+
+
+# Record batch v2 (KIP-98): a 61-byte batch header; per record at most 21 bytes of varints
+# (length, attributes, timestamp and offset deltas, key and value lengths, header count);
+# per header at most 10 (name and value lengths).
+_BATCH_HEADER_BYTES = 61
+_RECORD_FRAMING_BYTES = 21
+_HEADER_FRAMING_BYTES = 10
 
 
 def record_key(event: CanonicalEvent) -> bytes:

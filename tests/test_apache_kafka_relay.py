@@ -19,6 +19,7 @@ import collections
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.cli import main as relay_cli
+from relay.pipeline import normalize
+from relay.records import to_kafka_record
 from tests.conftest import (
     INVOICE_SECRET,
     RelayUnderTest,
@@ -280,3 +283,39 @@ async def test_oversized_event_is_refused_before_any_acknowledgement(
         )
         == []
     )
+
+
+async def test_an_event_just_under_the_limit_is_taken_by_the_broker(
+    aiohttp_client: Any, apache_kafka_broker: TestBroker, topic: str, tmp_path: Path
+) -> None:
+    """Relay's size check counts the record batch framing as the broker does: an event that
+    Relay lets through is one Apache Kafka accepts, not one it refuses after the check."""
+    config = make_config(
+        bootstrap=apache_kafka_broker.bootstrap_servers,
+        topic=topic,
+        var=tmp_path,
+        server={"max_body_bytes": 4 * MIB},
+    )
+    instance = config.providers["invoices"]
+    relay = await start_relay(aiohttp_client, config)
+    sample = orjson.loads(signed_webhook(config, order="ORDER-EDGE").body)
+    webhook_id = "wh-edge-0001"
+
+    def size_with(memo_bytes: int) -> int:
+        body = orjson.dumps({**sample, "memo": "x" * memo_bytes})
+        # Milliseconds in relayreceivedat, as almost every real receive time has.
+        moment = datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+        event = normalize(instance, body, {"x-webhook-id": webhook_id}, moment)
+        return to_kafka_record(event, topic).size
+
+    memo = MIB - 2048
+    memo += config.kafka.max_message_bytes - 8 - size_with(memo)  # 8 bytes under the limit
+    body = orjson.dumps({**sample, "memo": "x" * memo})
+    response = await relay.post(
+        signed_webhook(config, body=body, headers={"X-Webhook-Id": webhook_id})
+    )
+
+    assert response.status == 200, await response.text()
+    [record] = await read_topic(config.kafka.bootstrap_servers, topic, expect=1, settle_s=1.0)
+    assert event_of(record)["id"] == webhook_id
+    assert relay.services.spool.depth == 0
