@@ -177,16 +177,18 @@ class Pipeline:
         while True:
             try:
                 claim = await self._dedup.claim(key)
+                if claim is Claim.DONE:
+                    return None
+                remaining = deadline - time.monotonic()
+                if claim is Claim.IN_FLIGHT:
+                    if remaining <= 0:
+                        raise Unavailable(
+                            "an earlier delivery of this event is still in progress", 1
+                        )
+                    await self._dedup.wait_settled(key, remaining)
+                    continue
             except DedupUnavailable as exc:
                 raise Unavailable("the deduplication store is unavailable") from exc
-            if claim is Claim.DONE:
-                return None
-            remaining = deadline - time.monotonic()
-            if claim is Claim.IN_FLIGHT:
-                if remaining <= 0:
-                    raise Unavailable("an earlier delivery of this event is still in progress", 1)
-                await self._dedup.wait_settled(key, remaining)
-                continue
             break
         reserve = min(remaining * SPOOL_RESERVE_FRACTION, SPOOL_RESERVE_MAX_S)
         try:
