@@ -283,7 +283,7 @@ async def readyz(request: web.Request) -> web.Response:
         await services.dedup.ping()
     except Exception:  # any failure of the store means "not ready", whatever its type
         dedup_ok = False
-    kafka_ok = services.sink.connected
+    kafka_ok = services.sink.healthy
     # A missing topic needs an operator: the spool takes events meanwhile, but
     # the instance must not look healthy while nothing can reach the topic.
     missing_topics = sorted(services.sink.missing_topics)

@@ -74,6 +74,15 @@ class KafkaSink:
         return self._connected.is_set()
 
     @property
+    def healthy(self) -> bool:
+        """Connected, and the last send (if any failed since) was acknowledged.
+
+        ``connected`` stays true once the producer started, because aiokafka
+        reconnects by itself; this is what says whether Kafka is taking records now.
+        """
+        return self.connected and self.last_error is None
+
+    @property
     def missing_topics(self) -> frozenset[str]:
         """Relay's topics that the broker neither has nor creates, as of the last look."""
         return self._missing_topics
@@ -99,6 +108,7 @@ class KafkaSink:
                 record.topic, value=record.value, key=record.key, headers=list(record.headers)
             )
             KAFKA_PUBLISH.observe(time.perf_counter() - started)
+            self.last_error = None
         except _PERMANENT as exc:
             raise RecordRejected(f"{type(exc).__name__}: the broker refuses this record") from exc
         except UnknownTopicOrPartitionError as exc:
@@ -139,6 +149,11 @@ class KafkaSink:
                 results.append(None)
             except KafkaError as exc:
                 results.append(_classify(exc))
+        for result in results:
+            if result is None:
+                self.last_error = None
+            elif isinstance(result, KafkaUnavailable):
+                self.last_error = str(result)
         return results
 
     async def stop(self) -> None:
