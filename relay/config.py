@@ -163,7 +163,9 @@ _INSTANCE_KEYS = {
     "id_header",
 }
 _FLOWS = ("payin", "payout", "topup")
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``${NAME}``: an environment variable; ``${file:PATH}``: a file's content without its
+# final newline (Docker and Kubernetes secrets are mounted as files).
+_REFERENCE = re.compile(r"\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -424,12 +426,18 @@ def _expand(value: Any, where: str, env: Mapping[str, str]) -> Any:
         return value
 
     def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
+        path, name = match.groups()
+        if path is not None:
+            try:
+                return Path(path).read_text(encoding="utf-8").removesuffix("\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                problem = getattr(exc, "strerror", None) or "not UTF-8 text"
+                raise ConfigError(where, f"cannot read the file {path} ({problem})") from exc
         if name not in env:
             raise ConfigError(where, f"the environment variable {name} is not set")
         return env[name]
 
-    return _ENV_REFERENCE.sub(substitute, value)
+    return _REFERENCE.sub(substitute, value)
 
 
 def _strings(

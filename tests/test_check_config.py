@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from relay.config import load_config
+
 ROOT = Path(__file__).resolve().parent.parent
 
 INVOICE_SECRET = "check-config-invoice-secret-7f3a91"
@@ -102,6 +104,11 @@ CASES = {
         _with(INVOICE_SECRET, "${RELAY_TEST_UNSET_SECRET}"),
         "providers.invoices.secrets[0]",
         "the environment variable RELAY_TEST_UNSET_SECRET is not set",
+    ),
+    "secret file missing": Case(
+        _with(INVOICE_SECRET, "${file:/nonexistent/relay/invoices-secret}"),
+        "providers.invoices.secrets[0]",
+        "cannot read the file /nonexistent/relay/invoices-secret (No such file or directory)",
     ),
     "env var set but empty": Case(
         _with(INVOICE_SECRET, "${RELAY_TEST_EMPTY_SECRET}"),
@@ -260,3 +267,16 @@ def test_dev_config_passes() -> None:
     down = {"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
     checked = _relay("check-config", str(ROOT / "deploy" / "dev.toml"), env=down)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    """``${file:PATH}``: a mounted secret file, its final newline dropped."""
+    secret_file = tmp_path / "invoices-secret"
+    secret_file.write_text(INVOICE_SECRET + "\n")
+    path = tmp_path / "relay.toml"
+    path.write_text(_with(INVOICE_SECRET, "${file:" + str(secret_file) + "}"))
+
+    assert _relay("check-config", str(path), env={}).returncode == 0
+    config = load_config(path, env={})
+    [secret] = config.providers["invoices"].keys.secrets
+    assert secret.value == INVOICE_SECRET.encode()
