@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -26,7 +27,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def serve(port: int) -> None:
+async def serve_until_signalled(
+    port: int, receive: Callable[[web.Request], Awaitable[web.Response]]
+) -> None:
+    """``receive`` on the webhook route, as ``relay serve`` runs it, until SIGTERM or SIGINT."""
     app = web.Application()
     app.router.add_post("/webhooks/{provider}", receive)
     app.router.add_get("/healthz", healthz)
@@ -42,4 +46,4 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+    asyncio.run(serve_until_signalled(int(sys.argv[1]), receive))

@@ -12,12 +12,12 @@ libraries; the gap between this row and the ceiling is the libraries' share.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from bench.ceiling import serve_until_signalled
 from relay.config import KafkaConfig
 
 
@@ -33,22 +33,10 @@ async def serve(port: int, bootstrap: str, topic: str) -> None:
         await producer.send_and_wait(topic, body, key=key)
         return web.Response(status=200)
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(status=200)
-
-    app = web.Application()
-    app.router.add_post("/webhooks/{provider}", receive)
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    await producer.stop()
+    try:
+        await serve_until_signalled(port, receive)
+    finally:
+        await producer.stop()
 
 
 if __name__ == "__main__":
