@@ -139,6 +139,20 @@ def ids_by_key(records: Sequence[Any]) -> dict[bytes, list[str]]:
     return by_key
 
 
+def assert_each_once(records: Sequence[Any], webhooks: Sequence[SignedWebhook]) -> None:
+    """Every webhook's event is on the topic exactly once, and nothing else is."""
+    assert duplicates(ids_of(records)) == {}
+    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+
+
+async def post_one_connection_each(
+    base_url: str, webhooks: Sequence[SignedWebhook]
+) -> list[Answer]:
+    """One after another, a connection each, so that SO_REUSEPORT spreads them over workers."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        return [await post(session, base_url, webhook) for webhook in webhooks]
+
+
 async def spooled_ids(spool_path: Path) -> list[str]:
     """Event ids still pending in a spool that no process holds any more."""
     spool = Spool.open(spool_path)
@@ -341,8 +355,7 @@ async def test_two_processes_on_one_redis_store_publish_each_event_once(
         ]
 
     assert Counter(answer.status for answer in answers) == {200: 400}
-    assert duplicates(ids_of(records)) == {}
-    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert_each_once(records, webhooks)
     # Each event: one process published it, the other answered it as a duplicate.
     assert (sum(accepted), sum(duplicate)) == (200, 200)
 
@@ -371,8 +384,7 @@ async def test_redis_down_fails_closed_with_503(
     # Fail closed: no acknowledgement without the store, and a Retry-After for the provider.
     assert {(answer.status, answer.retry_after) for answer in while_down} == {(503, "5")}
     assert {answer.status for answer in retries} == {200}
-    assert duplicates(ids_of(records)) == {}
-    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert_each_once(records, webhooks)
 
 
 async def test_sqlite_dedup_survives_a_restart(
@@ -407,8 +419,7 @@ async def test_sqlite_dedup_survives_a_restart(
 
     assert [answer.status for answer in before + retries] == [200] * 100
     assert await second.metric("relay_webhooks_total", outcome="duplicate") == 50
-    assert duplicates(ids_of(records)) == {}
-    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert_each_once(records, webhooks)
 
 
 async def sigterm_under_load(relay: RelayProcess, spool_path: Path) -> tuple[list[str], list[str]]:
@@ -506,8 +517,7 @@ async def test_second_signal_exits_at_once_and_the_spool_keeps_what_was_acknowle
     records = await read_topic(broker.bootstrap_servers, session_topic, expect=100)
 
     assert {answer.status for answer in answers} == {200}
-    assert duplicates(ids_of(records)) == {}
-    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert_each_once(records, webhooks)
 
 
 async def test_full_spool_answers_503_and_drops_nothing_acknowledged(
@@ -540,8 +550,7 @@ async def test_full_spool_answers_503_and_drops_nothing_acknowledged(
         retries = [await post(session, relay.url, webhook) for webhook in refused]
     assert {a.status for a in retries} == {200}
     records = await read_topic(own_broker.bootstrap_servers, topic, expect=len(webhooks))
-    assert duplicates(ids_of(records)) == {}
-    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert_each_once(records, webhooks)
 
 
 async def test_two_workers_share_the_sqlite_dedup_store(
@@ -571,8 +580,7 @@ async def test_two_workers_share_the_sqlite_dedup_store(
     relay.send_signal(signal.SIGTERM)
 
     assert Counter(answer.status for answer in answers) == {200: 200}
-    assert duplicates(ids_of(records)) == {}
-    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert_each_once(records, webhooks)
     assert await relay.wait_exit() == 0, relay.log_tail()
 
 
@@ -594,9 +602,7 @@ async def test_a_worker_that_dies_stops_relay_for_its_supervisor(
     await first.start()
     await first.wait_logged('"serving"', count=2)
     webhooks = [signed_webhook(config_of(first)) for _ in range(100)]
-    # A connection per request, so that SO_REUSEPORT spreads them over both workers' spools.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-        answers = [await post(session, first.url, webhook) for webhook in webhooks]
+    answers = await post_one_connection_each(first.url, webhooks)
     os.kill(first.serving_pids()[0], signal.SIGKILL)
     # Relay exits with an error, so that a supervisor restarts it (and the dead worker's spool).
     assert await first.wait_exit() != 0, first.log_tail()
@@ -615,8 +621,7 @@ async def test_a_worker_that_dies_stops_relay_for_its_supervisor(
     )
 
     assert {answer.status for answer in answers} == {200}
-    assert duplicates(ids_of(records)) == {}
-    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert_each_once(records, webhooks)
 
 
 @pytest.mark.parametrize(("workers_before", "workers_after"), [(2, 1), (1, 2), (3, 2)])
@@ -643,9 +648,7 @@ async def test_changing_the_worker_count_strands_no_spool(
     await first.start()
     await first.wait_logged('"serving"', count=workers_before)
     webhooks = [signed_webhook(config_of(first)) for _ in range(100)]
-    # A connection per request, so that SO_REUSEPORT spreads them over every worker's spool.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-        answers = [await post(session, first.url, webhook) for webhook in webhooks]
+    answers = await post_one_connection_each(first.url, webhooks)
     first.send_signal(signal.SIGTERM)
     assert await first.wait_exit() == 0, first.log_tail()
 
@@ -663,5 +666,4 @@ async def test_changing_the_worker_count_strands_no_spool(
     )
 
     assert {answer.status for answer in answers} == {200}
-    assert duplicates(ids_of(records)) == {}
-    assert sorted(ids_of(records)) == sorted(event_id(webhook) for webhook in webhooks)
+    assert_each_once(records, webhooks)
