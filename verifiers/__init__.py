@@ -9,6 +9,7 @@ anything from ``relay``: it does no I/O and reads no clock.
 
 from verifiers.base import Headers, SignedRequest, Verified
 from verifiers.errors import (
+    AmbiguousBody,
     AppIdMismatch,
     MalformedBody,
     MalformedSignature,
@@ -22,6 +23,7 @@ from verifiers.errors import (
 from verifiers.keys import KeyRing, Secret, UnusableKey
 
 __all__ = [
+    "AmbiguousBody",
     "AppIdMismatch",
     "Headers",
     "KeyRing",

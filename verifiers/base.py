@@ -180,8 +180,7 @@ def verify_rsa(
     A signature whose length fits none of the keys is malformed rather than
     wrong: it was never an RSA signature by a key of that size.
     """
-    if public_keys and all(len(signature) != _modulus_bytes(key) for key in public_keys):
-        raise MalformedSignature(f"{what} has the wrong length for the configured RSA keys")
+    check_rsa_length(public_keys, signature, what)
     for index, key in enumerate(public_keys):
         try:
             key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
@@ -189,6 +188,16 @@ def verify_rsa(
             continue
         return index
     return None
+
+
+def check_rsa_length(public_keys: Sequence[rsa.RSAPublicKey], signature: bytes, what: str) -> None:
+    """MalformedSignature unless ``signature`` is as long as one of the keys' moduli.
+
+    Schemes whose message costs work to build call this first, so that a
+    request with a signature of the wrong shape costs nothing more.
+    """
+    if public_keys and all(len(signature) != _modulus_bytes(key) for key in public_keys):
+        raise MalformedSignature(f"{what} has the wrong length for the configured RSA keys")
 
 
 def sign_rsa(private_key: rsa.RSAPrivateKey, message: bytes) -> bytes:

@@ -14,6 +14,7 @@ wrong and never contain a secret, a key or the expected signature.
     ├── StaleTimestamp                outside the tolerance, past or future
     ├── AppIdMismatch                 a configured app id header does not match
     └── MalformedBody            400  the body cannot be read where the scheme must read it
+        └── AmbiguousBody        400  the signed string would read the body's members differently
 """
 
 from __future__ import annotations
@@ -59,3 +60,14 @@ class AppIdMismatch(VerificationError):
 class MalformedBody(VerificationError):
     code = "malformed_body"
     status = 400
+
+
+class AmbiguousBody(MalformedBody):
+    """A ``sign``-field body whose signed string could be split into other members.
+
+    The signed string joins ``key=value`` pairs with an unescaped ``&``, so a
+    value holding ``&name=`` reads, once signed, like a boundary between two
+    members: the signature could not say which of the two bodies was signed.
+    """
+
+    code = "ambiguous_body"

@@ -35,11 +35,42 @@ algorithm fixes them. For ``rsa-sha256`` with a key suffix, both the public
 keys and the secrets are needed, and ``Verified.key_index`` is the public
 key's index.
 
+``bare_secret`` appends the secret with no separator at all
+(``<sorted string><secret>``, a common variant of Chinese payment gateways);
+``key_suffix`` must then be empty.
+
 Decisions where the documents are silent: the body must be one JSON object
 whose keys are unique at every level (a duplicate could be signed as one
 value and read as another); a hex signature must be in the configured case;
-``-0`` is written ``0``; an integral number of more than 4300 digits (Python's
-own limit for reading integers) is a malformed body.
+``-0`` is written ``0``.
+
+**One signature, one meaning.** The signed string is lossy: it drops null and
+empty members, writes ``100``, ``100.0``, ``1e2`` and ``"100"`` alike, decodes
+escapes and forgets order and whitespace. So many bodies verify under one
+signature, and Relay must read all of them the same way. :func:`read` gives
+the *signed view*: each member that the string covers, as the string writes
+it (``{"actualAmount": "100"}`` for every spelling above); members the string
+leaves out are absent. The normalizers read this view, never the body's own
+spelling, and the event id hashes it. The string also joins members with an
+unescaped ``&``: ``{"orderId": "A&orderNo=B"}`` and ``{"orderId": "A",
+"orderNo": "B"}`` sign alike. A body is therefore refused
+(:class:`~verifiers.errors.AmbiguousBody`, 400) when a member name holds ``&``
+or ``=``, or a value holds ``&`` followed by a name and ``=`` (``&x=``); then
+every ``&name=`` in the string is a member boundary, and the string has one
+reading only. A value holding ``&`` alone (``"A & B"``), or ``=`` alone (base64
+padding), is read as sent.
+
+**Bounded work before the signature check.** Building the string is work an
+unauthenticated request can ask for, so the signature's shape is checked
+first (present, a string, decodable, of the length the algorithm or the RSA
+keys give), and the body is refused (``MalformedBody``, 400) past fixed
+bounds, all far above any notification a provider sends: ``MAX_MEMBERS``
+top-level members; ``MAX_VALUES`` JSON values in all (counted from the
+body's commas and brackets before it is parsed, so strings holding them count
+too); ``MAX_DEPTH`` levels of nesting; an integral number whose canonical
+form would have more than ``MAX_NUMBER_DIGITS`` digits (``1e4299`` is 4,300
+digits); and a signed string longer than twice the body (only number
+expansion could make it so).
 """
 
 from __future__ import annotations
@@ -49,6 +80,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -62,6 +94,7 @@ from verifiers.base import (
     SignedRequest,
     Verified,
     check_choices,
+    check_rsa_length,
     decode_base64,
     decode_hex,
     matches,
@@ -69,6 +102,7 @@ from verifiers.base import (
     verify_rsa,
 )
 from verifiers.errors import (
+    AmbiguousBody,
     AppIdMismatch,
     MalformedBody,
     MalformedSignature,
@@ -94,28 +128,71 @@ class Params:
     sign_field: str = "sign"
     app_id: str = ""
     app_id_header: str = "app-id"
+    bare_secret: bool = False
 
     def __post_init__(self) -> None:
         check_choices(self)
-        if self.algorithm in ("md5", "sha256") and not self.key_suffix:
+        if self.bare_secret and self.key_suffix:
+            raise ValueError(
+                "bare_secret appends the secret with no separator: key_suffix must be empty"
+            )
+        if self.algorithm in ("md5", "sha256") and not self.appends_secret:
             # A digest of public fields alone is something anyone can compute.
-            raise ValueError(f"key_suffix cannot be empty with algorithm {self.algorithm!r}")
+            raise ValueError(
+                f"algorithm {self.algorithm!r} needs the secret appended: set key_suffix or bare_secret"
+            )
+
+    @property
+    def appends_secret(self) -> bool:
+        return bool(self.key_suffix) or self.bare_secret
+
+
+MAX_MEMBERS = 256
+MAX_VALUES = 1024
+MAX_DEPTH = 32
+MAX_NUMBER_DIGITS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SignedView:
+    """What a sign field's signature covers (see the module docstring).
+
+    ``members``: each member the signed string holds, its value written as the
+    string writes it; null and empty members, and the sign field, are absent.
+    ``canonical``: the signed string before any secret is appended. Two bodies
+    that verify under one signature have equal views.
+    """
+
+    members: Mapping[str, str]
+    canonical: bytes
+
+
+def read(body: bytes, params: Params) -> SignedView:
+    """The signed view of ``body``, without checking any signature.
+
+    For reading a message verified earlier (``relay replay``); raises
+    ``MalformedBody`` (or ``AmbiguousBody``) where :func:`verify` would.
+    """
+    return _view(_Document.parse(body), params)
 
 
 def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: float) -> Verified:
     _check_app_id(headers, params)
     document = _Document.parse(body)
     provided = _provided_signature(document, params)
-    canonical = _canonical(document.members, params)
+    # The signature's shape first: a request that cannot carry a valid one costs no more.
     if params.algorithm == "rsa-sha256":
         public_keys = public_keys_of(keys, rsa.RSAPublicKey, name)
         signature = decode_base64(provided, _what(params))
+        check_rsa_length(public_keys, signature, _what(params))
+        canonical = _view(document, params).canonical
         for message in _messages(canonical, params, keys):
             index = verify_rsa(public_keys, signature, message, _what(params))
             if index is not None:
                 return Verified(key_index=index)
     else:
         digest = _decode_digest(provided, params)
+        canonical = _view(document, params).canonical
         for index, secret in enumerate(keys.secrets):
             expected = _digest(_message(canonical, params, secret.value), params, secret.value)
             if matches(digest, [expected]):
@@ -128,9 +205,9 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
     document = _Document.parse(body)
     if any(member.key == params.sign_field for member in document.members):
         raise MalformedBody(f"the body already has a {params.sign_field} field")
-    canonical = _canonical(document.members, params)
+    canonical = _view(document, params).canonical
     if params.algorithm == "rsa-sha256":
-        secret = first_secret(keys, name).value if params.key_suffix else b""
+        secret = first_secret(keys, name).value if params.appends_secret else b""
         raw = sign_rsa(
             private_key_of(keys, rsa.RSAPrivateKey, name), _message(canonical, params, secret)
         )
@@ -149,7 +226,7 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 def required_keys(params: Params) -> frozenset[str]:
     if params.algorithm != "rsa-sha256":
         return SECRETS
-    return PUBLIC_KEYS | SECRETS if params.key_suffix else PUBLIC_KEYS
+    return PUBLIC_KEYS | SECRETS if params.appends_secret else PUBLIC_KEYS
 
 
 def _check_app_id(headers: Headers, params: Params) -> None:
@@ -173,13 +250,13 @@ def _provided_signature(document: _Document, params: Params) -> str:
 
 
 def _messages(canonical: bytes, params: Params, keys: KeyRing) -> list[bytes]:
-    if not params.key_suffix:
+    if not params.appends_secret:
         return [canonical]
     return [_message(canonical, params, secret.value) for secret in keys.secrets]
 
 
 def _message(canonical: bytes, params: Params, secret: bytes) -> bytes:
-    if not params.key_suffix:
+    if not params.appends_secret:
         return canonical
     return canonical + params.key_suffix.encode("utf-8") + secret
 
@@ -213,14 +290,37 @@ def _decode_digest(text: str, params: Params) -> bytes:
     return raw
 
 
-def _canonical(members: list[_Member], params: Params) -> bytes:
+# ``&`` then a member name (no ``&`` or ``=``) then ``=``: what the signed string reads as a
+# boundary between two members.
+_BOUNDARY = re.compile(r"&[^&=]*=")
+
+
+def _view(document: _Document, params: Params) -> SignedView:
+    members: dict[str, str] = {}
     pairs: list[tuple[bytes, bytes]] = []
-    for member in members:
+    # Only number expansion makes the string longer than the body; bounded here.
+    budget = 2 * len(document.text) + 64
+    for member in document.members:
         if member.key == params.sign_field or member.value is None or member.value == "":
             continue
-        pairs.append((_utf8(member.key), _utf8(_write(member, params))))
+        if "&" in member.key or "=" in member.key:
+            raise AmbiguousBody(f"the member name {member.key[:40]!r} holds '&' or '='")
+        value = _write(member, params)
+        if _BOUNDARY.search(value):
+            raise AmbiguousBody(
+                f"the value of {member.key[:40]!r} holds '&name=', which the signed string "
+                "would read as another member"
+            )
+        key_bytes, value_bytes = _utf8(member.key), _utf8(value)
+        budget -= len(key_bytes) + len(value_bytes) + 2
+        if budget < 0:
+            raise MalformedBody("the signed string would be more than twice the body's length")
+        members[member.key] = value
+        pairs.append((key_bytes, value_bytes))
     pairs.sort(key=lambda pair: pair[0])
-    return b"&".join(key + b"=" + value for key, value in pairs)
+    return SignedView(
+        members=members, canonical=b"&".join(key + b"=" + value for key, value in pairs)
+    )
 
 
 def _utf8(text: str) -> bytes:
@@ -238,18 +338,17 @@ def _write(member: _Member, params: Params) -> str:
         return value.canonical()
     if isinstance(value, bool) or params.nested == "raw":
         return member.text
-    try:
-        return _compact(value)
-    except RecursionError as exc:
-        raise MalformedBody("the body is nested too deeply to sign") from exc
+    return _compact(value, 1)
 
 
-def _compact(value: object) -> str:
+def _compact(value: object, depth: int) -> str:
+    if isinstance(value, dict | list) and depth > MAX_DEPTH:
+        raise MalformedBody(f"the body nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         items = sorted(value.items(), key=lambda item: _utf8(item[0]))
-        return "{" + ",".join(f"{_json_string(k)}:{_compact(v)}" for k, v in items) + "}"
+        return "{" + ",".join(f"{_json_string(k)}:{_compact(v, depth + 1)}" for k, v in items) + "}"
     if isinstance(value, list):
-        return "[" + ",".join(_compact(item) for item in value) + "]"
+        return "[" + ",".join(_compact(item, depth + 1) for item in value) + "]"
     if isinstance(value, _Number):
         return value.canonical()
     if isinstance(value, str):
@@ -266,11 +365,6 @@ class _Number:
 
     __slots__ = ("text",)
 
-    # Python refuses to read integers longer than this (sys.int_info); a body
-    # asking for more is not a payment notification, and writing out
-    # ``1e999999999`` would cost a gigabyte.
-    _MAX_DIGITS = 4300
-
     def __init__(self, text: str) -> None:
         self.text = text
 
@@ -278,8 +372,9 @@ class _Number:
         value = Decimal(self.text)
         if value != value.to_integral_value():
             return self.text
-        if value.adjusted() >= self._MAX_DIGITS:
-            raise MalformedBody("the body has a number too large to sign")
+        # Checked before writing it out: ``1e999999999`` would be a gigabyte of digits.
+        if value.adjusted() >= MAX_NUMBER_DIGITS:
+            raise MalformedBody(f"the body has a number of more than {MAX_NUMBER_DIGITS} digits")
         integral = value.to_integral_value()
         return format(abs(integral) if integral.is_zero() else integral, "f")
 
@@ -324,6 +419,11 @@ class _Document:
 
     @classmethod
     def parse(cls, body: bytes) -> _Document:
+        # Every JSON value but the first of each container follows a comma, so commas and
+        # brackets bound the values (strings holding them count too): no parse beyond it.
+        values = body.count(b",") + body.count(b"[") + body.count(b"{")
+        if values > MAX_VALUES:
+            raise MalformedBody(f"the body has more than {MAX_VALUES} JSON values")
         try:
             text = body.decode("utf-8")
             return cls._scan(text)
@@ -346,6 +446,8 @@ class _Document:
                 key, index = json.decoder.scanstring(text, index + 1, True)
                 if key in keys:
                     raise MalformedBody("the body has a duplicate top-level key")
+                if len(keys) == MAX_MEMBERS:
+                    raise MalformedBody(f"the body has more than {MAX_MEMBERS} members")
                 keys.add(key)
                 index = _skip(text, index)
                 if not text.startswith(":", index):

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from verifiers import sign_field
 from verifiers.errors import (
+    AmbiguousBody,
     AppIdMismatch,
     MalformedBody,
     MalformedSignature,
@@ -146,8 +147,8 @@ class TestCanonicalString:
                 id="non-ascii-and-escapes-decoded",
             ),
             pytest.param(
-                b'{"a":"line\\nbreak \\"q\\" &x=1"}',
-                'a=line\nbreak "q" &x=1',
+                b'{"a":"line\\nbreak \\"q\\" &x"}',
+                'a=line\nbreak "q" &x',
                 id="string-escapes-decoded",
             ),
             pytest.param(
@@ -291,8 +292,11 @@ class TestFailures:
         ],
     )
     def test_malformed_body(self, body: bytes) -> None:
+        # A signature of the right shape, so that the body is what gets refused (a wrongly
+        # shaped one is refused before the body is read: see TestBoundedWork).
+        shaped = body.replace(b'"sign":"AA"', b'"sign":"' + b"A" * 32 + b'"')
         with pytest.raises(MalformedBody):
-            sign_field.verify(body, {}, MD5, SECRETS, NOW)
+            sign_field.verify(shaped, {}, MD5, SECRETS, NOW)
 
     def test_malformed_body_is_a_400(self) -> None:
         assert MalformedBody.status == 400
@@ -522,3 +526,197 @@ class TestSign:
 )
 def test_required_keys(params: Params, expected: set[str]) -> None:
     assert sign_field.required_keys(params) == expected
+
+
+def md5_signed(body: bytes, canonical: str, suffix: str = "&key=") -> bytes:
+    return with_sign(body, md5_upper(canonical + suffix + SECRET))
+
+
+class TestOneSignatureOneMeaning:
+    """Every body that verifies under one signature has the same signed view, or is refused."""
+
+    ORIGINAL = b'{"orderNo":"P1","actualAmount":"100","status":2,"orderId":"A","errorMsg":""}'
+    CANONICAL = "actualAmount=100&orderId=A&orderNo=P1&status=2"
+
+    @pytest.mark.parametrize(
+        "respelled",
+        [
+            pytest.param(
+                b'{"orderNo":"P1","actualAmount":100.0,"status":2,"orderId":"A"}', id="100.0"
+            ),
+            pytest.param(
+                b'{"orderNo":"P1","actualAmount":1e2,"status":"2","orderId":"A"}', id="1e2"
+            ),
+            pytest.param(
+                b'{"orderNo":"P1","actualAmount":1.00E+2,"status":2.0,"orderId":"A"}', id="1.00E+2"
+            ),
+            pytest.param(
+                b'{"orderId":"\\u0041","status":2,"actualAmount":"100","orderNo":"P1","fee":null,"x":""}',
+                id="escapes-order-nulls",
+            ),
+            pytest.param(
+                b' {\n "orderNo" : "P1" , "actualAmount":"100","status":2,"orderId":"A"}',
+                id="spaces",
+            ),
+        ],
+    )
+    def test_respellings_verify_with_the_same_view(self, respelled: bytes) -> None:
+        signature = md5_upper(self.CANONICAL + "&key=" + SECRET)
+        original, other = with_sign(self.ORIGINAL, signature), with_sign(respelled, signature)
+        assert sign_field.verify(other, {}, MD5, SECRETS, NOW)
+        assert sign_field.read(other, MD5) == sign_field.read(original, MD5)
+        assert sign_field.read(other, MD5).members == {
+            "actualAmount": "100",
+            "orderId": "A",
+            "orderNo": "P1",
+            "status": "2",
+        }
+
+    def test_null_and_empty_members_are_absent_from_the_view(self) -> None:
+        view = sign_field.read(b'{"a":"1","actualAmount":null,"b":"","sign":"X"}', MD5)
+        assert view.members == {"a": "1"}
+
+    @pytest.mark.parametrize(
+        ("body", "canonical"),
+        [
+            # Two members merged into one value, and one value split into two members.
+            pytest.param(b'{"orderId":"A&orderNo=B"}', "orderId=A&orderNo=B", id="merged"),
+            pytest.param(b'{"a":"1&b=","c":"2"}', "a=1&b=&c=2", id="empty-value-boundary"),
+            pytest.param(b'{"a":"x & y = z"}', "a=x & y = z", id="spaced"),
+            pytest.param(b'{"a&b":"1"}', "a&b=1", id="ampersand-in-name"),
+            pytest.param(b'{"a=b":"1"}', "a=b=1", id="equals-in-name"),
+            pytest.param(b'{"n":{"k":"v&w=1"}}', 'n={"k":"v&w=1"}', id="nested"),
+        ],
+    )
+    def test_a_body_that_could_re_split_is_refused(self, body: bytes, canonical: str) -> None:
+        # Correctly signed, so the refusal is the body's, not the signature's.
+        with pytest.raises(AmbiguousBody):
+            sign_field.verify(md5_signed(body, canonical), {}, MD5, SECRETS, NOW)
+        with pytest.raises(AmbiguousBody):
+            sign_field.read(body, MD5)
+
+    @pytest.mark.parametrize(
+        ("body", "canonical"),
+        [
+            pytest.param(b'{"a":"Tom & Jerry"}', "a=Tom & Jerry", id="ampersand-alone"),
+            pytest.param(b'{"a":"YWJj=="}', "a=YWJj==", id="equals-alone"),
+            pytest.param(b'{"a":"x=1&y"}', "a=x=1&y", id="equals-before-ampersand"),
+            pytest.param(b'{"a":"1&&"}', "a=1&&", id="ampersands"),
+        ],
+    )
+    def test_values_that_cannot_re_split_are_read_as_sent(
+        self, body: bytes, canonical: str
+    ) -> None:
+        assert sign_field.verify(md5_signed(body, canonical), {}, MD5, SECRETS, NOW)
+        assert sign_field.read(body, MD5).members == json.loads(body)
+
+    def test_the_view_of_a_nested_member_is_its_signed_text(self) -> None:
+        body = b'{"n":{"b":1.0,"a":[1e1,"x"]},"s":"t"}'
+        compact = Params(algorithm="md5", nested="sorted_compact")
+        assert sign_field.read(body, compact).members == {"n": '{"a":[10,"x"],"b":1}', "s": "t"}
+        assert sign_field.read(body, MD5).members == {"n": '{"b":1.0,"a":[1e1,"x"]}', "s": "t"}
+
+
+class TestBoundedWork:
+    """The signature's shape is checked before the body's signed string is built, and the
+    string's building is bounded: a hostile unsigned request stays cheap."""
+
+    TOO_MANY = b"{" + b",".join(b'"a%d":1' % index for index in range(300)) + b"}"
+
+    @pytest.mark.parametrize(
+        ("signature", "params", "keys"),
+        [
+            pytest.param("AA", MD5, SECRETS, id="digest-too-short"),
+            pytest.param("a" * 32, MD5, SECRETS, id="digest-wrong-case"),
+            pytest.param("!!", Params(), KeyRing(public_keys=()), id="rsa-not-base64"),
+        ],
+    )
+    def test_a_wrongly_shaped_signature_is_refused_before_the_body_is_built(
+        self, signature: str, params: Params, keys: KeyRing, rsa_key: rsa.RSAPrivateKey
+    ) -> None:
+        if params.algorithm == "rsa-sha256":
+            keys = KeyRing(secrets=SECRETS.secrets, public_keys=(rsa_key.public_key(),))
+        # Writing this body's signed string out would be refused (and cost); the signature is
+        # refused first.
+        costly = b'{"a":1e5000,"sign":"' + signature.encode() + b'"}'
+        with pytest.raises(MalformedSignature):
+            sign_field.verify(costly, {}, params, keys, NOW)
+
+    def test_an_rsa_signature_of_the_wrong_length_is_refused_before_the_body_is_built(
+        self, rsa_key: rsa.RSAPrivateKey
+    ) -> None:
+        keys = KeyRing(secrets=SECRETS.secrets, public_keys=(rsa_key.public_key(),))
+        body = b'{"a":1e5000,"sign":"' + base64.b64encode(b"x" * 64) + b'"}'
+        with pytest.raises(MalformedSignature, match="wrong length"):
+            sign_field.verify(body, {}, Params(), keys, NOW)
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            pytest.param(TOO_MANY, "more than", id="members-and-values"),
+            pytest.param(
+                b"{" + b",".join(b'"a%d":1' % index for index in range(257)) + b"}",
+                "more than 256 members",
+                id="members",
+            ),
+            pytest.param(b'{"a":[' + b"0," * 1100 + b"0]}", "JSON values", id="values"),
+            pytest.param(b'{"a":"' + b"," * 1100 + b'"}', "JSON values", id="commas-in-strings"),
+            pytest.param(b'{"a":' + b"[" * 40 + b"]" * 40 + b"}", "deeper than 32", id="depth"),
+            pytest.param(b'{"a":1e64}', "more than 64 digits", id="number-65-digits"),
+            pytest.param(b'{"a":1e4299}', "more than 64 digits", id="number-4300-digits"),
+            pytest.param(
+                b"{" + b",".join(b'"a%d":1e60' % index for index in range(20)) + b"}",
+                "twice the body",
+                id="signed-string-twice-the-body",
+            ),
+        ],
+    )
+    def test_bounds(self, body: bytes, message: str) -> None:
+        compact = Params(algorithm="md5", nested="sorted_compact")
+        with pytest.raises(MalformedBody, match=message):
+            sign_field.read(body, compact)
+        shaped = body[:-1] + b',"sign":"' + b"A" * 32 + b'"}'
+        with pytest.raises(MalformedBody, match=message):
+            sign_field.verify(shaped, {}, compact, SECRETS, NOW)
+
+    def test_inside_the_bounds_numbers_are_written_out(self) -> None:
+        assert sign_field.read(b'{"a":1e63}', MD5).members == {"a": "1" + "0" * 63}
+
+
+class TestBareSecret:
+    """``bare_secret``: the secret appended with no separator, ``<sorted string><secret>``."""
+
+    BARE = Params(algorithm="md5", key_suffix="", bare_secret=True)
+
+    def test_md5_of_the_string_and_the_secret(self) -> None:
+        body = md5_signed(COLLECT, COLLECT_CANONICAL, suffix="")
+        assert sign_field.verify(body, {}, self.BARE, SECRETS, NOW).key_index == 0
+
+    def test_the_default_suffix_does_not_verify_a_bare_signature(self) -> None:
+        body = md5_signed(COLLECT, COLLECT_CANONICAL, suffix="")
+        with pytest.raises(SignatureMismatch):
+            sign_field.verify(body, {}, MD5, SECRETS, NOW)
+        with pytest.raises(SignatureMismatch):
+            sign_field.verify(md5_signed(COLLECT, COLLECT_CANONICAL), {}, self.BARE, SECRETS, NOW)
+
+    def test_sign_and_verify_round_trip(self, rsa_key: rsa.RSAPrivateKey) -> None:
+        for params, keys in [
+            (self.BARE, SECRETS),
+            (
+                Params(key_suffix="", bare_secret=True),
+                KeyRing(
+                    secrets=SECRETS.secrets,
+                    public_keys=(rsa_key.public_key(),),
+                    private_key=rsa_key,
+                ),
+            ),
+        ]:
+            signed = sign_field.sign(COLLECT, params, keys, NOW)
+            assert sign_field.verify(signed.body, signed.headers, params, keys, NOW)
+            assert sign_field.required_keys(params) >= {"secrets"}
+
+    def test_options_that_contradict_each_other_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="key_suffix must be empty"):
+            Params(algorithm="md5", bare_secret=True)
+        with pytest.raises(ValueError, match="key_suffix or bare_secret"):
+            Params(algorithm="md5", key_suffix="")
