@@ -7,7 +7,22 @@ and the generic ``hmac`` profile, whose every option is configuration.
 The signed message is ``template`` with ``{timestamp}`` taken from
 ``timestamp_header`` and ``{body}`` the exact raw bytes received. The body is
 spliced in as bytes, never formatted, so a body containing ``{timestamp}`` is
-still signed as sent.
+still signed as sent. A template must hold ``{body}`` exactly once, and
+``{timestamp}`` exactly when ``timestamp_header`` is set: a checked timestamp
+that the signature does not cover would bound nothing.
+
+``json_stringify_fallback`` (document 003's Node example signs
+``JSON.stringify(JSON.parse(body))``) also accepts a signature over that
+re-serialized form, but only for a body that means exactly what the form
+means, so that every body verifying under one signature reads alike: UTF-8
+(``JSON.parse`` in the provider's example reads text, not UTF-16), keys unique
+at every level, no lone surrogates, at most ``MAX_FALLBACK_VALUES`` values
+(the re-serialization is work an unsigned request can ask for), and every
+number already written as JavaScript writes it (``150``, not ``150.0``: the
+signed form says ``150`` and the body must not say anything else).
+:func:`signed_content` gives the bytes the signature pins, the re-serialized
+form when the option is on, so that the layout variants of one message share
+one identity.
 """
 
 from __future__ import annotations
@@ -17,7 +32,10 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
+
+import orjson
 
 from verifiers.base import (
     SECRETS,
@@ -57,6 +75,18 @@ class Params:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.timestamp_tolerance_s <= 0:
+            raise ValueError("timestamp_tolerance_s must be greater than zero")
+        if self.template.count("{body}") != 1:
+            raise ValueError("template must hold {body} exactly once")
+        if bool(self.timestamp_header) != ("{timestamp}" in self.template):
+            raise ValueError(
+                "a timestamp_header needs {timestamp} in the template (a timestamp the "
+                "signature does not cover bounds nothing), and {timestamp} needs a timestamp_header"
+            )
+
+
+MAX_FALLBACK_VALUES = 1024
 
 
 def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: float) -> Verified:
@@ -88,6 +118,13 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 
 def required_keys(params: Params) -> frozenset[str]:
     return SECRETS
+
+
+def signed_content(body: bytes, params: Params) -> bytes:
+    """The body as the signature pins it: its JSON.stringify form where the fallback applies."""
+    if params.json_stringify_fallback:
+        return _json_stringify(body) or body
+    return body
 
 
 def _decode_signature(value: str, params: Params) -> bytes:
@@ -128,30 +165,63 @@ def _message(body: bytes, params: Params, stamp_text: str) -> bytes:
 
 
 def _json_stringify(body: bytes) -> bytes | None:
-    """The body as JavaScript's ``JSON.stringify(JSON.parse(body))`` writes it.
+    """The body as JavaScript's ``JSON.stringify(JSON.parse(body))`` writes it, or None.
 
-    Compact separators, key order kept, non-ASCII unescaped, and numbers as
-    JavaScript prints its doubles (``150.0000`` becomes ``150``). This goes
-    through binary floats on purpose: it reproduces what the provider's
-    JavaScript signed. The result is only compared, never published. Used
-    only when the ``json_stringify_fallback`` option asks for it.
+    Compact separators, key order kept, non-ASCII unescaped, numbers as
+    JavaScript prints its doubles. None (no fallback) for a body that is not
+    one strictly read JSON text or whose numbers are not already written that
+    way (see the module docstring): the fallback must never let a body say
+    something its signed form does not.
     """
-    try:
-        parsed = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+    if body.count(b",") + body.count(b"[") + body.count(b"{") > MAX_FALLBACK_VALUES:
         return None
-    return json.dumps(_as_javascript(parsed), separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        parsed = json.loads(
+            body.decode("utf-8"),
+            parse_float=_javascript_number,
+            parse_int=_javascript_number,
+            parse_constant=_reject,
+            object_pairs_hook=_unique_keys,
+        )
+        # orjson writes strings as JSON.stringify does; it refuses lone surrogates and
+        # nesting past 254 levels (JSONEncodeError), which JSON.parse would not have read alike.
+        return orjson.dumps(parsed)
+    except (ValueError, RecursionError, orjson.JSONEncodeError):  # UnicodeError is a ValueError
+        return None
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+def _reject(text: str) -> None:
+    raise ValueError(f"{text} is not JSON")
 
 
-def _as_javascript(value: object) -> object:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _as_javascript(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_javascript(item) for item in value]
-    return value
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def _javascript_number(text: str) -> orjson.Fragment:
+    """The number's own text, refused (ValueError) unless it is how JavaScript writes its double."""
+    if _javascript_text(float(text)) != text:
+        raise ValueError("a number is not written as JavaScript writes it")
+    return orjson.Fragment(text.encode("ascii"))
+
+
+def _javascript_text(value: float) -> str:
+    """ECMAScript ``Number::toString`` of a finite double (shortest round-trip digits)."""
+    if value == 0:
+        return "0"
+    sign, digits_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
+    digits = "".join(map(str, digits_tuple))
+    k, n = len(digits), len(digits) + int(exponent)  # value = 0.<digits> x 10^n
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
+        text = f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return "-" + text if sign else text

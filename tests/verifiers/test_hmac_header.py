@@ -187,10 +187,75 @@ class TestTemplateWithTimestamp:
 
 
 class TestJsonStringifyFallback:
-    # Document 003's Node example signs JSON.stringify(JSON.parse(body)): compact,
-    # key order kept, and 150.0000 printed as JavaScript prints the double: 150.
-    PRETTY = b'{\n  "invoice_reference": "ORDER-12345",\n  "amount": 150.0000,\n  "status": "confirmed"\n}'
+    # Document 003's Node example signs JSON.stringify(JSON.parse(body)): compact, key
+    # order kept, escapes decoded, numbers as JavaScript prints its doubles.
+    PRETTY = b'{\n  "invoice_reference": "ORDER-\\u0031\\u0032345",\n  "amount": 150,\n  "status": "confirmed"\n}'
     STRINGIFIED = b'{"invoice_reference":"ORDER-12345","amount":150,"status":"confirmed"}'
+    PARAMS = Params(json_stringify_fallback=True)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            # 150.0000 and 150.00000000000001 are the double 150: the signed form says 150.
+            pytest.param(
+                b'{"invoice_reference":"ORDER-12345","amount":150.0000,"status":"confirmed"}',
+                id="number-written-otherwise",
+            ),
+            pytest.param(
+                b'{"invoice_reference":"ORDER-12345","amount":150.00000000000001,"status":"confirmed"}',
+                id="number-altered",
+            ),
+            pytest.param(
+                b'{"invoice_reference":"ORDER-12345","amount":150,"status":"x","status":"confirmed"}',
+                id="duplicate-key",
+            ),
+            pytest.param(STRINGIFIED.decode().encode("utf-16"), id="utf-16"),
+        ],
+    )
+    def test_a_body_that_would_read_otherwise_than_its_signed_form_is_refused(
+        self, body: bytes
+    ) -> None:
+        headers = {"x-webhook-signature": hex_hmac(SECRET, self.STRINGIFIED)}
+        with pytest.raises(SignatureMismatch):
+            hmac_header.verify(body, headers, self.PARAMS, RING, NOW)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            pytest.param(b'{"a":"\\ud800"}', id="lone-surrogate"),
+            pytest.param(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}", id="deep"),
+            pytest.param(b"[" + b"1," * 2000 + b"1]", id="many-values"),
+            pytest.param(b"\xff", id="not-utf8"),
+        ],
+    )
+    def test_hostile_bodies_are_refused_not_a_crash(self, body: bytes) -> None:
+        headers = {"x-webhook-signature": hex_hmac(SECRET, b"anything")}
+        with pytest.raises(SignatureMismatch):
+            hmac_header.verify(body, headers, self.PARAMS, RING, NOW)
+
+    def test_layout_variants_share_the_signed_content(self) -> None:
+        assert hmac_header.signed_content(self.PRETTY, self.PARAMS) == self.STRINGIFIED
+        assert hmac_header.signed_content(self.STRINGIFIED, self.PARAMS) == self.STRINGIFIED
+        assert hmac_header.signed_content(self.PRETTY, INVOICE) == self.PRETTY
+
+    @pytest.mark.parametrize(
+        ("number", "javascript"),
+        [
+            (150.0, "150"),
+            (1e21, "1e+21"),
+            (1e-7, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (0.000001, "0.000001"),
+            (1e16, "10000000000000000"),
+            (-2.5, "-2.5"),
+            (5e-324, "5e-324"),
+            (-0.0, "0"),
+        ],
+    )
+    def test_numbers_are_written_as_javascript_writes_them(
+        self, number: float, javascript: str
+    ) -> None:
+        assert hmac_header._javascript_text(number) == javascript
 
     def test_on_accepts_the_node_signature(self) -> None:
         headers = {"x-webhook-signature": hex_hmac(SECRET, self.STRINGIFIED)}
@@ -215,3 +280,25 @@ def test_unknown_choice_is_refused_at_load() -> None:
 
 def test_required_keys() -> None:
     assert hmac_header.required_keys(INVOICE) == {"secrets"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param({"template": "{timestamp}"}, "{body} exactly once", id="body-unsigned"),
+        pytest.param({"template": "{body}.{body}"}, "{body} exactly once", id="body-twice"),
+        pytest.param(
+            {"timestamp_header": "x-timestamp"}, "needs {timestamp}", id="timestamp-unsigned"
+        ),
+        pytest.param(
+            {"template": "{timestamp}.{body}"}, "needs a timestamp_header", id="no-header"
+        ),
+        pytest.param({"timestamp_tolerance_s": -5}, "greater than zero", id="negative-tolerance"),
+        pytest.param({"timestamp_tolerance_s": 0}, "greater than zero", id="zero-tolerance"),
+    ],
+)
+def test_options_that_would_sign_less_than_they_check_are_refused(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Params(**options)  # type: ignore[arg-type]
