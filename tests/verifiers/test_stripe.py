@@ -60,6 +60,41 @@ def test_header_contains_valid_signature_among_bad_ones() -> None:
     assert stripe.verify(BODY, {"stripe-signature": header}, PARAMS, KEYS, NOW)
 
 
+VALID_V1 = generate_header()["stripe-signature"].partition(",v1=")[2]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(f"t={NOW},v1=not-hex,v1={VALID_V1}", id="not-hex-before-valid"),
+        pytest.param(f"t={NOW},v1={VALID_V1},v1=zz", id="not-hex-after-valid"),
+        pytest.param(f"t={NOW},v1={'ab' * 20},v1={VALID_V1}", id="wrong-length-before-valid"),
+        pytest.param(f"t={NOW},v1=,v1={VALID_V1}", id="empty-before-valid"),
+    ],
+)
+def test_undecodable_v1_entry_is_skipped(header: str) -> None:
+    # stripe-python compares each v1 entry as text: one that cannot match is passed over.
+    assert stripe.verify(BODY, {"stripe-signature": header}, PARAMS, KEYS, NOW)
+
+
+def test_undecodable_v1_entry_beside_a_wrong_one_is_a_mismatch() -> None:
+    header = f"t={NOW},v1=zz,v1={'00' * 32}"
+    with pytest.raises(SignatureMismatch):
+        stripe.verify(BODY, {"stripe-signature": header}, PARAMS, KEYS, NOW)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(f"t={NOW},v1=zz,v1={'ab' * 20}", id="not-hex-and-wrong-length"),
+        pytest.param(f"t={NOW},v1=,v1=zz,v0={'ab' * 32}", id="empty-and-not-hex-beside-v0"),
+    ],
+)
+def test_only_undecodable_v1_entries(header: str) -> None:
+    with pytest.raises(MalformedSignature):
+        stripe.verify(BODY, {"stripe-signature": header}, PARAMS, KEYS, NOW)
+
+
 def test_spaces_after_commas() -> None:
     header = generate_header()["stripe-signature"].replace(",", ", ")
     assert stripe.verify(BODY, {"stripe-signature": header}, PARAMS, KEYS, NOW)
@@ -140,3 +175,10 @@ def test_malformed_header(header: str) -> None:
 
 def test_required_keys() -> None:
     assert stripe.required_keys(PARAMS) == {"secrets"}
+
+
+@pytest.mark.parametrize("tolerance", [0, -1, -300])
+def test_tolerance_not_above_zero_is_refused(tolerance: int) -> None:
+    # stripe-python skips the check for a tolerance of 0; here it is a config error.
+    with pytest.raises(ValueError, match="timestamp_tolerance_s must be greater than zero"):
+        Params(timestamp_tolerance_s=tolerance)
