@@ -23,6 +23,11 @@ PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 _Key = TypeVar("_Key")
 
+# Standard Webhooks' prefixes for an asymmetric (v1a) key pair.
+_PUBLIC_PREFIX = "whpk_"
+_SECRET_PREFIX = "whsk_"
+_ED25519_BYTES = 32
+
 
 class KeyLoadError(ValueError):
     """Key material that cannot be loaded; the message names the problem, never the key."""
@@ -129,9 +134,18 @@ def load_public_key(text: str) -> PublicKey:
     Accepted: PEM (``-----BEGIN PUBLIC KEY-----`` or ``RSA PUBLIC KEY``); the
     bare base64 DER body of such a PEM without its header lines (as document
     000's provider distributes its platform key); a raw 32-byte Ed25519 key as
-    64 hex characters (as document 004's provider publishes its keys).
+    64 hex characters (as document 004's provider publishes its keys); a
+    Standard Webhooks ``whpk_<base64>`` key, the base64 of the 32 raw bytes of
+    an Ed25519 public key.
     """
     stripped = text.strip()
+    if stripped.startswith(_PUBLIC_PREFIX):
+        return _whpk(stripped.removeprefix(_PUBLIC_PREFIX))
+    if stripped.startswith(_SECRET_PREFIX):
+        raise KeyLoadError(
+            "a whsk_ key is a Standard Webhooks secret key, not a public key: "
+            "give its whpk_ public key here"
+        )
     if stripped.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_public_key(stripped.encode())
@@ -155,8 +169,22 @@ def load_public_key(text: str) -> PublicKey:
 
 
 def load_private_key(text: str) -> PrivateKey:
-    """Load a signing key: PEM (PKCS#8 or PKCS#1), bare base64 DER, or a 32-byte hex Ed25519 seed."""
+    """Load a signing key: PEM (PKCS#8 or PKCS#1), bare base64 DER, a 32-byte hex Ed25519
+    seed, or a Standard Webhooks ``whsk_<base64>`` key.
+
+    A ``whsk_`` key is the base64 of the 32-byte Ed25519 seed, as the reference
+    Go library (``libraries/go/webhook_asymmetric.go``, the one reference
+    library with ``v1a``) reads and its tests write it. The 64-byte form some
+    Ed25519 libraries print (seed, then public key) is accepted too, provided
+    its public half is the seed's public key.
+    """
     stripped = text.strip()
+    if stripped.startswith(_SECRET_PREFIX):
+        return _whsk(stripped.removeprefix(_SECRET_PREFIX))
+    if stripped.startswith(_PUBLIC_PREFIX):
+        raise KeyLoadError(
+            "a whpk_ key is a Standard Webhooks public key: signing needs its whsk_ secret key"
+        )
     if stripped.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_private_key(stripped.encode(), password=None)
@@ -176,6 +204,45 @@ def load_private_key(text: str) -> PrivateKey:
             "the private key is neither PEM, base64 DER nor 32-byte hex Ed25519"
         ) from exc
     return _checked_private(key)
+
+
+def _whpk(encoded: str) -> ed25519.Ed25519PublicKey:
+    raw = _prefixed_base64(encoded, "the whpk_ public key")
+    if len(raw) != _ED25519_BYTES:
+        raise KeyLoadError(
+            f"the whpk_ public key holds {len(raw)} bytes; an Ed25519 public key is 32"
+        )
+    try:
+        return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise KeyLoadError("the whpk_ public key is not an Ed25519 public key") from exc
+
+
+def _whsk(encoded: str) -> ed25519.Ed25519PrivateKey:
+    raw = _prefixed_base64(encoded, "the whsk_ secret key")
+    if len(raw) not in (_ED25519_BYTES, 2 * _ED25519_BYTES):
+        raise KeyLoadError(
+            f"the whsk_ secret key holds {len(raw)} bytes; an Ed25519 seed is 32 "
+            "(or 64: the seed, then its public key)"
+        )
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:_ED25519_BYTES])
+    public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    if len(raw) > _ED25519_BYTES and raw[_ED25519_BYTES:] != public:
+        raise KeyLoadError(
+            "the whsk_ secret key holds 64 bytes but its last 32 are not the public key "
+            "of its first 32"
+        )
+    return key
+
+
+def _prefixed_base64(encoded: str, what: str) -> bytes:
+    """Standard base64, padding optional, as the Standard Webhooks libraries write it."""
+    try:
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text
+        raise KeyLoadError(f"{what} is not base64 after its prefix") from exc
 
 
 def _checked_public(key: object) -> PublicKey:

@@ -38,6 +38,8 @@ SCHEMES: list[tuple[ModuleType, object]] = [
     (header_signature, header_signature.Params(algorithm="hmac-sha256", encoding="hex")),
     (ed25519_header, ed25519_header.Params()),
     (standard_webhooks, standard_webhooks.Params()),
+    (standard_webhooks, standard_webhooks.Params(version="v1a")),
+    (sign_field, sign_field.Params(algorithm="md5", key_suffix="", bare_secret=True)),
     (stripe, stripe.Params()),
 ]
 IDS = [f"{module.name}:{index}" for index, (module, _) in enumerate(SCHEMES)]
@@ -50,7 +52,9 @@ def ring(
     params: object,
 ) -> KeyRing:
     """Key material of the kind the scheme signs and verifies with."""
-    uses_ed25519 = isinstance(params, ed25519_header.Params)
+    uses_ed25519 = isinstance(params, ed25519_header.Params) or (
+        isinstance(params, standard_webhooks.Params) and params.version == "v1a"
+    )
     private = ed_private if uses_ed25519 else rsa_private
     return KeyRing(
         secrets=(Secret.of(secret),), public_keys=(private.public_key(),), private_key=private
