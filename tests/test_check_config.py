@@ -164,6 +164,13 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         "providers.invoices.encoding",
         "must be one of 'hex', 'base64'",
     ),
+    "negative timestamp tolerance": Case(
+        BASE
+        + '\n[providers.pay]\nprofile = "stripe"\nsecrets = ["whsec_check-config"]\n'
+        + "timestamp_tolerance_s = -300\n",
+        "providers.pay",
+        "timestamp_tolerance_s must be greater than zero",
+    ),
     "bad canonical status": Case(
         _with("secrets = [", 'statuses = { refunded = "reversed" }\nsecrets = ['),
         "providers.invoices.statuses.refunded",

@@ -50,8 +50,9 @@ class Verified:
 
     ``key_index`` is the position of the secret or public key that matched
     (useful to see when a rotated-out key stops being used); ``timestamp`` is
-    the request's timestamp in UNIX seconds where the scheme has one (signed,
-    except in :mod:`verifiers.header_signature`).
+    the request's timestamp in UNIX seconds where the signature covers one
+    (checked against the tolerance, so it bounds replays). An unsigned
+    timestamp a scheme checks is not reported: it proves nothing.
     """
 
     key_index: int
@@ -91,6 +92,13 @@ def check_choices(params: Any) -> None:
             if value not in get_args(hint):
                 choices = ", ".join(repr(choice) for choice in get_args(hint))
                 raise ValueError(f"{item.name} must be one of {choices}, not {value!r}")
+
+
+def check_tolerance_option(params: Any) -> None:
+    """Refuse a ``timestamp_tolerance_s`` of zero or less (a ``Params.__post_init__`` check):
+    zero refuses every request, a negative tolerance is a typo, and neither disables the check."""
+    if params.timestamp_tolerance_s <= 0:
+        raise ValueError("timestamp_tolerance_s must be greater than zero")
 
 
 def require_header(headers: Headers, *names: str) -> str:

@@ -31,6 +31,7 @@ from verifiers.base import (
     Verified,
     check_choices,
     check_tolerance,
+    check_tolerance_option,
     decode_hex,
     parse_digits,
     require_header,
@@ -52,6 +53,7 @@ class Params:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        check_tolerance_option(self)
 
 
 def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: float) -> Verified:

@@ -38,6 +38,7 @@ from verifiers.base import (
     Verified,
     check_choices,
     check_tolerance,
+    check_tolerance_option,
     decode_signature,
     encode_signature,
     matches,
@@ -65,6 +66,7 @@ class Params:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        check_tolerance_option(self)
 
 
 def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: float) -> Verified:
@@ -72,17 +74,18 @@ def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: fl
     provided = decode_signature(
         require_header(headers, params.header.lower()), params.encoding, what
     )
-    timestamp = _timestamp(headers, params, now)
+    # Checked, but not reported as Verified.timestamp: the signature does not cover it.
+    _check_timestamp(headers, params, now)
     if params.algorithm == "rsa-sha256":
         index = verify_rsa(public_keys_of(keys, rsa.RSAPublicKey, name), provided, body, what)
         if index is not None:
-            return Verified(key_index=index, timestamp=timestamp)
+            return Verified(key_index=index)
     else:
         if len(provided) != hashlib.sha256().digest_size:
             raise MalformedSignature(f"{what} has the wrong length")
         for index, secret in enumerate(keys.secrets):
             if matches(provided, [hmac.digest(secret.value, body, "sha256")]):
-                return Verified(key_index=index, timestamp=timestamp)
+                return Verified(key_index=index)
     raise SignatureMismatch(f"{what} does not match the body")
 
 
@@ -101,12 +104,11 @@ def required_keys(params: Params) -> frozenset[str]:
     return PUBLIC_KEYS if params.algorithm == "rsa-sha256" else SECRETS
 
 
-def _timestamp(headers: Headers, params: Params, now: float) -> float | None:
+def _check_timestamp(headers: Headers, params: Params, now: float) -> None:
     text = headers.get(params.timestamp_header.lower()) if params.timestamp_header else None
     if not text:
-        return None
+        return
     what = f"the {params.timestamp_header} header"
     value = parse_digits(text, what)
     timestamp = value / 1000 if value >= _MILLISECONDS_FROM else float(value)
     check_tolerance(timestamp, now, params.timestamp_tolerance_s, what)
-    return timestamp

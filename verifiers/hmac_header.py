@@ -44,6 +44,7 @@ from verifiers.base import (
     Verified,
     check_choices,
     check_tolerance,
+    check_tolerance_option,
     decode_base64,
     decode_hex,
     matches,
@@ -75,8 +76,7 @@ class Params:
 
     def __post_init__(self) -> None:
         check_choices(self)
-        if self.timestamp_tolerance_s <= 0:
-            raise ValueError("timestamp_tolerance_s must be greater than zero")
+        check_tolerance_option(self)
         if self.template.count("{body}") != 1:
             raise ValueError("template must hold {body} exactly once")
         if bool(self.timestamp_header) != ("{timestamp}" in self.template):

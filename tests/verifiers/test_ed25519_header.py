@@ -223,3 +223,9 @@ class TestFailures:
 
 def test_required_keys() -> None:
     assert ed25519_header.required_keys(Params()) == {"public_keys"}
+
+
+@pytest.mark.parametrize("tolerance", [0, -1, -300])
+def test_tolerance_not_above_zero_is_refused(tolerance: int) -> None:
+    with pytest.raises(ValueError, match="timestamp_tolerance_s must be greater than zero"):
+        Params(timestamp_tolerance_s=tolerance)

@@ -186,11 +186,15 @@ class TestUnsignedTimestamp:
 
     def test_seconds(self, rsa_key: rsa.RSAPrivateKey, keys: KeyRing) -> None:
         headers = self.headers(rsa_key, str(NOW - 299))
-        assert header_signature.verify(BODY, headers, DEFAULT, keys, NOW).timestamp == NOW - 299
+        # Checked, but not reported: the signature does not cover it.
+        assert header_signature.verify(BODY, headers, DEFAULT, keys, NOW).timestamp is None
 
     def test_milliseconds(self, rsa_key: rsa.RSAPrivateKey, keys: KeyRing) -> None:
         headers = self.headers(rsa_key, str((NOW - 5) * 1000 + 250))
-        assert header_signature.verify(BODY, headers, DEFAULT, keys, NOW).timestamp == NOW - 4.75
+        assert header_signature.verify(BODY, headers, DEFAULT, keys, NOW).timestamp is None
+        with pytest.raises(StaleTimestamp):
+            stale = self.headers(rsa_key, str((NOW - 301) * 1000))
+            header_signature.verify(BODY, stale, DEFAULT, keys, NOW)
 
     def test_stale(self, rsa_key: rsa.RSAPrivateKey, keys: KeyRing) -> None:
         with pytest.raises(StaleTimestamp):
@@ -228,3 +232,9 @@ def test_unknown_encoding_is_refused() -> None:
 )
 def test_required_keys(params: Params, expected: set[str]) -> None:
     assert header_signature.required_keys(params) == expected
+
+
+@pytest.mark.parametrize("tolerance", [0, -1, -300])
+def test_tolerance_not_above_zero_is_refused(tolerance: int) -> None:
+    with pytest.raises(ValueError, match="timestamp_tolerance_s must be greater than zero"):
+        Params(timestamp_tolerance_s=tolerance)
