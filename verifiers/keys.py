@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -229,7 +230,7 @@ def _whsk(encoded: str) -> ed25519.Ed25519PrivateKey:
     public = key.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
-    if len(raw) > _ED25519_BYTES and raw[_ED25519_BYTES:] != public:
+    if len(raw) > _ED25519_BYTES and not hmac.compare_digest(raw[_ED25519_BYTES:], public):
         raise KeyLoadError(
             "the whsk_ secret key holds 64 bytes but its last 32 are not the public key "
             "of its first 32"
