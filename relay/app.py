@@ -29,6 +29,9 @@ from relay.spool import Spool
 def build_app(config: Config) -> web.Application:
     server = config.server
     app = web.Application(
+        # The outer cap for any body aiohttp reads itself. The webhook handler reads its own
+        # (relay.body) under the instance's max_body_bytes, which the config loader keeps at
+        # or below this.
         client_max_size=server.max_body_bytes,
         middlewares=[error_middleware],
         # Limits aiohttp's connection handler applies before any of our code runs; being
@@ -45,6 +48,11 @@ def build_app(config: Config) -> web.Application:
             # discarding it this long so the client sees the answer, not a reset; bounded by
             # the same timeout instead of aiohttp's fixed 10 s.
             "lingering_time": server.read_timeout_s,
+            # Bodies arrive as sent: relay.body undoes only the Content-Encoding an instance
+            # accepts, counting unpacked bytes against its limit before buffering them, and
+            # answers a broken stream with a 400 (aiohttp would inflate gzip, deflate, br and
+            # zstd for anyone, and answer a broken stream with a 500 and two tracebacks).
+            "auto_decompress": False,
         },
     )
     add_routes(app)

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from relay.body import CONTENT_ENCODINGS
 from relay.profiles import PROFILES, Ack, Profile
 from schemas.values import STATUSES
 from verifiers import VerificationError
@@ -63,7 +64,8 @@ class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 1048576
-    """A bigger body is refused with 413 before it is read whole."""
+    """A bigger body is refused with 413 before it is read whole. The cap on every request:
+    an instance's own limit (:attr:`ProviderInstance.max_body_bytes`) may only be lower."""
     ack_budget_max_s: float = 5.0
     """The cap in ``ack_budget = min(provider timeout x 0.5, ack_budget_max_s)``."""
     shutdown_grace_s: float = 10.0
@@ -135,6 +137,20 @@ class ProviderInstance:
     flow: str | None = None
     status_overrides: Mapping[str, str] = field(default_factory=dict)
     id_header: str | None = None
+    max_body_bytes: int = 1048576
+    """The effective body limit, on the wire and unpacked: the instance's ``max_body_bytes``
+    option, else its profile's default, else ``[server] max_body_bytes``. Never above the
+    server's: that is the one limit every instance shares and the one the load balancer's
+    is sized from, so an instance that needs more raises both. A profile default above a
+    lowered server limit is cut down to it; an explicit option above it is an error."""
+    content_encodings: tuple[str, ...] = ()
+    """``Content-Encoding`` values undone before verification (``gzip``, ``deflate``);
+    a request with any other encoding is a 415. None by default: no provider needs it."""
+    max_age_s: float = 604800.0
+    """A notification whose own time is older than this when it arrives is dead-lettered
+    as ``stale_event``, not published, where the scheme signs no timestamp (see
+    :mod:`relay.pipeline`). Default and maximum: ``[dedup] ttl_s``, so that a replay the
+    dedup window has forgotten is stale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +177,10 @@ _INSTANCE_KEYS = {
     "ack_body",
     "ack_content_type",
     "id_header",
+    "max_body_bytes",
+    "content_encodings",
+    "max_age_s",
 }
-_FLOWS = ("payin", "payout", "topup")
 # ``${NAME}``: an environment variable; ``${file:PATH}``: a file's content without its
 # final newline (Docker and Kubernetes secrets are mounted as files).
 _REFERENCE = re.compile(r"\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
@@ -208,7 +226,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     if not isinstance(providers_table, Mapping):
         raise ConfigError("providers", "must be a table of provider instances")
     providers = {
-        name: _instance(name, table, server, env) for name, table in providers_table.items()
+        name: _instance(name, table, server, dedup, env) for name, table in providers_table.items()
     }
     if not providers:
         raise ConfigError("providers", "no provider instance is configured")
@@ -243,7 +261,7 @@ def _creatable_directory(path: Path, where: str, target: Path | None = None) -> 
 
 
 def _instance(
-    name: str, table: Any, server: ServerConfig, env: Mapping[str, str]
+    name: str, table: Any, server: ServerConfig, dedup: DedupConfig, env: Mapping[str, str]
 ) -> ProviderInstance:
     where = f"providers.{name}"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -322,10 +340,59 @@ def _instance(
             for index, text in enumerate(_strings(table, "allow_ips", where, env))
         ),
         timezone=_zone(table.get("timezone"), f"{where}.timezone"),
-        flow=_flow(table.get("flow"), f"{where}.flow"),
+        flow=_flow(table.get("flow"), profile, f"{where}.flow"),
         status_overrides=_statuses(table.get("statuses", {}), f"{where}.statuses"),
         id_header=(str(_typed(table, "id_header", str, where, "")).lower() or None),
+        max_body_bytes=_body_limit(table.get("max_body_bytes"), profile, server, where),
+        content_encodings=_content_encodings(table, where, env),
+        max_age_s=_max_age(table, dedup, where),
     )
+
+
+def _max_age(table: Mapping[str, Any], dedup: DedupConfig, where: str) -> float:
+    max_age_s = float(_typed(table, "max_age_s", (int, float), where, dedup.ttl_s))
+    _positive(max_age_s, f"{where}.max_age_s")
+    if max_age_s > dedup.ttl_s:
+        raise ConfigError(
+            f"{where}.max_age_s",
+            f"{max_age_s:g} is above [dedup] ttl_s ({dedup.ttl_s}): a notification replayed "
+            "after the dedup window forgot it, and before max_age_s, would be published again",
+        )
+    return max_age_s
+
+
+def _body_limit(value: Any, profile: Profile, server: ServerConfig, where: str) -> int:
+    """The instance's body limit (see :attr:`ProviderInstance.max_body_bytes`)."""
+    if value is None:
+        return min(profile.max_body_bytes or server.max_body_bytes, server.max_body_bytes)
+    key = f"{where}.max_body_bytes"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, "must be an integer (bytes)")
+    _positive(value, key)
+    if value > server.max_body_bytes:
+        raise ConfigError(
+            key,
+            f"{value} is above [server] max_body_bytes ({server.max_body_bytes}), the cap on "
+            "every request: raise that too (and the load balancer's limit above it)",
+        )
+    return value
+
+
+def _content_encodings(
+    table: Mapping[str, Any], where: str, env: Mapping[str, str]
+) -> tuple[str, ...]:
+    accepted: list[str] = []
+    for index, text in enumerate(_strings(table, "content_encodings", where, env)):
+        name = text.strip().lower()
+        if name not in CONTENT_ENCODINGS:
+            raise ConfigError(
+                f"{where}.content_encodings[{index}]",
+                f"{text!r} is not an encoding Relay undoes (use {' or '.join(CONTENT_ENCODINGS)};"
+                " an unencoded body is always accepted)",
+            )
+        if name not in accepted:
+            accepted.append(name)
+    return tuple(accepted)
 
 
 def _server(table: Any, env: Mapping[str, str]) -> ServerConfig:
@@ -488,11 +555,15 @@ def _zone(value: Any, where: str) -> ZoneInfo | None:
         raise ConfigError(where, f"{value!r} is not an IANA time zone") from None
 
 
-def _flow(value: Any, where: str) -> str | None:
+def _flow(value: Any, profile: Profile, where: str) -> str | None:
     if value is None:
         return None
-    if value not in _FLOWS:
-        raise ConfigError(where, f"must be one of {', '.join(_FLOWS)}")
+    if not profile.flows:
+        raise ConfigError(where, f"the {profile.name} profile's flow is fixed by its document")
+    if value not in profile.flows:
+        raise ConfigError(
+            where, f"must be one of {', '.join(profile.flows)} for the {profile.name} profile"
+        )
     return str(value)
 
 

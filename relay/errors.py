@@ -9,6 +9,9 @@ without a ladder of ``except`` clauses. Messages never contain secrets.
     ├── UnknownProvider         404
     ├── ForbiddenAddress        403
     ├── UnsupportedMediaType    415
+    ├── UnsupportedContentEncoding 415  a Content-Encoding the instance does not accept
+    ├── BodyTooLarge            413  the body, on the wire or unpacked, exceeds the instance's limit
+    ├── UndecodableBody         400  a compressed body that does not decode (broken, truncated)
     ├── EventTooLarge           413  the canonical event exceeds the broker's message.max.bytes
     └── Unavailable             503  nothing durable can take the event now (Retry-After)
 """
@@ -37,6 +40,29 @@ class ForbiddenAddress(RelayError):
 class UnsupportedMediaType(RelayError):
     code = "unsupported_media_type"
     status = 415
+
+
+class UnsupportedContentEncoding(RelayError):
+    code = "unsupported_content_encoding"
+    status = 415
+
+
+class BodyTooLarge(RelayError):
+    """Over the instance's ``max_body_bytes``, counted on the wire and again unpacked.
+
+    The code is the one aiohttp's own 413 (``client_max_size``) is rendered with, so a
+    dashboard counting ``body_too_large`` sees both.
+    """
+
+    code = "body_too_large"
+    status = 413
+
+
+class UndecodableBody(RelayError):
+    """The sender's fault, not ours: a 400, never a 500 with a traceback per request."""
+
+    code = "undecodable_body"
+    status = 400
 
 
 class EventTooLarge(RelayError):

@@ -1,8 +1,9 @@
 """The HTTP surface: routes, limits, and turning every outcome into a status and body.
 
 No business logic lives here. The webhook handler finds the instance by
-route, enforces the IP allow-list and the content type, reads the raw body
-under the size limit and the read timeout, hands bytes and headers to the
+route, enforces the IP allow-list and the content type, reads the body under
+the instance's size limit and the read timeout, undoing an accepted
+``Content-Encoding`` (:mod:`relay.body`), hands bytes and headers to the
 pipeline, and answers with the provider's acknowledgement. One middleware
 renders every error as ``{"error": code, "message": ...}``.
 
@@ -19,7 +20,6 @@ client and proves nothing.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import time
@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
+from relay.body import read_body
 from relay.config import Config, IpNetwork, ProviderInstance
 from relay.dedup import DedupStore
 from relay.errors import ForbiddenAddress, RelayError, UnknownProvider, UnsupportedMediaType
@@ -196,13 +197,12 @@ async def receive_webhook(request: web.Request) -> web.Response:
         raise UnsupportedMediaType(
             f"Content-Type must be {' or '.join(instance.profile.content_types)}"
         )
-    try:
-        # A deadline for the whole body, not per chunk: a client dribbling a byte at a
-        # time cannot hold the connection and the handler beyond it.
-        async with asyncio.timeout(services.config.server.read_timeout_s):
-            body = await request.read()
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(reason="the request body was not received in time") from None
+    body = await read_body(
+        request,
+        limit=instance.max_body_bytes,
+        encodings=instance.content_encodings,
+        timeout_s=services.config.server.read_timeout_s,
+    )
     received_at = datetime.now(UTC)
     # Lower-case names once; the first of repeated headers wins, as most servers do.
     headers: dict[str, str] = {}
@@ -292,7 +292,9 @@ async def readyz(request: web.Request) -> web.Response:
         "ready": ready,
         "kafka": {
             "connected": kafka_ok,
-            "error": None if kafka_ok else services.sink.last_error,
+            # The error's class or a fixed phrase: aiokafka's messages name broker
+            # addresses, and this document may be reachable from outside (the log has them).
+            "error": None if kafka_ok else (services.sink.last_error or "not connected"),
             "missing_topics": missing_topics,
         },
         "spool": {"writable": spool_ok, "depth": services.spool.depth},

@@ -49,7 +49,16 @@ _TOPIC_RECHECK_S = 1.0
 
 
 class KafkaUnavailable(Exception):
-    """Kafka did not take the record now; it may later."""
+    """Kafka did not take the record now; it may later.
+
+    The message is for the log and the operator: aiokafka's texts name broker addresses.
+    ``kind`` is what may be shown to anyone (``/readyz`` is public wherever a proxy routes
+    it): the aiokafka error's class name or a short fixed phrase.
+    """
+
+    def __init__(self, message: str, kind: str = "broker unreachable") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class RecordRejected(Exception):
@@ -68,6 +77,10 @@ class KafkaSink:
         self._missing_topics: frozenset[str] = frozenset()
         self._topic_watch: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        """Why Kafka is not taking records now, as ``/readyz`` shows it: the error's class
+        name (``KafkaConnectionError``) or a fixed phrase, never its message, which names
+        broker addresses. The message goes to the log (see :meth:`_note_error`)."""
+        self._error_detail: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -99,7 +112,7 @@ class KafkaSink:
     async def send(self, record: KafkaRecord) -> None:
         """Publish one record and wait for the broker's acknowledgement (acks=all)."""
         if self._producer is None or not self.connected:
-            raise KafkaUnavailable(self.last_error or "not connected to Kafka yet")
+            raise self._not_connected()
         if record.topic in self._missing_topics:
             raise _topic_missing(record.topic)
         started = time.perf_counter()
@@ -108,7 +121,7 @@ class KafkaSink:
                 record.topic, value=record.value, key=record.key, headers=list(record.headers)
             )
             KAFKA_PUBLISH.observe(time.perf_counter() - started)
-            self.last_error = None
+            self._note_ok()
         except _PERMANENT as exc:
             raise RecordRejected(f"{type(exc).__name__}: the broker refuses this record") from exc
         except UnknownTopicOrPartitionError as exc:
@@ -116,13 +129,14 @@ class KafkaSink:
             self._note_missing_topics(self._missing_topics | {record.topic})
             raise _topic_missing(record.topic) from exc
         except KafkaError as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            raise KafkaUnavailable(self.last_error) from exc
+            unavailable = _unavailable(exc)
+            self._note_error(unavailable)
+            raise unavailable from exc
 
     async def send_batch(self, records: Iterable[KafkaRecord]) -> list[BaseException | None]:
         """Publish records in order, pipelined; one result per record (None when acknowledged)."""
         if self._producer is None or not self.connected:
-            raise KafkaUnavailable(self.last_error or "not connected to Kafka yet")
+            raise self._not_connected()
         futures: list[asyncio.Future[object] | BaseException] = []
         for record in records:
             if record.topic in self._missing_topics:
@@ -151,10 +165,26 @@ class KafkaSink:
                 results.append(_classify(exc))
         for result in results:
             if result is None:
-                self.last_error = None
+                self._note_ok()
             elif isinstance(result, KafkaUnavailable):
-                self.last_error = str(result)
+                self._note_error(result)
         return results
+
+    def _note_error(self, error: KafkaUnavailable) -> None:
+        """Kafka is not taking records: ``/readyz`` gets ``error.kind``, the log its message,
+        once when Kafka stops taking records rather than once per record."""
+        if self.last_error is None:
+            log.warning("kafka is not taking records", extra={"error": str(error)})
+        self.last_error, self._error_detail = error.kind, str(error)
+
+    def _note_ok(self) -> None:
+        self.last_error = self._error_detail = None
+
+    def _not_connected(self) -> KafkaUnavailable:
+        return KafkaUnavailable(
+            self._error_detail or "not connected to Kafka yet",
+            kind=self.last_error or "not connected",
+        )
 
     async def stop(self) -> None:
         """Flush what the producer holds, then close. Safe to call when never connected."""
@@ -186,15 +216,17 @@ class KafkaSink:
             try:
                 await producer.start()
             except KafkaError as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("kafka not reachable, retrying", extra={"error": self.last_error})
+                unavailable = _unavailable(exc)
+                # Logged at every attempt (each a few seconds apart), so not by _note_error.
+                self.last_error, self._error_detail = unavailable.kind, str(unavailable)
+                log.warning("kafka not reachable, retrying", extra={"error": str(unavailable)})
                 with contextlib.suppress(KafkaError):
                     await producer.stop()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             self._producer = producer
-            self.last_error = None
+            self._note_ok()
             # Before anything is sent: a send to a missing topic would wait for it.
             with contextlib.suppress(KafkaError):
                 await self._look_for_topics()
@@ -241,11 +273,16 @@ def _classify(exc: BaseException) -> BaseException:
         return exc
     if isinstance(exc, _PERMANENT):
         return RecordRejected(f"{type(exc).__name__}: the broker refuses this record")
-    return KafkaUnavailable(f"{type(exc).__name__}: {exc}")
+    return _unavailable(exc)
+
+
+def _unavailable(exc: BaseException) -> KafkaUnavailable:
+    return KafkaUnavailable(f"{type(exc).__name__}: {exc}", kind=type(exc).__name__)
 
 
 def _topic_missing(topic: str) -> KafkaUnavailable:
-    return KafkaUnavailable(f"topic {topic!r} does not exist on the broker")
+    # /readyz names the topic under missing_topics; the phrase stays fixed.
+    return KafkaUnavailable(f"topic {topic!r} does not exist on the broker", kind="topic missing")
 
 
 async def _absent_topics(client: AIOKafkaClient, topics: Iterable[str]) -> frozenset[str] | None:

@@ -123,6 +123,8 @@ def _instance(instance: ProviderInstance) -> dict[str, Any]:
         "id_header": instance.id_header,
         "timeout_s": instance.timeout_s,
         "ack_budget_s": instance.ack_budget_s,
+        "max_body_bytes": instance.max_body_bytes,
+        "content_encodings": list(instance.content_encodings),
         "ack": {"status": instance.ack.status, "content_type": instance.ack.content_type},
     }
 

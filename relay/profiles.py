@@ -1,15 +1,26 @@
 """The profile registry: every provider Relay knows, as data.
 
 A :class:`Profile` says how one kind of sender signs (a ``verifiers`` scheme
-module and its default ``Params``), how its payload becomes a canonical event
-(a ``schemas`` normalizer), what it expects back (:class:`Ack`), how long it
-waits, and which headers are worth keeping. Config instances name a profile
-and override its options; nothing else in Relay branches on provider names.
+module and its default ``Params``), what that signature pins (the payload the
+normalizer reads and the identity of the signed content), how its payload
+becomes a canonical event (a ``schemas`` normalizer), what it expects back
+(:class:`Ack`), how long it waits, and which headers are worth keeping. Config
+instances name a profile and override its options; nothing else in Relay
+branches on provider names.
+
+What a signature pins: a scheme that signs the exact body bytes pins the body,
+so the normalizer reads the parsed body and the body's SHA-256 is the content's
+identity. A ``sign``-field scheme pins only its signed string: the normalizer
+reads the signed view (:func:`verifiers.sign_field.read`) and the identity
+hashes the signed string, so every re-spelling that verifies under one
+signature reads, deduplicates and dead-letters as one message. The HMAC
+scheme's JSON.stringify fallback pins the re-serialized form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
 from typing import Any
@@ -26,7 +37,9 @@ import verifiers.hmac_header
 import verifiers.sign_field
 import verifiers.standard_webhooks
 import verifiers.stripe
+from schemas import NormalizationError, parse_payload
 from schemas.event import Normalizer
+from verifiers import AmbiguousBody, MalformedBody
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +49,41 @@ class Ack:
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain"
+
+
+PayloadReader = Callable[[bytes, Any], Any]
+"""``(body, params)`` to what the normalizer reads; raises ``NormalizationError``."""
+IdentityReader = Callable[[bytes, Any], str]
+"""``(body, params)`` to the hex SHA-256 of the content the signature pins; never raises."""
+
+
+def parsed_body(body: bytes, params: Any) -> Any:
+    return parse_payload(body)
+
+
+def body_identity(body: bytes, params: Any) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def signed_view(body: bytes, params: verifiers.sign_field.Params) -> Mapping[str, str]:
+    try:
+        return verifiers.sign_field.read(body, params).members
+    except MalformedBody as error:
+        # Reached only by a message verified under other options (replay after a config
+        # change): the live path refused it with the same error before this.
+        reason = "ambiguous_body" if isinstance(error, AmbiguousBody) else "malformed_json"
+        raise NormalizationError(reason, str(error)) from None
+
+
+def signed_string_identity(body: bytes, params: verifiers.sign_field.Params) -> str:
+    try:
+        return hashlib.sha256(verifiers.sign_field.read(body, params).canonical).hexdigest()
+    except MalformedBody:
+        return body_identity(body, params)  # never verified as such: the body names it
+
+
+def hmac_content_identity(body: bytes, params: verifiers.hmac_header.Params) -> str:
+    return hashlib.sha256(verifiers.hmac_header.signed_content(body, params)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +99,31 @@ class Profile:
     """Headers handed to the normalizer (id headers) and kept in dead letters."""
     content_types: tuple[str, ...] = ("application/json",)
     """Accepted ``Content-Type`` media types; anything else is a 415."""
+    max_body_bytes: int | None = None
+    """The default body limit of an instance (its ``max_body_bytes`` option replaces it);
+    None is ``[server] max_body_bytes``. The document profiles send one small JSON object
+    per notification, so they get :data:`DOCUMENT_BODY_LIMIT`: anything near a megabyte
+    from them is not a webhook, and refusing it early keeps unauthenticated requests cheap.
+    The public schemes (GitHub, Stripe, ...) send payloads of any size up to the server's."""
+
+    payload: PayloadReader = parsed_body
+    """What the normalizer reads: only what the signature pins (module docstring)."""
+    identity: IdentityReader = body_identity
+    """The signed content's identity: dead letters are named by it, so that re-spellings
+    of one message file one letter, and ``id_from_unsigned_header`` profiles deduplicate
+    on it."""
+    id_from_unsigned_header: bool = False
+    """The event id travels in a header the signature does not cover (``X-Webhook-Id``,
+    ``X-GitHub-Delivery``, the generic ``id_header``). Deduplication then claims the
+    signed content's identity instead of the event id, so the first delivery of a signed
+    body wins: a captured body posted again with fresh ids publishes nothing."""
+    flows: tuple[str, ...] = ()
+    """The flows an instance may set with ``flow``, for a profile that serves several;
+    empty where the document fixes it (the ``flow`` option is then refused)."""
+
+
+DOCUMENT_BODY_LIMIT = 64 * 1024
+"""The document profiles' body limit: dozens of times their largest sample."""
 
 
 USDT_COLLECT_PAY = Profile(
@@ -59,9 +132,13 @@ USDT_COLLECT_PAY = Profile(
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(),
     normalize=schemas.usdt_collect_pay.normalize,
+    payload=signed_view,
+    identity=signed_string_identity,
+    flows=("payin", "payout"),
     # Uppercase SUCCESS: anything else is retried every 5 minutes, 5 times.
     ack=Ack(body=b"SUCCESS"),
     timeout_s=10,
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
 )
 
 WALLET_TOPUP = Profile(
@@ -72,6 +149,7 @@ WALLET_TOPUP = Profile(
     normalize=schemas.wallet_topup.normalize,
     ack=Ack(body=b'{"status":"1"}', content_type="application/json"),
     timeout_s=10,
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
 )
 
 V2_PAYOUT = Profile(
@@ -80,8 +158,11 @@ V2_PAYOUT = Profile(
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(key_suffix="", nested="sorted_compact", encoding="base64"),
     normalize=schemas.v2_payout.normalize,
+    payload=signed_view,
+    identity=signed_string_identity,
     ack=Ack(body=b'{"code":0,"msg":"success"}', content_type="application/json"),
     timeout_s=10,
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
 )
 
 USDT_INVOICE = Profile(
@@ -90,9 +171,12 @@ USDT_INVOICE = Profile(
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(header="x-webhook-signature"),
     normalize=schemas.usdt_invoice.normalize,
+    identity=hmac_content_identity,
+    id_from_unsigned_header=True,
     ack=Ack(),
     timeout_s=30,
     kept_headers=("x-webhook-id", "x-invoice-reference"),
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
 )
 
 PAYIN_ORDER = Profile(
@@ -104,6 +188,7 @@ PAYIN_ORDER = Profile(
     ack=Ack(),
     # The provider's documented default: the ack budget is 1 s.
     timeout_s=2,
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
 )
 
 STANDARD_WEBHOOKS = Profile(
@@ -123,6 +208,8 @@ GITHUB = Profile(
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(header="x-hub-signature-256", prefix="sha256="),
     normalize=schemas.generic.github,
+    identity=hmac_content_identity,
+    id_from_unsigned_header=True,
     ack=Ack(),
     timeout_s=10,
     kept_headers=("x-github-delivery", "x-github-event"),
@@ -145,6 +232,8 @@ HMAC = Profile(
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(),
     normalize=schemas.generic.hmac,
+    identity=hmac_content_identity,
+    id_from_unsigned_header=True,
     ack=Ack(),
     timeout_s=10,
 )

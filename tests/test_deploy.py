@@ -526,10 +526,12 @@ def test_nginx_routes_match_the_app() -> None:
     text = re.sub(r"#[^\n]*", "", NGINX.read_text(encoding="utf-8"))
     locations = dict(re.findall(r"location\s+((?:=\s+)?\S+)\s*\{([^}]*)\}", text))
     assert "proxy_pass" in locations[WEBHOOK_PREFIX]
-    for route in (HEALTH_ROUTE, READY_ROUTE):
-        assert "proxy_pass" in locations[f"= {route}"], route
-    # Metrics are scraped per replica, never through the load balancer.
-    assert "proxy_pass" not in locations[f"= {METRICS_ROUTE}"]
+    assert "proxy_pass" in locations[f"= {HEALTH_ROUTE}"]
+    # Readiness describes the dependencies and metrics are per replica: both are asked of
+    # each replica directly (healthchecks, probes, Prometheus), never through the load balancer.
+    for route in (READY_ROUTE, METRICS_ROUTE):
+        assert "proxy_pass" not in locations[f"= {route}"], route
+        assert "return 404" in locations[f"= {route}"], route
 
 
 def test_compose_load_balancer_publishes_the_port() -> None:

@@ -30,13 +30,16 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.app import build_app
-from relay.config import Config, load_config, parse_config
+from relay.config import Config, KafkaConfig, load_config, parse_config
 from relay.http import SERVICES
+from relay.kafka import KafkaSink, KafkaUnavailable
 from relay.logs import RepeatFilter, effective_config, setup_logging
+from relay.records import KafkaRecord
 from relay.replay import LetterFilter, replay
 from tests.conftest import (
     INVOICE_SECRET,
@@ -697,3 +700,56 @@ def test_a_broker_outage_does_not_flood_the_log() -> None:
     assert passes("aiokafka.cluster", "Unable to update metadata from %s", 1001)
     assert passes("aiokafka", unable, 1060)  # a minute later: once more
     assert all(passes("relay.kafka", "kafka not reachable, retrying", 1000) for _ in range(3))
+
+
+async def test_readyz_names_no_broker_address(
+    aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/readyz may be reachable from outside; aiokafka's messages name broker addresses.
+    It says which kind of error (the class name), the log says where."""
+    caplog.set_level(logging.WARNING, logger="relay.kafka")
+    port = closed_port()
+    relay = await start_without_kafka(
+        aiohttp_client,
+        make_config(bootstrap=f"127.0.0.1:{port}", topic="unused", var=tmp_path),
+    )
+    for _ in range(200):
+        if relay.services.sink.last_error is not None:
+            break
+        await asyncio.sleep(0.05)
+    response = await relay.client.get("/readyz")
+    text = await response.text()
+    assert orjson.loads(text)["kafka"] == {
+        "connected": False,
+        "error": "KafkaConnectionError",
+        "missing_topics": [],
+    }
+    assert "127.0.0.1" not in text and str(port) not in text
+    logged = [r for r in caplog.records if r.getMessage() == "kafka not reachable, retrying"]
+    assert logged and str(port) in logged[0].error
+
+
+class _FailingProducer:
+    """A started producer whose broker stopped answering, as aiokafka reports it."""
+
+    async def send_and_wait(self, *args: Any, **kwargs: Any) -> None:
+        raise KafkaTimeoutError("no answer from broker-3.kafka.internal:9092 (10.1.2.3:9092)")
+
+
+async def test_a_failed_send_shows_its_class_in_readyz_and_its_message_in_the_log_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="relay.kafka")
+    sink = KafkaSink(KafkaConfig())
+    sink._producer = _FailingProducer()  # type: ignore[assignment]
+    sink._connected.set()
+    record = KafkaRecord(topic="payments.events", key=b"k", value=b"{}", headers=())
+    for _ in range(3):
+        with pytest.raises(KafkaUnavailable) as caught:
+            await sink.send(record)
+        assert "broker-3.kafka.internal:9092" in str(caught.value)  # for the operator
+    assert sink.last_error == "KafkaTimeoutError"
+    assert not sink.healthy
+    logged = [r for r in caplog.records if r.getMessage() == "kafka is not taking records"]
+    assert len(logged) == 1, "once when Kafka stops taking records, not once per record"
+    assert "10.1.2.3:9092" in logged[0].error
