@@ -359,6 +359,14 @@ def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     check_paths(config)
     print(f"{args.file}: OK ({len(config.providers)} providers: {', '.join(config.providers)})")
+    for instance in config.providers.values():
+        if instance.profile.flows and instance.flow is None:
+            choices = " or ".join(f'"{flow}"' for flow in instance.profile.flows)
+            print(
+                f"note: providers.{instance.name}: no flow is set, so each notification's flow "
+                f"is inferred from its signed members; set flow = {choices} if this instance "
+                "serves one direction"
+            )
     kafka = config.kafka
     topics = [kafka.topic, kafka.dead_letter_topic]
     # The config can be right and the cluster still unable to take events: check

@@ -86,9 +86,10 @@ class DeadLetter:
         )
 
 
-def dead_letter_id(provider: str, body: bytes) -> str:
-    """The same body from the same instance is the same dead letter (provider retries collapse)."""
-    return hashlib.sha256(provider.encode() + b"\x1f" + body).hexdigest()[:32]
+def dead_letter_id(provider: str, identity: str) -> str:
+    """One signed message from one instance is one dead letter, however often it comes and
+    however it is re-spelled: ``identity`` is the signed content's (``Profile.identity``)."""
+    return hashlib.sha256(f"{provider}\x1f{identity}".encode()).hexdigest()[:32]
 
 
 def make_dead_letter(
@@ -100,10 +101,12 @@ def make_dead_letter(
     received_at: datetime,
     headers: Mapping[str, str],
     body: bytes,
+    identity: str | None = None,
     attempts: int = 1,
 ) -> DeadLetter:
+    """``identity`` defaults to the body's SHA-256 (a scheme that signs the exact bytes)."""
     return DeadLetter(
-        id=dead_letter_id(provider, body),
+        id=dead_letter_id(provider, identity or hashlib.sha256(body).hexdigest()),
         provider=provider,
         profile=profile,
         reason=reason,

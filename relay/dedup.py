@@ -44,6 +44,18 @@ def dedup_key(provider: str, event_id: str) -> str:
     return f"{provider}\x1f{event_id}"
 
 
+def dead_letter_key(provider: str, letter_id: str, attempts: int) -> str:
+    """A dead letter's key, in a namespace no event id can reach.
+
+    Instance names hold no control character, so an event key has ``\x1f`` right
+    after the name and a dead-letter key ``\x1e``: whatever an event id says, it
+    cannot claim (and so suppress) a dead letter. The attempt number is part of the
+    key: a provider's retries of one message collapse (attempt 1 every time), while a
+    replay that fails again files a new letter.
+    """
+    return f"{provider}\x1e{letter_id}:{attempts}"
+
+
 class DedupStore(Protocol):
     async def claim(self, key: str) -> Claim: ...
     async def mark_done(self, key: str) -> None: ...

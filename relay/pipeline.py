@@ -8,6 +8,21 @@ Acknowledgement rule: a :class:`Result` comes back only once the event (or its
 dead letter) is durable, in Kafka or in the spool, or is a duplicate of one
 that is. Anything else raises, and the HTTP layer answers with an error the
 provider will retry.
+
+Only what the signature pins counts: the normalizer reads the profile's
+``payload`` of the body (for ``sign``-field profiles, the signed view), and a
+profile whose event id travels in an unsigned header deduplicates on the
+signed content's identity instead (see :mod:`relay.profiles`).
+
+Freshness: where the scheme has no signed timestamp, deduplication is the only
+replay guard, and it forgets after ``ttl_s``. So a received notification whose
+own time (the event's ``time``) is more than the instance's ``max_age_s``
+before its arrival is not published: it is authentic, so it is not refused
+either, but dead-lettered with reason ``stale_event`` and acknowledged (the
+provider stops retrying; an operator who judges it genuine replays it, and
+``relay replay`` does not apply the check). A captured notification replayed
+after the dedup window thus publishes nothing; re-spellings of it file the same
+one letter. Events without a time (a pending order) have only the window.
 """
 
 from __future__ import annotations
@@ -18,11 +33,11 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from relay.config import Config, ProviderInstance
 from relay.deadletter import make_dead_letter
-from relay.dedup import Claim, DedupStore, DedupUnavailable, dedup_key
+from relay.dedup import Claim, DedupStore, DedupUnavailable, dead_letter_key, dedup_key
 from relay.delivery import Deliverer, Durability
 from relay.errors import EventTooLarge, Unavailable
 from relay.kafka import RecordRejected
@@ -32,7 +47,6 @@ from schemas import (
     Message,
     NormalizationError,
     NormalizeContext,
-    parse_payload,
 )
 
 log = logging.getLogger("relay.pipeline")
@@ -71,7 +85,8 @@ def normalize(
         status_overrides=instance.status_overrides,
         id_header=instance.id_header,
     )
-    return instance.profile.normalize(Message(body, parse_payload(body), headers), ctx)
+    payload = instance.profile.payload(body, instance.params)
+    return instance.profile.normalize(Message(body, payload, headers), ctx)
 
 
 class Pipeline:
@@ -89,13 +104,15 @@ class Pipeline:
     ) -> Result:
         """Verify, then process. Raises ``VerificationError`` for anything not provably authentic."""
         profile = instance.profile
-        profile.scheme.verify(
+        verified = profile.scheme.verify(
             body, headers, instance.params, instance.keys, received_at.timestamp()
         )
         kept = {name: headers[name] for name in profile.kept_headers if name in headers}
         if instance.id_header and instance.id_header in headers:
             kept[instance.id_header] = headers[instance.id_header]
-        return await self.process(instance, body, kept, received_at)
+        # A signed timestamp inside its tolerance already bounds replays.
+        max_age_s = instance.max_age_s if verified.timestamp is None else None
+        return await self.process(instance, body, kept, received_at, max_age_s=max_age_s)
 
     async def process(
         self,
@@ -106,32 +123,41 @@ class Pipeline:
         *,
         attempts: int = 1,
         budget_s: float | None = None,
+        max_age_s: float | None = None,
     ) -> Result:
-        """Normalize an authentic message and make it durable exactly once."""
+        """Normalize an authentic message and make it durable exactly once.
+
+        ``max_age_s``: dead-letter the event as ``stale_event`` when its time is older
+        than that at ``received_at`` (None: no check, as for a replay).
+        """
         budget_s = instance.ack_budget_s if budget_s is None else budget_s
         deadline = time.monotonic() + budget_s
+        identity = instance.profile.identity(body, instance.params)
+
+        async def dead_letter(reason: str, message: str) -> Result:
+            return await self._dead_letter(
+                instance, body, headers, received_at, identity, reason, message, attempts, deadline
+            )
+
         try:
             event = normalize(instance, body, headers, received_at)
         except NormalizationError as error:
-            return await self._dead_letter(
-                instance,
-                body,
-                headers,
-                received_at,
-                error.reason,
-                error.message,
-                attempts,
-                deadline,
+            return await dead_letter(error.reason, error.message)
+        if max_age_s is not None and _older_than(event.time, received_at, max_age_s):
+            return await dead_letter(
+                "stale_event",
+                f"the event's time {event.time} is more than max_age_s ({max_age_s:g}s) "
+                "before it was received",
             )
         record = to_kafka_record(event, self._config.kafka.topic)
         self._check_size(record, "the canonical event")
-        key = dedup_key(instance.name, event.id)
+        claimed = identity if instance.profile.id_from_unsigned_header else event.id
         try:
-            durability = await self._deliver_once(key, record, deadline)
-        except RecordRejected as error:
-            return await self._dead_letter(
-                instance, body, headers, received_at, error.reason, str(error), attempts, deadline
+            durability = await self._deliver_once(
+                dedup_key(instance.name, claimed), record, deadline
             )
+        except RecordRejected as error:
+            return await dead_letter(error.reason, str(error))
         if durability is None:
             return Result(Outcome.DUPLICATE, event.id)
         return Result(Outcome.ACCEPTED, event.id, durability)
@@ -142,6 +168,7 @@ class Pipeline:
         body: bytes,
         headers: Mapping[str, str],
         received_at: datetime,
+        identity: str,
         reason: str,
         message: str,
         attempts: int,
@@ -155,6 +182,7 @@ class Pipeline:
             received_at=received_at,
             headers=headers,
             body=body,
+            identity=identity,
             attempts=attempts,
         )
         record = letter.to_record(self._config.kafka.dead_letter_topic)
@@ -164,9 +192,7 @@ class Pipeline:
             "dead-lettered",
             extra={"provider": instance.name, "reason": reason, "dead_letter_id": letter.id},
         )
-        # The attempt number is part of the key: a provider's retries of one message collapse
-        # (attempt 1 every time), while a replay that fails again files a new letter.
-        key = dedup_key(instance.name, f"dlq:{letter.id}:{attempts}")
+        key = dead_letter_key(instance.name, letter.id, attempts)
         durability = await self._deliver_once(key, record, deadline)
         return Result(Outcome.DEAD_LETTERED, letter.id, durability, reason)
 
@@ -216,3 +242,9 @@ class Pipeline:
             raise EventTooLarge(
                 f"{what} would be {record.size} bytes, over the broker's limit of {limit} bytes"
             )
+
+
+def _older_than(event_time: str | None, received_at: datetime, max_age_s: float) -> bool:
+    if event_time is None:
+        return False
+    return datetime.fromisoformat(event_time) < received_at - timedelta(seconds=max_age_s)

@@ -164,6 +164,30 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         "providers.invoices.encoding",
         "must be one of 'hex', 'base64'",
     ),
+    "flow a profile does not serve": Case(
+        BASE
+        + '\n[providers.collect]\nprofile = "usdt-collect-pay"\nalgorithm = "md5"\n'
+        + f'secrets = ["{COLLECT_SECRET}"]\nflow = "topup"\n',
+        "providers.collect.flow",
+        "must be one of payin, payout for the usdt-collect-pay profile",
+    ),
+    "flow on a profile whose flow is fixed": Case(
+        _with("secrets = [", 'flow = "payout"\nsecrets = ['),
+        "providers.invoices.flow",
+        "the usdt-invoice profile's flow is fixed by its document",
+    ),
+    "max age beyond the dedup window": Case(
+        _with("secrets = [", "max_age_s = 700000\nsecrets = ["),
+        "providers.invoices.max_age_s",
+        "700000 is above [dedup] ttl_s (604800)",
+    ),
+    "template that does not sign the timestamp it checks": Case(
+        BASE
+        + '\n[providers.generic]\nprofile = "hmac"\nsecrets = ["check-config-generic"]\n'
+        + 'timestamp_header = "x-timestamp"\n',
+        "providers.generic",
+        "a timestamp_header needs {timestamp} in the template",
+    ),
     "negative timestamp tolerance": Case(
         BASE
         + '\n[providers.pay]\nprofile = "stripe"\nsecrets = ["whsec_check-config"]\n'
@@ -274,6 +298,23 @@ def test_dev_config_passes() -> None:
     down = {"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
     checked = _relay("check-config", str(ROOT / "deploy" / "dev.toml"), env=down)
     assert checked.returncode == 0, checked.stderr
+    # The demo collect instance serves both directions: check-config says the flow is inferred.
+    assert (
+        "note: providers.collect: no flow is set, so each notification's flow is inferred "
+        'from its signed members; set flow = "payin" or "payout"'
+    ) in checked.stdout
+
+
+def test_an_instance_that_sets_its_flow_gets_no_note(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        BASE
+        + '\n[providers.collect]\nprofile = "usdt-collect-pay"\nalgorithm = "md5"\n'
+        + f'secrets = ["{COLLECT_SECRET}"]\nflow = "payin"\n'
+    )
+    checked = _relay("check-config", str(path), env={})
+    assert checked.returncode == 0, checked.stderr
+    assert "note:" not in checked.stdout
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:

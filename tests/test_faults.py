@@ -25,17 +25,20 @@ import asyncio
 import itertools
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from relay.config import Config, load_config
 from relay.devbroker import DevBroker
 from relay.kafka import create_topics
+from relay.samples import SAMPLES
 from relay.spool import Spool
 from tests.conftest import SignedWebhook, TestBroker, read_topic, signed_webhook
 from tests.redis_server import redis_server, start_valkey
@@ -104,11 +107,23 @@ def event_id(webhook: SignedWebhook) -> str:
 
 
 def order_chains(config: Config, orders: int) -> list[list[SignedWebhook]]:
-    """For each of ``orders`` orders, its status changes in the order the provider sends them."""
-    return [
-        [signed_webhook(config, event=status, order=f"ORDER-{n:04d}") for status in STATUS_CHANGES]
-        for n in range(orders)
-    ]
+    """For each of ``orders`` orders, its notifications in the order the provider sends them.
+
+    A repeated status is a distinct notification only if its signed body differs (Relay
+    deduplicates identical signed bodies, whatever their webhook ids), so each one carries
+    its step in ``metadata``.
+    """
+    chains = []
+    for n in range(orders):
+        chain = []
+        for step, status in enumerate(STATUS_CHANGES):
+            sample = SAMPLES["usdt-invoice"][status](time.time(), f"ORDER-{n:04d}")
+            payload = orjson.loads(sample.body)
+            payload["metadata"]["step"] = step
+            body = orjson.dumps(payload)
+            chain.append(signed_webhook(config, body=body, headers=dict(sample.headers)))
+        chains.append(chain)
+    return chains
 
 
 async def post_chains(
