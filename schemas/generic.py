@@ -8,7 +8,12 @@ lower case: the HTTP layer lower-cases them once.
 - ``github``: id ``X-GitHub-Delivery``, type ``X-GitHub-Event`` (``push``,
   ``pull_request``; the payload's ``action`` stays in ``raw``), no time (the
   payloads have no common timestamp field). Only JSON deliveries are
-  accepted upstream, so ``raw`` is JSON.
+  accepted upstream, so ``raw`` is JSON. Neither header is signed, and Relay
+  deduplicates GitHub deliveries by their signed body, not by this id: so a
+  delivery without them is not an error (it would dead-letter a captured body
+  re-sent with its headers stripped) but reads with a hash of the body as its
+  id and ``github`` as its type, and is a duplicate of that body's first
+  delivery.
 - ``stripe``: id, type and time (``created``, UNIX seconds) from the body.
 - ``standard_webhooks``: id ``webhook-id``, type the body's ``type`` when it is
   a string (the spec recommends one but does not require it), time
@@ -36,8 +41,8 @@ def github(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
     return webhook_event(
         message,
         ctx,
-        event_id=_required_header(message, "x-github-delivery"),
-        sender_type=_required_header(message, "x-github-event"),
+        event_id=message.headers.get("x-github-delivery") or _body_id(message),
+        sender_type=message.headers.get("x-github-event") or None,
     )
 
 
@@ -67,7 +72,7 @@ def hmac(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
     return webhook_event(
         message,
         ctx,
-        event_id=header_id or stable_id(hashlib.sha256(message.body).hexdigest()),
+        event_id=header_id or _body_id(message),
         sender_type=_string_field(message.payload, "type")
         or _string_field(message.payload, "event"),
     )
@@ -86,3 +91,8 @@ def _string_field(payload: Any, name: str) -> str | None:
         return None
     value = payload.get(name)
     return value if isinstance(value, str) and value else None
+
+
+def _body_id(message: Message) -> str:
+    """An id for a message whose sender gave none: the same bytes are the same event."""
+    return stable_id(hashlib.sha256(message.body).hexdigest())
