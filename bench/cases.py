@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -451,7 +451,7 @@ _SAMPLE = re.compile(r"^relay_webhooks_total\{(?P<labels>[^}]*)\} (?P<value>\S+)
 def _outcomes(url: str) -> dict[str, float]:
     """``relay_webhooks_total`` by outcome, as the server counted its answers."""
     body = _get(f"{url}/metrics") or b""
-    outcomes: Counter[str] = Counter()
+    outcomes: dict[str, float] = defaultdict(float)
     for match in _SAMPLE.finditer(body.decode()):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
         outcomes[labels.get("outcome", "?")] += float(match.group("value"))

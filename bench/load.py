@@ -104,18 +104,18 @@ def run_wrk(
     *,
     duration_s: float,
     connections: int,
-    cpu: int,
+    cpu: int | None,
     out_dir: Path,
     name: str,
     rate: float = 0.0,
 ) -> WrkResult:
-    """Run wrk once (one thread, pinned to ``cpu``); ``rate`` > 0 limits the request rate."""
+    """Run wrk once (one thread, pinned to ``cpu`` when there is one to spare); ``rate`` > 0
+    limits the request rate."""
     out = out_dir / f"{name}.wrk.json"
     out.unlink(missing_ok=True)
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     command = [
-        "taskset",
-        "-c",
-        str(cpu),
+        *pin,
         wrk,
         "-t1",
         f"-c{connections}",

@@ -63,7 +63,8 @@ class DevBroker:
     @property
     def pid(self) -> int | None:
         """The broker's process id while it runs (the fault tests stall it with SIGSTOP)."""
-        return self._process.pid if self.running else None
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
 
     @property
     def running(self) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Any
 
 import schemas.generic
@@ -40,6 +40,7 @@ import verifiers.stripe
 from schemas import NormalizationError, parse_payload
 from schemas.event import Normalizer
 from verifiers import AmbiguousBody, MalformedBody
+from verifiers.base import Scheme
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,8 @@ def hmac_content_identity(body: bytes, params: verifiers.hmac_header.Params) -> 
 class Profile:
     name: str
     document: str | None
-    scheme: ModuleType
+    scheme: Scheme
+    """A ``verifiers`` scheme module (see :class:`verifiers.base.Scheme`)."""
     params: Any
     normalize: Normalizer
     ack: Ack

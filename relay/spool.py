@@ -594,7 +594,7 @@ def _decode_header(payload: memoryview) -> int:
     magic, version, next_seq = _HEADER_PAYLOAD.unpack(payload)
     if magic != _MAGIC or version != _VERSION:
         raise ValueError(f"not a version {_VERSION} spool segment")
-    return next_seq
+    return int(next_seq)
 
 
 def _encode_entry(entry: SpoolEntry) -> bytes:

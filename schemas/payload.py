@@ -9,6 +9,7 @@ Duplicate keys are refused (which value did the provider mean?), as are
 from __future__ import annotations
 
 import json
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -43,8 +44,8 @@ def _reject_constant(name: str) -> Any:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        seen: set[str] = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        counts = Counter(key for key, _ in pairs)
+        duplicate = next(key for key, _ in pairs if counts[key] > 1)
         raise ValueError(f"duplicate key {duplicate!r}")
     return result
 

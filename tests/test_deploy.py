@@ -15,7 +15,7 @@ import re
 import secrets
 import shlex
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -77,7 +77,7 @@ def _ed25519_public_hex() -> str:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
 
-DUMMY_VALUES = {
+DUMMY_VALUES: dict[str, Callable[[], str]] = {
     "REDIS_URL": lambda: "redis://redis.invalid:6379/0",
     "INVOICES_WEBHOOK_SECRET": lambda: secrets.token_urlsafe(32),
     "COLLECT_MERCHANT_KEY": lambda: secrets.token_hex(16),

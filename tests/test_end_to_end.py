@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -56,7 +56,7 @@ async def test_signed_webhook_becomes_one_canonical_event(relay_app: RelayUnderT
     )
     assert (data["asset"], data["network"]) == ("USDT", "TRON")
     assert event["time"].endswith("Z")
-    assert datetime.fromisoformat(event["time"]).utcoffset().total_seconds() == 0
+    assert datetime.fromisoformat(event["time"]).utcoffset() == timedelta(0)
     assert data["raw"] == orjson.loads(webhook.body)
 
 

@@ -98,8 +98,8 @@ async def test_each_sample_is_acknowledged_and_published_once(
     relay = await start_relay(aiohttp_client, config)
     events = list(SAMPLES[instance.profile.name])
     ids: list[str] = []
-    for index, event in enumerate(events):
-        webhook = signed_webhook(config, provider, event=event, order=f"ORD-{index}")
+    for index, name in enumerate(events):
+        webhook = signed_webhook(config, provider, event=name, order=f"ORD-{index}")
         for _attempt in range(2):  # the provider's retry is acknowledged the same way
             response = await relay.post(webhook)
             assert response.status == instance.ack.status, await response.text()

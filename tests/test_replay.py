@@ -31,7 +31,7 @@ def _invoice_providers(**extra: Any) -> dict[str, Any]:
 
 def _configs(bootstrap: str, topic: str, tmp_path: Path) -> tuple[Config, Config]:
     """The config at the time of the dead letters, and a later one that knows 'refunded'."""
-    common = {"bootstrap": bootstrap, "topic": topic, "var": tmp_path}
+    common: dict[str, Any] = {"bootstrap": bootstrap, "topic": topic, "var": tmp_path}
     dedup = {"backend": "sqlite", "path": str(tmp_path / "dedup.sqlite3")}
     before = make_config(**common, providers=_invoice_providers(), dedup=dedup)
     after = make_config(

@@ -73,10 +73,10 @@ class Everything(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.lines: list[str] = []
-        self.formatter = JsonFormatter()
+        self.json = JsonFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.formatter.format(record))
+        self.lines.append(self.json.format(record))
         self.lines.append(repr(vars(record)))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -133,7 +134,7 @@ def test_field_absent_null_and_empty() -> None:
     assert field(payload, "a") is None
     assert field(payload, "b") == ""
     assert field(payload, "c") == 0
-    assert field(["not", "a", "mapping"], "a") is None
+    assert field(["not", "a", "mapping"], "a") is None  # type: ignore[arg-type]
     for name in ("missing", "a", "b"):
         assert reason(field, payload, name, required=True) == "missing_field"
     assert field(payload, "c", required=True) == 0
@@ -147,13 +148,15 @@ def test_text_and_required_text() -> None:
     for value in (True, 1.5, {"a": 1}, ["a"]):
         assert reason(text, value, "x") == "invalid_field"
     assert required_text({"x": 7}, "x") == "7"
-    for payload in ({}, {"x": None}, {"x": ""}):
+    empty: tuple[dict[str, Any], ...] = ({}, {"x": None}, {"x": ""})
+    for payload in empty:
         assert reason(required_text, payload, "x") == "missing_field"
 
 
 def test_require_object() -> None:
     assert require_object({"a": 1}) == {"a": 1}
-    for payload in ([], "x", 1, None):
+    not_objects: tuple[Any, ...] = ([], "x", 1, None)
+    for payload in not_objects:
         assert reason(require_object, payload) == "invalid_field"
 
 

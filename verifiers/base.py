@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol, get_args, get_origin, get_type_hints
 
@@ -68,13 +68,27 @@ class SignedRequest:
 
 
 class Scheme(Protocol):
-    """A signature scheme module seen as a value (see module docstring)."""
+    """A signature scheme module seen as a value (see module docstring).
 
-    name: str
-    Params: type
-    verify: Callable[[bytes, Headers, Any, KeyRing, float], Verified]
-    sign: Callable[[bytes, Any, KeyRing, float], SignedRequest]
-    required_keys: Callable[[Any], frozenset[str]]
+    The profile registry types its ``scheme`` with this, so the type checker
+    holds every scheme module to the shape. ``params`` is the scheme's own
+    ``Params``, which the protocol cannot name: each module's functions are
+    typed with it.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def Params(self) -> type: ...
+
+    def verify(
+        self, body: bytes, headers: Headers, params: Any, keys: KeyRing, now: float, /
+    ) -> Verified: ...
+
+    def sign(self, body: bytes, params: Any, keys: KeyRing, now: float, /) -> SignedRequest: ...
+
+    def required_keys(self, params: Any, /) -> frozenset[str]: ...
 
 
 def check_choices(params: Any) -> None:

@@ -80,7 +80,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -397,6 +397,8 @@ _DECODER = json.JSONDecoder(
     object_pairs_hook=_unique_object,
 )
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+# The json module's own string scanner (its C one where built): public, but not in typeshed.
+_scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,7 +445,7 @@ class _Document:
             while True:
                 if not text.startswith('"', index):
                     raise MalformedBody(f"the body has no member name at character {index}")
-                key, index = json.decoder.scanstring(text, index + 1, True)
+                key, index = _scanstring(text, index + 1, True)
                 if key in keys:
                     raise MalformedBody("the body has a duplicate top-level key")
                 if len(keys) == MAX_MEMBERS:

@@ -217,7 +217,8 @@ class ApacheKafka:
     @property
     def pid(self) -> int | None:
         """The JVM's process id while it runs."""
-        return self._process.pid if self.running else None
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
 
     @property
     def running(self) -> bool:

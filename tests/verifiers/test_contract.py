@@ -65,7 +65,7 @@ def ring(
 def test_exports(module: ModuleType, params: object) -> None:
     assert isinstance(module.name, str) and module.name
     assert dataclasses.is_dataclass(module.Params)
-    assert module.Params.__dataclass_params__.frozen
+    assert vars(module.Params)["__dataclass_params__"].frozen
     assert hasattr(module.Params, "__slots__")
     assert module.required_keys(params) <= {"secrets", "public_keys"}
     assert module.required_keys(params)

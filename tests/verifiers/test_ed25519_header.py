@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -18,6 +19,8 @@ from verifiers.errors import (
     StaleTimestamp,
 )
 from verifiers.keys import KeyRing, UnusableKey, load_public_key, public_pem
+
+Prehash = Literal["sha256d", "sha256", "none"]
 
 NOW = 1_744_689_600
 STAMP = str(NOW * 1000 + 123)
@@ -98,20 +101,20 @@ class TestPrehash:
         ],
     )
     def test_each_variant(
-        self, prehash: str, signed: bytes, ed_key: ed25519.Ed25519PrivateKey, keys: KeyRing
+        self, prehash: Prehash, signed: bytes, ed_key: ed25519.Ed25519PrivateKey, keys: KeyRing
     ) -> None:
         headers = headers_for(ed_key, signed=signed)
         assert ed25519_header.verify(BODY, headers, Params(prehash=prehash), keys, NOW)
 
     @pytest.mark.parametrize("prehash", ["sha256", "none"])
     def test_variants_are_not_interchangeable(
-        self, prehash: str, ed_key: ed25519.Ed25519PrivateKey, keys: KeyRing
+        self, prehash: Prehash, ed_key: ed25519.Ed25519PrivateKey, keys: KeyRing
     ) -> None:
         with pytest.raises(SignatureMismatch):
             ed25519_header.verify(BODY, headers_for(ed_key), Params(prehash=prehash), keys, NOW)
 
     @pytest.mark.parametrize("prehash", ["sha256d", "sha256", "none"])
-    def test_sign_round_trip(self, prehash: str, keys: KeyRing) -> None:
+    def test_sign_round_trip(self, prehash: Prehash, keys: KeyRing) -> None:
         params = Params(prehash=prehash)
         signed = ed25519_header.sign(BODY, params, keys, NOW)
         assert signed.headers["biz_timestamp"] == str(NOW * 1000)
@@ -119,7 +122,7 @@ class TestPrehash:
 
     def test_unknown_variant_is_refused(self) -> None:
         with pytest.raises(ValueError, match="prehash"):
-            Params(prehash="sha512")
+            Params(prehash="sha512")  # type: ignore[arg-type]
 
 
 class TestFailures:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from verifiers import header_signature
+from verifiers.base import Encoding
 from verifiers.errors import (
     MalformedSignature,
     MalformedTimestamp,
@@ -167,7 +168,7 @@ class TestHmac:
             header_signature.verify(BODY, {"sign": hmac_hex()[:-2]}, HMAC_HEX, self.KEYS, NOW)
 
     @pytest.mark.parametrize("encoding", ["hex", "base64", "base64url"])
-    def test_sign_round_trip(self, encoding: str) -> None:
+    def test_sign_round_trip(self, encoding: Encoding) -> None:
         params = Params(algorithm="hmac-sha256", encoding=encoding)
         signed = header_signature.sign(BODY, params, self.KEYS, NOW)
         assert header_signature.verify(signed.body, signed.headers, params, self.KEYS, NOW)
@@ -222,7 +223,7 @@ class TestUnsignedTimestamp:
 
 def test_unknown_encoding_is_refused() -> None:
     with pytest.raises(ValueError, match="encoding"):
-        Params(encoding="base32")
+        Params(encoding="base32")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

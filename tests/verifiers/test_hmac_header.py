@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Literal
 
 import pytest
 
@@ -109,7 +110,7 @@ def test_missing_prefix() -> None:
 
 
 @pytest.mark.parametrize("encoding", ["hex", "base64"])
-def test_encodings(encoding: str) -> None:
+def test_encodings(encoding: Literal["hex", "base64"]) -> None:
     params = Params(encoding=encoding)
     digest = hmac.new(SECRET.encode(), BODY, hashlib.sha256).digest()
     text = digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
@@ -132,7 +133,7 @@ def test_urlsafe_base64_with_foreign_characters_is_malformed() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["sha1", "sha256", "sha512"])
-def test_algorithms(algorithm: str) -> None:
+def test_algorithms(algorithm: hmac_header.Algorithm) -> None:
     params = Params(algorithm=algorithm)
     headers = {"x-webhook-signature": hex_hmac(SECRET, BODY, algorithm)}
     assert hmac_header.verify(BODY, headers, params, RING, NOW).key_index == 0
@@ -275,7 +276,7 @@ class TestJsonStringifyFallback:
 
 def test_unknown_choice_is_refused_at_load() -> None:
     with pytest.raises(ValueError, match="encoding"):
-        Params(encoding="base32")
+        Params(encoding="base32")  # type: ignore[arg-type]
 
 
 def test_required_keys() -> None:

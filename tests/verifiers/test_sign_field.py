@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+from typing import Literal
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -324,7 +325,7 @@ class TestCase:
             sign_field.verify(body, {}, Params(algorithm="md5", case="lower"), SECRETS, NOW)
 
     @pytest.mark.parametrize("case", ["upper", "lower"])
-    def test_sign_writes_the_case(self, case: str) -> None:
+    def test_sign_writes_the_case(self, case: Literal["upper", "lower"]) -> None:
         params = Params(algorithm="md5", case=case)
         signature = json.loads(sign_field.sign(COLLECT, params, SECRETS, NOW).body)["sign"]
         expected = md5_upper(self.SIGNED_STRING)
@@ -371,13 +372,13 @@ class TestAlgorithmsAndEncodings:
             sign_field.verify(body, {}, MD5, SECRETS, NOW)
 
     @pytest.mark.parametrize("algorithm", ["md5", "sha256"])
-    def test_unkeyed_digest_is_refused(self, algorithm: str) -> None:
+    def test_unkeyed_digest_is_refused(self, algorithm: sign_field.Algorithm) -> None:
         with pytest.raises(ValueError, match="key_suffix"):
             Params(algorithm=algorithm, key_suffix="")
 
     def test_unknown_algorithm_is_refused(self) -> None:
         with pytest.raises(ValueError, match="algorithm"):
-            Params(algorithm="sha1")
+            Params(algorithm="sha1")  # type: ignore[arg-type]
 
     def test_custom_sign_field(self) -> None:
         body = with_sign(COLLECT, md5_upper(COLLECT_CANONICAL + "&key=" + SECRET), "signature")

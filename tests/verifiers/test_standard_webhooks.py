@@ -207,7 +207,7 @@ def test_tolerance_not_above_zero_is_refused(tolerance: int) -> None:
 
 def test_unknown_version_is_refused() -> None:
     with pytest.raises(ValueError, match="version must be one of 'v1', 'v1a'"):
-        Params(version="v2")
+        Params(version="v2")  # type: ignore[arg-type]
 
 
 # --- v1a: Ed25519 ------------------------------------------------------------------------
