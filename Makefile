@@ -29,10 +29,15 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The fuzz suite in long mode: 100,000 hostile requests over HTTP (tests/fuzz), then its
-# figures: requests, 4xx by code, 5xx, accepted forgeries, RSS before and after. Override with
-# RELAY_FUZZ_REQUESTS, RELAY_FUZZ_EXAMPLES (hypothesis), RELAY_FUZZ_SEED, RELAY_TEST_BROKERS.
+# figures: requests, 4xx by code, 5xx, accepted forgeries, RSS before and after; re-spellings
+# of signed requests (RELAY_FUZZ_EXAMPLES per instance) and their counts; the hostile-cost
+# table (CPU, RSS, authentic latency; RELAY_FUZZ_HOSTILE_REQUESTS per kind and profile, each
+# kind stopped after RELAY_FUZZ_HOSTILE_BUDGET_S). Override with those, RELAY_FUZZ_REQUESTS,
+# RELAY_FUZZ_SEED, RELAY_TEST_BROKERS.
 FUZZ_ENV := RELAY_FUZZ_REQUESTS=$${RELAY_FUZZ_REQUESTS:-100000} \
 	RELAY_FUZZ_EXAMPLES=$${RELAY_FUZZ_EXAMPLES:-2000} \
+	RELAY_FUZZ_HOSTILE_REQUESTS=$${RELAY_FUZZ_HOSTILE_REQUESTS:-500} \
+	RELAY_FUZZ_HOSTILE_BUDGET_S=$${RELAY_FUZZ_HOSTILE_BUDGET_S:-30} \
 	RELAY_TEST_BROKERS=$${RELAY_TEST_BROKERS:-tansu}
 fuzz: $(STAMP)
 	$(FUZZ_ENV) $(BIN)/pytest tests/fuzz -q -p no:logging $(PYTEST_ARGS)

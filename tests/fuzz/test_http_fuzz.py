@@ -21,7 +21,6 @@ keep-alive, the byte-level ones over raw sockets. Asserted over the whole run:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import psutil
 import pytest
 from multidict import CIMultiDict
@@ -48,6 +46,7 @@ from relay.kafka import assign_topic, open_consumer
 from tests.conftest import TestBroker
 from tests.fuzz.instances import fuzz_providers
 from tests.fuzz.mutations import TOKEN, Case, Fuzzer
+from tests.fuzz.topics import record_text
 from tests.relay_process import RelayProcess
 
 REQUESTS = int(os.environ.get("RELAY_FUZZ_REQUESTS", "5000"))
@@ -240,7 +239,7 @@ async def read_records(bootstrap: str, topics: list[str], tokens: set[str]) -> l
                 for messages in batch.values():
                     records.extend(messages)
                     for message in messages:
-                        seen.update(token.decode() for token in TOKEN.findall(_text(message)))
+                        seen.update(token.decode() for token in TOKEN.findall(record_text(message)))
             if settle is None and tokens <= seen:
                 settle = time.monotonic() + 1.0
             await asyncio.sleep(0)
@@ -249,14 +248,6 @@ async def read_records(bootstrap: str, topics: list[str], tokens: set[str]) -> l
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 5)
     return records
-
-
-def _text(record: Any) -> bytes:
-    """A record's value, with a dead letter's body decoded so its token can be read."""
-    if record.topic.endswith(".dlq"):
-        letter = orjson.loads(record.value)
-        return base64.b64decode(letter["body_base64"])
-    return record.value
 
 
 def rss(relay: RelayProcess) -> int:
@@ -341,7 +332,7 @@ async def test_fuzz_every_profile_over_http(
     record_tokens: Counter[str] = Counter()
     event_ids: Counter[tuple[bytes, bytes]] = Counter()
     for record in records:
-        tokens = {token.decode() for token in TOKEN.findall(_text(record))}
+        tokens = {token.decode() for token in TOKEN.findall(record_text(record))}
         assert tokens, f"a record from no fuzz case: {record.value[:300]!r}"
         record_tokens.update(tokens)
         if not record.topic.endswith(".dlq"):

@@ -1,0 +1,542 @@
+"""Hostile cost: what the costliest unauthenticated requests cost Relay, profile by profile.
+
+For every fuzz instance (``tests.fuzz.instances``: every profile and its option variants),
+requests that carry a wrong signature of the right shape, built to make Relay work as hard
+as the defaults let it before it can say no (:data:`KINDS`):
+
+- ``wrong_signature``: a sample request with one bit of its signature flipped (the floor);
+- ``big_numbers``: a body near the instance's body limit of members such as ``"ab":1e4299``, each a
+  4,300-digit integer once a ``sign``-field string writes it out;
+- ``nested_numbers``: one member holding an array of ``1e4299``, near the limit (written out
+  by the ``sorted_compact`` nesting of ``v2-payout``);
+- ``many_members``: a body near the limit of ``"k123":0`` members;
+- ``deep_nesting``: ``[[[[...]]]]`` as deep as the limit allows;
+- ``long_headers``: as many headers as allowed, each as long as allowed;
+- ``gzip``: ``Content-Encoding: gzip``, a body under the limit that inflates a
+  thousandfold (1 GiB under a 1 MiB limit);
+- ``many_signatures``: (Stripe, Standard Webhooks) a signature list of wrong ``v1`` entries
+  as long as a header may be.
+
+Each kind is sent ``RELAY_FUZZ_HOSTILE_REQUESTS`` times (CI default 50; ``make fuzz`` more),
+``CONCURRENCY`` at a time, to a real ``relay serve`` process, and measured from outside:
+its CPU time per request (``psutil`` ``cpu_times()`` user + system, delta over the run / N)
+and its RSS growth (peak of ``memory_info().rss`` sampled every 2 ms in a thread, over the
+RSS before). An authentic webhook's latency (p50/p99 over ``RELAY_FUZZ_HOSTILE_PROBES``,
+default 50, sent one after another) is measured alone, and again while that kind of request
+keeps arriving concurrently. A kind that takes longer than ``CELL_BUDGET_S`` stops early
+(the table says how many were sent), so a pathological cost shows in the figures without
+holding CI for minutes.
+
+The figures are printed as a table and never asserted: speed depends on the machine.
+Asserted: every hostile request answered 4xx (none 5xx, none unanswered), no record
+published for any of them, every authentic request answered 2xx and published once, and
+nothing logged at error level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import os
+import random
+import string
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+
+from relay.config import Config, ProviderInstance
+from tests.conftest import TestBroker
+from tests.fuzz.instances import signature_of, timestamp_of
+from tests.fuzz.mutations import (
+    Case,
+    Fuzzer,
+    Request,
+    flipped_signature,
+    slot_text,
+    with_header,
+)
+from tests.fuzz.test_http_fuzz import logged_errors, read_records, running, send
+from tests.fuzz.topics import record_tokens
+from tests.relay_process import RelayProcess
+
+REQUESTS = int(os.environ.get("RELAY_FUZZ_HOSTILE_REQUESTS", "50"))
+PROBES = int(os.environ.get("RELAY_FUZZ_HOSTILE_PROBES", "50"))
+SEED = int(os.environ.get("RELAY_FUZZ_SEED", str(random.randrange(1 << 32))))
+CONCURRENCY = 4
+CELL_BUDGET_S = float(os.environ.get("RELAY_FUZZ_HOSTILE_BUDGET_S", "5"))
+# A comma-separated subset of the kinds, to look at a few (default: all).
+ONLY = {kind for kind in os.environ.get("RELAY_FUZZ_HOSTILE_KINDS", "").split(",") if kind}
+SAMPLE_EVERY_S = 0.002
+# The aiohttp client adds Host, Accept, Accept-Encoding, User-Agent and Content-Length.
+CLIENT_HEADERS = 5
+GZIP_TOKEN = "fz" + "9" * 16
+GZIP_INFLATED = 1 << 30
+_ALPHABET = string.ascii_letters + string.digits
+
+
+# --- the hostile requests -----------------------------------------------------------------
+
+
+_RESERVED = {"ref", "n", "sign"}
+
+
+def _names() -> Iterator[str]:
+    """Short distinct member names: ``aa``, ``ab``, ... then three characters (never one
+    the bodies below use for something else)."""
+    for size in itertools.count(2):
+        for letters in itertools.product(_ALPHABET, repeat=size):
+            if "".join(letters) not in _RESERVED:
+                yield "".join(letters)
+
+
+def _object(members: Iterator[str], limit: int, head: str, tail: str) -> bytes:
+    """``{head,member,member,...,tail}`` with as many members as fit in ``limit`` bytes."""
+    parts = [head]
+    size = len(head) + len(tail) + 4
+    for member in members:
+        if size + len(member) + 1 > limit:
+            break
+        parts.append(member)
+        size += len(member) + 1
+    parts.append(tail)
+    return ("{" + ",".join(part for part in parts if part) + "}").encode()
+
+
+@dataclass(frozen=True)
+class Forged:
+    """A request of the instance with a wrong signature of the right shape, whose body a
+    kind replaces (for ``sign``-field schemes, the wrong ``sign`` member goes in the body)."""
+
+    instance: ProviderInstance
+    request: Request
+    sign_member: str
+    """``"sign":"<wrong>"`` for sign-field schemes, else empty."""
+
+    def with_body(self, body: bytes) -> Request:
+        return replace(self.request, body=body)
+
+
+def forge(fuzzer: Fuzzer, instance: ProviderInstance) -> Forged:
+    request, _ = fuzzer.signed(instance)
+    wrong = flipped_signature(fuzzer, instance, request)
+    slot = signature_of(instance).slot
+    sign_member = ""
+    if slot.in_body:
+        sign_member = f'"{slot.name}":"{slot_text(wrong, slot)}"'
+    return Forged(instance, wrong, sign_member)
+
+
+def _head(token: str) -> str:
+    return f'"ref":"{token}"'
+
+
+def wrong_signature(forged: Forged, token: str, limit: int) -> Request | None:
+    return forged.request
+
+
+def big_numbers(forged: Forged, token: str, limit: int) -> Request | None:
+    members = (f'"{name}":1e4299' for name in _names())
+    return forged.with_body(_object(members, limit, _head(token), forged.sign_member))
+
+
+def nested_numbers(forged: Forged, token: str, limit: int) -> Request | None:
+    room = limit - len(forged.sign_member) - 64
+    count = room // len("1e4299,")
+    array = "[" + ",".join(["1e4299"] * count) + "]"
+    body = (
+        "{"
+        + _head(token)
+        + ',"n":'
+        + array
+        + ("," + forged.sign_member if forged.sign_member else "")
+        + "}"
+    )
+    return forged.with_body(body.encode())
+
+
+def many_members(forged: Forged, token: str, limit: int) -> Request | None:
+    members = (f'"k{index}":0' for index in itertools.count())
+    return forged.with_body(_object(members, limit, _head(token), forged.sign_member))
+
+
+def deep_nesting(forged: Forged, token: str, limit: int) -> Request | None:
+    depth = (limit - len(forged.sign_member) - 64) // 2
+    tail = "," + forged.sign_member if forged.sign_member else ""
+    body = "{" + _head(token) + ',"n":' + "[" * depth + "]" * depth + tail + "}"
+    return forged.with_body(body.encode())
+
+
+def long_headers(
+    forged: Forged, token: str, limit: int, *, headers: int, header_bytes: int
+) -> Request | None:
+    room = headers - len(forged.request.headers) - CLIENT_HEADERS - 1
+    value = "v" * (header_bytes - len("X-Hostile-00: ") - 16)
+    extra = [(f"X-Hostile-{index:02d}", value) for index in range(room)]
+    return replace(forged.request, headers=[*forged.request.headers, *extra])
+
+
+_GZIP: dict[int, bytes] = {}
+
+
+def gzip_bomb(limit: int) -> bytes:
+    """A gzip body under ``limit`` bytes that inflates about a thousandfold (deflate's
+    most), to ``GZIP_INFLATED`` bytes of JSON at most."""
+    mebibytes = max(1, min(GZIP_INFLATED, (limit - 4096) * 1000) >> 20)
+    if mebibytes not in _GZIP:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+        chunk = b" " * (1 << 20)
+        parts = [compressor.compress(b'{"ref":"' + GZIP_TOKEN.encode() + b'","pad":"')]
+        parts.extend(compressor.compress(chunk) for _ in range(mebibytes))
+        parts += [compressor.compress(b'"}'), compressor.flush()]
+        _GZIP[mebibytes] = b"".join(parts)
+    return _GZIP[mebibytes]
+
+
+def gzipped(forged: Forged, token: str, limit: int) -> Request | None:
+    body = gzip_bomb(limit)
+    if len(body) > limit:
+        return None
+    return with_header(forged.with_body(body), "Content-Encoding", "gzip")
+
+
+def many_signatures(forged: Forged, token: str, limit: int, *, header_bytes: int) -> Request | None:
+    scheme = forged.instance.profile.scheme.name
+    rng = random.Random(token)
+    room = header_bytes - 64
+    if scheme == "stripe":
+        stamp = timestamp_of(forged.instance)
+        assert stamp is not None
+        value = f"t={slot_text(forged.request, stamp.slot)}"
+        while len(value) + len(",v1=") + 64 <= room:
+            value += f",v1={rng.randbytes(32).hex()}"
+        return with_header(forged.request, "stripe-signature", value)
+    if scheme == "standard-webhooks":
+        entries: list[str] = []
+        while sum(len(entry) + 1 for entry in entries) + 48 <= room:
+            entries.append("v1," + base64.b64encode(rng.randbytes(32)).decode())
+        value = " ".join(entries)
+        return with_header(forged.request, "webhook-signature", value)
+    return None
+
+
+Build = Callable[[Forged, str, int], Request | None]
+
+
+def kinds(config: Config) -> dict[str, Build]:
+    server = config.server
+    return {
+        "wrong_signature": wrong_signature,
+        "big_numbers": big_numbers,
+        "nested_numbers": nested_numbers,
+        "many_members": many_members,
+        "deep_nesting": deep_nesting,
+        "long_headers": lambda forged, token, limit: long_headers(
+            forged, token, limit, headers=server.max_headers, header_bytes=server.max_header_bytes
+        ),
+        "gzip": gzipped,
+        "many_signatures": lambda forged, token, limit: many_signatures(
+            forged, token, limit, header_bytes=server.max_header_bytes
+        ),
+    }
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+class Sampler:
+    """The process's RSS, sampled in a thread (the client's event loop is busy sending)."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.process = process
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(SAMPLE_EVERY_S)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+async def settle(process: psutil.Process, timeout_s: float = 20.0) -> None:
+    """Return once the process is idle (under 5% of a core over 100 ms): work a request
+    goes on causing after its answer (draining, inflating a body Relay refused) belongs to
+    that request's figures, not to the next kind's."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(process)
+        await asyncio.sleep(0.1)
+        if cpu_seconds(process) - before < 0.005:
+            return
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class Cell:
+    instance: str
+    kind: str
+    size: int
+    sent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    """The answers to the N requests (those sent during the latency probes not counted)."""
+    cpu_ms: float = 0.0
+    rss_before: int = 0
+    rss_growth: int = 0
+    seconds: float = 0.0
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    probes: int = 0
+    hostile_during_probes: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Baseline:
+    instance: str
+    p50_ms: float
+    p99_ms: float
+    probes: int
+    cpu_ms: float
+
+
+class Client:
+    """Sends cases to Relay; authentic ones are remembered for the topic check."""
+
+    def __init__(self, relay: RelayProcess, session: aiohttp.ClientSession, fuzzer: Fuzzer) -> None:
+        self.relay, self.session, self.fuzzer = relay, session, fuzzer
+        self.base = f"http://127.0.0.1:{relay.port}"
+        self.authentic: dict[str, int] = {}
+        self.hostile_tokens: set[str] = set()
+
+    async def post(self, case: Case) -> tuple[int, str]:
+        status, _, detail = await send(self.session, self.base, "127.0.0.1", self.relay.port, case)
+        return status, detail
+
+    async def authentic_once(self, instance: ProviderInstance) -> float:
+        request, token = self.fuzzer.signed(instance)
+        case = Case("authentic", instance.name, token, request, must_reject=False, control=True)
+        started = time.perf_counter()
+        status, _ = await self.post(case)
+        elapsed = time.perf_counter() - started
+        self.authentic[token] = status
+        return elapsed
+
+    async def probe(
+        self, instance: ProviderInstance, deadline: float, count: int = PROBES
+    ) -> list[float]:
+        latencies: list[float] = []
+        for _ in range(count):
+            if time.monotonic() > deadline and latencies:
+                break
+            latencies.append(await self.authentic_once(instance))
+        return latencies
+
+
+async def measure(
+    client: Client, process: psutil.Process, instance: ProviderInstance, kind: str, case: Case
+) -> Cell:
+    cell = Cell(
+        instance.name,
+        kind,
+        len(case.request.body) + sum(len(n) + len(v) for n, v in case.request.headers),
+    )
+    client.hostile_tokens.add(case.token)
+
+    async def hostile(stop: Callable[[], bool], statuses: Counter[int]) -> int:
+        count = 0
+        while not stop():
+            status, detail = await client.post(case)
+            count += 1
+            statuses[status] += 1
+            if not 400 <= status < 500:
+                cell.failures.append(
+                    f"{instance.name} {kind}: answered {status or 'nothing'}: {detail[:160]}"
+                )
+        return count
+
+    # 1. N requests alone: CPU time (including what they cost after their answers) and RSS.
+    await settle(process)
+    cell.rss_before = process.memory_info().rss
+    cpu_before = cpu_seconds(process)
+    started = time.monotonic()
+    deadline = started + CELL_BUDGET_S
+    queue = iter(range(REQUESTS))
+
+    def next_one() -> bool:
+        # True when this kind is done: N sent, or the budget spent.
+        return next(queue, None) is None or time.monotonic() > deadline
+
+    with Sampler(process) as sampler:
+        counts = await asyncio.gather(
+            *(hostile(next_one, cell.statuses) for _ in range(CONCURRENCY))
+        )
+        cell.seconds = time.monotonic() - started
+        await settle(process)
+    cell.sent = sum(counts)
+    cell.cpu_ms = (cpu_seconds(process) - cpu_before) * 1000 / max(cell.sent, 1)
+    cell.rss_growth = max(sampler.peak - cell.rss_before, 0)
+
+    # 2. An authentic webhook's latency while the same kind keeps arriving.
+    done = False
+    probe_deadline = time.monotonic() + CELL_BUDGET_S
+    during: Counter[int] = Counter()
+    senders = [asyncio.create_task(hostile(lambda: done, during)) for _ in range(CONCURRENCY)]
+    try:
+        await asyncio.sleep(0.01)
+        latencies = await client.probe(instance, probe_deadline)
+    finally:
+        done = True
+        extra = await asyncio.gather(*senders)
+    cell.hostile_during_probes = sum(extra)
+    await settle(process)
+    cell.probes = len(latencies)
+    cell.p50_ms = quantile(latencies, 0.5) * 1000
+    cell.p99_ms = quantile(latencies, 0.99) * 1000
+    return cell
+
+
+async def baseline(client: Client, process: psutil.Process, instance: ProviderInstance) -> Baseline:
+    await client.probe(instance, time.monotonic() + CELL_BUDGET_S, 5)  # warm-up
+    cpu_before = cpu_seconds(process)
+    latencies = await client.probe(instance, time.monotonic() + CELL_BUDGET_S)
+    cpu_ms = (cpu_seconds(process) - cpu_before) * 1000 / max(len(latencies), 1)
+    return Baseline(
+        instance.name,
+        quantile(latencies, 0.5) * 1000,
+        quantile(latencies, 0.99) * 1000,
+        len(latencies),
+        cpu_ms,
+    )
+
+
+def table(broker: str, baselines: dict[str, Baseline], cells: list[Cell], seconds: float) -> str:
+    lines = [
+        "",
+        f"hostile cost [{broker}]: {REQUESTS} requests per kind ({CONCURRENCY} at a time, "
+        f"at most {CELL_BUDGET_S:.0f} s), authentic latency over {PROBES} requests; "
+        f"seed {SEED}; {seconds:.0f} s in all",
+        f"{'instance':<12} {'kind':<16} {'bytes':>9} {'sent':>5} {'in s':>6} {'answers':<14} "
+        f"{'CPU ms/req':>10} {'RSS MiB':>8} {'+peak MiB':>9}  "
+        f"{'authentic p50 / p99 ms (n) under it':<36} {'alone':<14}",
+    ]
+    for cell in cells:
+        alone = baselines[cell.instance]
+        answers = ",".join(f"{code}:{n}" for code, n in sorted(cell.statuses.items()))
+        under = f"{cell.p50_ms:.1f} / {cell.p99_ms:.1f} ({cell.probes}, {cell.hostile_during_probes} hostile)"
+        lines.append(
+            f"{cell.instance:<12} {cell.kind:<16} {cell.size:>9} {cell.sent:>5} "
+            f"{cell.seconds:>6.2f} {answers:<14} {cell.cpu_ms:>10.2f} "
+            f"{cell.rss_before / 2**20:>8.1f} {cell.rss_growth / 2**20:>9.1f}  "
+            f"{under:<36} {alone.p50_ms:.1f} / {alone.p99_ms:.1f}"
+        )
+    costliest: dict[str, Cell] = {}
+    for cell in cells:
+        if cell.instance not in costliest or cell.cpu_ms > costliest[cell.instance].cpu_ms:
+            costliest[cell.instance] = cell
+    lines.append(
+        "costliest kind by CPU: "
+        + ", ".join(
+            f"{name} {cell.kind} {cell.cpu_ms:.1f} ms" for name, cell in sorted(costliest.items())
+        )
+    )
+    lines.append(
+        "authentic CPU ms/request alone: "
+        + ", ".join(f"{name} {b.cpu_ms:.2f}" for name, b in sorted(baselines.items()))
+    )
+    return "\n".join(lines)
+
+
+async def test_hostile_requests_cost(
+    broker: TestBroker, topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    cells: list[Cell] = []
+    baselines: dict[str, Baseline] = {}
+    async with running(broker, topic, tmp_path) as (config, relay):
+        assert relay.process is not None
+        process = psutil.Process(relay.process.pid)
+        fuzzer = Fuzzer(config, SEED)
+        builders = kinds(config)
+        # A connection per request: a pooled one the server closed after refusing a body it
+        # did not read would fail the next request sent on it, and count as "no answer".
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2 + 2, force_close=True)
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            client = Client(relay, session, fuzzer)
+            for name in sorted(config.providers):
+                instance = config.providers[name]
+                # "Near the limit" is near the instance's own limit where it has one.
+                limit = getattr(instance, "max_body_bytes", config.server.max_body_bytes)
+                baselines[name] = await baseline(client, process, instance)
+                for kind, build in builders.items():
+                    if ONLY and kind not in ONLY:
+                        continue
+                    # Built afresh for each kind: signed timestamps must stay in tolerance.
+                    token = fuzzer.token()
+                    request = build(forge(fuzzer, instance), token, limit)
+                    if request is None:
+                        continue
+                    if kind == "gzip":
+                        token = GZIP_TOKEN
+                    case = Case(kind, name, token, request, must_reject=True)
+                    cells.append(await measure(client, process, instance, kind, case))
+        await relay.wait_drained(60)
+        records = await read_records(
+            broker.bootstrap_servers,
+            [config.kafka.topic, config.kafka.dead_letter_topic],
+            set(client.authentic),
+        )
+        errors = logged_errors(relay)
+
+    with capsys.disabled():
+        print(table(broker.name, baselines, cells, time.monotonic() - started))
+
+    failures = [failure for cell in cells for failure in cell.failures]
+    assert failures == [], failures[:20]
+    refused_authentic = {
+        token: status for token, status in client.authentic.items() if not 200 <= status < 300
+    }
+    assert refused_authentic == {}, list(refused_authentic.items())[:20]
+    published: Counter[str] = Counter()
+    for record in records:
+        tokens = record_tokens(record)
+        hostile = tokens & client.hostile_tokens
+        assert not hostile, f"a record for a hostile request: {record.value[:200]!r}"
+        assert tokens & set(client.authentic), f"a record from no request: {record.value[:200]!r}"
+        if not record.topic.endswith(".dlq"):
+            published.update(tokens)
+    twice = [token for token, n in published.items() if n > 1]
+    missing = set(client.authentic) - set(published)
+    assert not twice, f"authentic requests published more than once: {twice[:10]}"
+    assert not missing, f"authentic requests never published: {sorted(missing)[:10]}"
+    assert errors == [], errors[:20]
