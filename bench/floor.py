@@ -18,7 +18,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from bench.ceiling import serve_until_signalled
-from relay.config import KafkaConfig
+from relay.settings import KafkaConfig
 
 
 async def serve(port: int, bootstrap: str, topic: str) -> None:

@@ -28,10 +28,7 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from relay.errors import BodyTooLarge, UndecodableBody, UnsupportedContentEncoding
-
-CONTENT_ENCODINGS = ("gzip", "deflate")
-"""The encodings an instance may accept (``content_encodings``); zlib is in the standard
-library, and these are the two providers use."""
+from relay.settings import CONTENT_ENCODINGS
 
 # RFC 9110 8.4.1.3: x-gzip is gzip.
 _ALIASES = {"x-gzip": "gzip"}

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from relay.config import DedupConfig
+    from relay.settings import DedupConfig
 
 
 class Claim(enum.Enum):

@@ -22,9 +22,9 @@ import orjson
 import pytest
 import yaml
 
-from relay.config import KafkaConfig
 from relay.deadletter import DEAD_LETTER_CONTENT_TYPE, make_dead_letter
 from relay.records import CLOUDEVENTS_CONTENT_TYPE, KafkaRecord, to_kafka_record
+from relay.settings import KafkaConfig
 from schemas import decoder, usdt_invoice, v2_payout
 from schemas.decoder import decode_event
 from schemas.event import Message, NormalizeContext, webhook_event

@@ -26,9 +26,10 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from relay.config import ServerConfig, load_config, parse_config
+from relay.config import load_config, parse_config
 from relay.http import HEALTH_ROUTE, READY_ROUTE, WEBHOOK_ROUTE
 from relay.profiles import PROFILES
+from relay.settings import ServerConfig
 
 try:
     from relay.http import METRICS_ROUTE

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from relay.config import ConfigError, ServerConfig, parse_config
+from relay.config import ConfigError, parse_config
 from relay.http import client_address
 from relay.metrics import REJECTED
 from relay.server import start_server
+from relay.settings import ServerConfig
 from tests.conftest import INVOICE_SECRET, make_config, signed_webhook, start_relay
 
 # Far longer than any timeout configured below: reaching it means the server never acted.

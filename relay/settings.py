@@ -1,0 +1,87 @@
+"""Settings types: one frozen dataclass per config section, with its defaults.
+
+Each component takes only its own section (the Kafka sink a :class:`KafkaConfig`,
+the dedup store a :class:`DedupConfig`, ...), so none of them depends on the
+provider registry or the loader. This module imports nothing of Relay; reading
+and validating the TOML file is :mod:`relay.config`'s.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import typing
+from dataclasses import dataclass
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+CONTENT_ENCODINGS = ("gzip", "deflate")
+"""The encodings an instance may accept (``content_encodings``); zlib is in the standard
+library, and these are the two providers use."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """``[server]``: where Relay listens and the limits that keep hostile clients cheap.
+
+    Every limit has a default that is safe on a public endpoint; each is
+    checked when the config loads (positive numbers, valid networks).
+    """
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 1048576
+    """A bigger body is refused with 413 before it is read whole. The cap on every request:
+    an instance's own limit (:attr:`ProviderInstance.max_body_bytes`) may only be lower."""
+    ack_budget_max_s: float = 5.0
+    """The cap in ``ack_budget = min(provider timeout x 0.5, ack_budget_max_s)``."""
+    shutdown_grace_s: float = 10.0
+    max_headers: int = 64
+    """Request headers allowed in one request; more is a 400 before any handler runs."""
+    max_header_bytes: int = 8190
+    """The longest header (name and value together) and the longest request line; longer is
+    a 400 (aiohttp's ``max_field_size`` and ``max_line_size``)."""
+    read_timeout_s: float = 10.0
+    """How long a client may take to send its request line and headers (counted from the
+    connection, or from the previous answer on a kept-alive connection, so this is also the
+    idle keep-alive timeout), and again to send its body. A slower client is cut off: the
+    connection closes during headers, a 408 answers a body that is still incomplete. A body
+    Relay refused unread (408, 413) is drained for at most this long again, then closed."""
+    max_connections: int = 512
+    """Open client connections per process. One more gets a 503 with ``Retry-After`` and is
+    closed, so slow or idle clients cannot exhaust file descriptors or memory."""
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    """Peers (addresses or CIDR networks) whose ``X-Forwarded-For`` is believed, for the
+    providers' ``allow_ips`` check: the client is the rightmost address in the header that
+    is not itself a trusted proxy. From any other peer the header is ignored."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    bootstrap_servers: str = "localhost:9092"
+    topic: str = "payments.events"
+    dlq_topic: str = ""
+    """Empty means ``<topic>.dlq``."""
+    idempotence: bool = True
+    max_message_bytes: int = 1048576
+    linger_ms: int = 2
+    client_id: str = "relay"
+    request_timeout_ms: int = 30000
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.topic}.dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class DedupConfig:
+    backend: typing.Literal["memory", "sqlite", "redis"] = "sqlite"
+    path: str = "var/dedup.sqlite3"
+    url: str = "redis://127.0.0.1:6379/0"
+    ttl_s: int = 604800
+    lease_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    path: str = "var/spool"
+    max_bytes: int = 1 << 30
