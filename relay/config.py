@@ -283,11 +283,23 @@ def _instance(
         timezone=_zone(table.get("timezone"), f"{where}.timezone"),
         flow=_flow(table.get("flow"), profile, f"{where}.flow"),
         status_overrides=_statuses(table.get("statuses", {}), f"{where}.statuses"),
-        id_header=(str(_typed(table, "id_header", str, where, "")).lower() or None),
+        id_header=_id_header(table, profile, where),
         max_body_bytes=_body_limit(table.get("max_body_bytes"), profile, server, where),
         content_encodings=_content_encodings(table, where, env),
         max_age_s=_max_age(table, dedup, where),
     )
+
+
+def _id_header(table: Mapping[str, Any], profile: Profile, where: str) -> str | None:
+    """The instance's id header: its ``id_header``, else the profile's (None: none)."""
+    if "id_header" not in table:
+        return profile.id_header or None
+    if profile.id_header is None:
+        raise ConfigError(
+            f"{where}.id_header",
+            f"the {profile.name} profile's event id is signed; it is not read from a header",
+        )
+    return str(_typed(table, "id_header", str, where, "")).lower() or None
 
 
 def _max_age(table: Mapping[str, Any], dedup: DedupConfig, where: str) -> float:

@@ -151,7 +151,8 @@ class Pipeline:
             )
         record = to_kafka_record(event, self._config.kafka.topic)
         self._check_size(record, "the canonical event")
-        claimed = identity if instance.profile.id_from_unsigned_header else event.id
+        # An id from an unsigned header proves nothing: the signed content is the identity.
+        claimed = identity if instance.id_header else event.id
         try:
             durability = await self._deliver_once(
                 dedup_key(instance.name, claimed), record, deadline

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import relay.samples
 import schemas.generic
 import schemas.payin_order
 import schemas.usdt_collect_pay
@@ -37,6 +38,7 @@ import verifiers.hmac_header
 import verifiers.sign_field
 import verifiers.standard_webhooks
 import verifiers.stripe
+from relay.samples import SampleEvent
 from schemas import NormalizationError, parse_payload
 from schemas.event import Normalizer
 from verifiers import AmbiguousBody, MalformedBody
@@ -97,8 +99,18 @@ class Profile:
     normalize: Normalizer
     ack: Ack
     timeout_s: float
+    samples: Mapping[str, SampleEvent]
+    """Named sample webhooks (``relay send --event``) and what each must become."""
     kept_headers: tuple[str, ...] = ()
-    """Headers handed to the normalizer (id headers) and kept in dead letters."""
+    """Headers handed to the normalizer and kept in dead letters (``id_header`` too)."""
+    id_header: str | None = None
+    """The event-id rule where the id travels in a header the signature does not cover
+    (``X-Webhook-Id``, ``X-GitHub-Delivery``): the header's name, which an instance may
+    change with ``id_header``; ``""`` where there is none unless the instance names one
+    (generic ``hmac``). None: the id is pinned by the signature (in the body or a signed
+    header), and ``id_header`` does not apply. With an id header, deduplication claims
+    the signed content's identity instead of the id, so the first delivery of a signed
+    body wins: a captured body posted again with fresh ids publishes nothing."""
     content_types: tuple[str, ...] = ("application/json",)
     """Accepted ``Content-Type`` media types; anything else is a 415."""
     max_body_bytes: int | None = None
@@ -112,13 +124,7 @@ class Profile:
     """What the normalizer reads: only what the signature pins (module docstring)."""
     identity: IdentityReader = body_identity
     """The signed content's identity: dead letters are named by it, so that re-spellings
-    of one message file one letter, and ``id_from_unsigned_header`` profiles deduplicate
-    on it."""
-    id_from_unsigned_header: bool = False
-    """The event id travels in a header the signature does not cover (``X-Webhook-Id``,
-    ``X-GitHub-Delivery``, the generic ``id_header``). Deduplication then claims the
-    signed content's identity instead of the event id, so the first delivery of a signed
-    body wins: a captured body posted again with fresh ids publishes nothing."""
+    of one message file one letter, and instances with an id header deduplicate on it."""
     flows: tuple[str, ...] = ()
     """The flows an instance may set with ``flow``, for a profile that serves several;
     empty where the document fixes it (the ``flow`` option is then refused)."""
@@ -134,6 +140,7 @@ USDT_COLLECT_PAY = Profile(
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(),
     normalize=schemas.usdt_collect_pay.normalize,
+    samples=relay.samples.USDT_COLLECT_PAY,
     payload=signed_view,
     identity=signed_string_identity,
     flows=("payin", "payout"),
@@ -149,6 +156,7 @@ WALLET_TOPUP = Profile(
     scheme=verifiers.header_signature,
     params=verifiers.header_signature.Params(),
     normalize=schemas.wallet_topup.normalize,
+    samples=relay.samples.WALLET_TOPUP,
     ack=Ack(body=b'{"status":"1"}', content_type="application/json"),
     timeout_s=10,
     max_body_bytes=DOCUMENT_BODY_LIMIT,
@@ -160,6 +168,7 @@ V2_PAYOUT = Profile(
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(key_suffix="", nested="sorted_compact", encoding="base64"),
     normalize=schemas.v2_payout.normalize,
+    samples=relay.samples.V2_PAYOUT,
     payload=signed_view,
     identity=signed_string_identity,
     ack=Ack(body=b'{"code":0,"msg":"success"}', content_type="application/json"),
@@ -173,11 +182,12 @@ USDT_INVOICE = Profile(
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(header="x-webhook-signature"),
     normalize=schemas.usdt_invoice.normalize,
+    samples=relay.samples.USDT_INVOICE,
     identity=hmac_content_identity,
-    id_from_unsigned_header=True,
     ack=Ack(),
     timeout_s=30,
-    kept_headers=("x-webhook-id", "x-invoice-reference"),
+    kept_headers=("x-invoice-reference",),
+    id_header="x-webhook-id",
     max_body_bytes=DOCUMENT_BODY_LIMIT,
 )
 
@@ -187,6 +197,7 @@ PAYIN_ORDER = Profile(
     scheme=verifiers.ed25519_header,
     params=verifiers.ed25519_header.Params(),
     normalize=schemas.payin_order.normalize,
+    samples=relay.samples.PAYIN_ORDER,
     ack=Ack(),
     # The provider's documented default: the ack budget is 1 s.
     timeout_s=2,
@@ -199,6 +210,7 @@ STANDARD_WEBHOOKS = Profile(
     scheme=verifiers.standard_webhooks,
     params=verifiers.standard_webhooks.Params(),
     normalize=schemas.generic.standard_webhooks,
+    samples=relay.samples.STANDARD_WEBHOOKS,
     ack=Ack(),
     timeout_s=15,
     kept_headers=("webhook-id", "webhook-timestamp"),
@@ -210,11 +222,12 @@ GITHUB = Profile(
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(header="x-hub-signature-256", prefix="sha256="),
     normalize=schemas.generic.github,
+    samples=relay.samples.GITHUB,
     identity=hmac_content_identity,
-    id_from_unsigned_header=True,
     ack=Ack(),
     timeout_s=10,
-    kept_headers=("x-github-delivery", "x-github-event"),
+    kept_headers=("x-github-event",),
+    id_header="x-github-delivery",
 )
 
 STRIPE = Profile(
@@ -223,19 +236,21 @@ STRIPE = Profile(
     scheme=verifiers.stripe,
     params=verifiers.stripe.Params(),
     normalize=schemas.generic.stripe,
+    samples=relay.samples.STRIPE,
     ack=Ack(),
     timeout_s=10,
 )
 
-# The generic profile's id header is per instance (``id_header``): the pipeline keeps it too.
+# The generic profile's id header is per instance (``id_header``), none by default.
 HMAC = Profile(
     name="hmac",
     document=None,
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(),
     normalize=schemas.generic.hmac,
+    samples=relay.samples.HMAC,
+    id_header="",
     identity=hmac_content_identity,
-    id_from_unsigned_header=True,
     ack=Ack(),
     timeout_s=10,
 )

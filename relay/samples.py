@@ -183,38 +183,54 @@ def _iso(now: float) -> str:
     return datetime.fromtimestamp(int(now), UTC).isoformat().replace("+00:00", "Z")
 
 
-SAMPLES: Mapping[str, Mapping[str, SampleBuilder]] = {
-    "usdt-invoice": {
-        "confirmed": _invoice("confirmed", paid=True),
-        "pending": _invoice("pending", paid=False),
-        "expired": _invoice("expired", paid=False),
-    },
-    "usdt-collect-pay": {"success": _collect(2), "paying": _collect(1), "failed": _collect(3)},
-    "wallet-topup": {
-        "completed": _topup("COMPLETED"),
-        "transferring": _topup("TRANSFERRING"),
-        "failed": _topup("FAILED"),
-    },
-    "v2-payout": {
-        "done": _payout("DONE_PAYMENT"),
-        "pending": _payout("PENDING"),
-        "failed": _payout("FAILED"),
-    },
-    "payin-order": {
-        "completed": _payin("Completed"),
-        "processing": _payin("Processing"),
-        "underpaid": _payin("Underpaid"),
-    },
-    "github": {"issues": _github},
-    "stripe": {"payment_intent.succeeded": _stripe},
-    "standard-webhooks": {"invoice.paid": _standard},
-    "hmac": {"ping": _generic},
+@dataclass(frozen=True, slots=True)
+class SampleEvent:
+    """A named sample of a profile's sender, and the CloudEvent type it must become."""
+
+    build: SampleBuilder
+    becomes: str
+
+
+# Each profile's samples (``Profile.samples``): ``relay send --event NAME``, and the tables
+# the tests derive from the registry.
+USDT_INVOICE: Mapping[str, SampleEvent] = {
+    "confirmed": SampleEvent(_invoice("confirmed", paid=True), "payment.payin.succeeded"),
+    "pending": SampleEvent(_invoice("pending", paid=False), "payment.payin.pending"),
+    "expired": SampleEvent(_invoice("expired", paid=False), "payment.payin.expired"),
 }
+USDT_COLLECT_PAY: Mapping[str, SampleEvent] = {
+    "success": SampleEvent(_collect(2), "payment.payin.succeeded"),
+    "paying": SampleEvent(_collect(1), "payment.payin.processing"),
+    "failed": SampleEvent(_collect(3), "payment.payin.failed"),
+}
+WALLET_TOPUP: Mapping[str, SampleEvent] = {
+    "completed": SampleEvent(_topup("COMPLETED"), "payment.topup.succeeded"),
+    "transferring": SampleEvent(_topup("TRANSFERRING"), "payment.topup.processing"),
+    "failed": SampleEvent(_topup("FAILED"), "payment.topup.failed"),
+}
+V2_PAYOUT: Mapping[str, SampleEvent] = {
+    "done": SampleEvent(_payout("DONE_PAYMENT"), "payment.payout.succeeded"),
+    "pending": SampleEvent(_payout("PENDING"), "payment.payout.pending"),
+    "failed": SampleEvent(_payout("FAILED"), "payment.payout.failed"),
+}
+PAYIN_ORDER: Mapping[str, SampleEvent] = {
+    "completed": SampleEvent(_payin("Completed"), "payment.payin.succeeded"),
+    "processing": SampleEvent(_payin("Processing"), "payment.payin.processing"),
+    "underpaid": SampleEvent(_payin("Underpaid"), "payment.payin.underpaid"),
+}
+GITHUB: Mapping[str, SampleEvent] = {"issues": SampleEvent(_github, "github.issues")}
+STRIPE: Mapping[str, SampleEvent] = {
+    "payment_intent.succeeded": SampleEvent(_stripe, "stripe.payment_intent.succeeded")
+}
+STANDARD_WEBHOOKS: Mapping[str, SampleEvent] = {
+    "invoice.paid": SampleEvent(_standard, "standard-webhooks.invoice.paid")
+}
+HMAC: Mapping[str, SampleEvent] = {"ping": SampleEvent(_generic, "hmac.ping")}
 
 
 class UnknownSample(LookupError):
-    def __init__(self, profile: str, event: str) -> None:
-        super().__init__(f"no sample event {event!r} (have: {', '.join(SAMPLES[profile])})")
+    def __init__(self, event: str, samples: Mapping[str, SampleEvent]) -> None:
+        super().__init__(f"no sample event {event!r} (have: {', '.join(samples)})")
 
 
 def signed_sample(
@@ -229,11 +245,11 @@ def signed_sample(
     instance's secret or demo private key, with its content type."""
     headers: dict[str, str] = {}
     if body is None:
-        samples = SAMPLES[instance.profile.name]
+        samples = instance.profile.samples
         name = event or next(iter(samples))
         if name not in samples:
-            raise UnknownSample(instance.profile.name, name)
-        sample = samples[name](now, order or f"ORDER-{uuid.uuid4().hex[:10].upper()}")
+            raise UnknownSample(name, samples)
+        sample = samples[name].build(now, order or f"ORDER-{uuid.uuid4().hex[:10].upper()}")
         body, headers = sample.body, dict(sample.headers)
     signed = instance.profile.scheme.sign(body, instance.params, instance.keys, now)
     headers.update(signed.headers)

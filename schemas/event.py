@@ -170,6 +170,13 @@ def webhook_event(
     )
 
 
+def header_id(message: Message, ctx: NormalizeContext) -> str | None:
+    """The sender's own event id, from the instance's id header when it has one and sent it."""
+    if not ctx.id_header:
+        return None
+    return message.headers.get(ctx.id_header.lower()) or None
+
+
 def _require_utf8(**values: str | None) -> None:
     """Refuse lone surrogates (valid in JSON text, not in UTF-8): the event could not be written."""
     for name, value in values.items():

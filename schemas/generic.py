@@ -5,7 +5,7 @@ where the sender states one, the event time; ``data`` is ``{provider,
 profile, raw}`` (see :func:`schemas.event.webhook_event`). Header names are
 lower case: the HTTP layer lower-cases them once.
 
-- ``github``: id ``X-GitHub-Delivery``, type ``X-GitHub-Event`` (``push``,
+- ``github``: id ``X-GitHub-Delivery`` (the instance's id header), type ``X-GitHub-Event`` (``push``,
   ``pull_request``; the payload's ``action`` stays in ``raw``), no time (the
   payloads have no common timestamp field). Only JSON deliveries are
   accepted upstream, so ``raw`` is JSON. Neither header is signed, and Relay
@@ -33,7 +33,7 @@ import hashlib
 from typing import Any
 
 from schemas.errors import NormalizationError
-from schemas.event import CanonicalEvent, Message, NormalizeContext, webhook_event
+from schemas.event import CanonicalEvent, Message, NormalizeContext, header_id, webhook_event
 from schemas.values import field, from_unix, require_object, required_text, stable_id
 
 
@@ -41,7 +41,7 @@ def github(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
     return webhook_event(
         message,
         ctx,
-        event_id=message.headers.get("x-github-delivery") or _body_id(message),
+        event_id=header_id(message, ctx) or _body_id(message),
         sender_type=message.headers.get("x-github-event") or None,
     )
 
@@ -68,11 +68,10 @@ def standard_webhooks(message: Message, ctx: NormalizeContext) -> CanonicalEvent
 
 
 def hmac(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
-    header_id = message.headers.get(ctx.id_header.lower()) if ctx.id_header else None
     return webhook_event(
         message,
         ctx,
-        event_id=header_id or _body_id(message),
+        event_id=header_id(message, ctx) or _body_id(message),
         sender_type=_string_field(message.payload, "type")
         or _string_field(message.payload, "event"),
     )

@@ -5,7 +5,7 @@ Payload fields: ``invoice_reference``, ``merchant_id``, ``status``,
 ``tx_hash``, ``metadata``, ``paid_at`` (ISO 8601 UTC).
 
 Decisions where the document is silent:
-- Event id: the ``X-Webhook-Id`` header; without it, a hash of
+- Event id: the instance's id header (``X-Webhook-Id`` unless it names another); without it, a hash of
   (``invoice_reference``, ``status``, ``amount_usdt_exact``, ``paid_at``).
 - ``amount`` is ``amount_usdt_exact``; ``amount_received`` equals it only for
   ``confirmed`` (the provider confirms exact payment), else null.
@@ -14,7 +14,7 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
-from schemas.event import CanonicalEvent, Message, NormalizeContext, payment_event
+from schemas.event import CanonicalEvent, Message, NormalizeContext, header_id, payment_event
 from schemas.values import (
     amount,
     asset_network,
@@ -42,9 +42,7 @@ def normalize(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
     exact = amount(field(payload, "amount_usdt_exact"), "amount_usdt_exact")
     paid_at = from_iso(field(payload, "paid_at"), "paid_at")
     asset, network = asset_network(field(payload, "asset_code"))
-    event_id = message.headers.get("x-webhook-id") or stable_id(
-        reference, provider_status, exact, paid_at
-    )
+    event_id = header_id(message, ctx) or stable_id(reference, provider_status, exact, paid_at)
     return payment_event(
         message,
         ctx,

@@ -176,6 +176,13 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         "providers.invoices.flow",
         "the usdt-invoice profile's flow is fixed by its document",
     ),
+    "id header on a profile whose id is signed": Case(
+        BASE
+        + '\n[providers.pay]\nprofile = "stripe"\nsecrets = ["whsec_check-config"]\n'
+        + 'id_header = "x-event-id"\n',
+        "providers.pay.id_header",
+        "the stripe profile's event id is signed; it is not read from a header",
+    ),
     "max age beyond the dedup window": Case(
         _with("secrets = [", "max_age_s = 700000\nsecrets = ["),
         "providers.invoices.max_age_s",

@@ -38,7 +38,7 @@ import pytest
 from relay.config import Config, load_config
 from relay.devbroker import DevBroker
 from relay.kafka import create_topics
-from relay.samples import SAMPLES
+from relay.profiles import PROFILES
 from relay.spool import Spool
 from tests.conftest import SignedWebhook, TestBroker, read_topic, signed_webhook
 from tests.redis_server import redis_server, start_valkey
@@ -117,7 +117,7 @@ def order_chains(config: Config, orders: int) -> list[list[SignedWebhook]]:
     for n in range(orders):
         chain = []
         for step, status in enumerate(STATUS_CHANGES):
-            sample = SAMPLES["usdt-invoice"][status](time.time(), f"ORDER-{n:04d}")
+            sample = PROFILES["usdt-invoice"].samples[status].build(time.time(), f"ORDER-{n:04d}")
             payload = orjson.loads(sample.body)
             payload["metadata"]["step"] = step
             body = orjson.dumps(payload)

@@ -40,7 +40,13 @@ from schemas import (
     wallet_topup,
 )
 from schemas.errors import NormalizationError
-from schemas.event import PAYMENT_SCHEMA, CanonicalEvent, Message, NormalizeContext, Normalizer
+from schemas.event import (
+    PAYMENT_SCHEMA,
+    CanonicalEvent,
+    Message,
+    NormalizeContext,
+    Normalizer,
+)
 from schemas.payload import parse_payload
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -86,10 +92,6 @@ def _no_provider_id(message: Message, ctx: NormalizeContext) -> None:
     return None
 
 
-def _header(name: str) -> Callable[[Message, NormalizeContext], str | None]:
-    return lambda message, ctx: message.headers.get(name) or None
-
-
 def _envelope_id(message: Message, ctx: NormalizeContext) -> str | None:
     payload = message.payload
     if "data" in payload and "order_id" not in payload:
@@ -97,7 +99,8 @@ def _envelope_id(message: Message, ctx: NormalizeContext) -> str | None:
     return None
 
 
-def _hmac_id(message: Message, ctx: NormalizeContext) -> str | None:
+def _header_id(message: Message, ctx: NormalizeContext) -> str | None:
+    """The profile's (or the case's) id header, as the registry declares it."""
     return message.headers.get(ctx.id_header.lower()) if ctx.id_header else None
 
 
@@ -113,7 +116,7 @@ PROFILES: dict[str, Rules] = {
     ),
     "usdt-invoice": Rules(
         usdt_invoice.normalize,
-        _header("x-webhook-id"),
+        _header_id,
         _other(("pending", "confirmed", "expired", "cancelled")),
     ),
     "payin-order": Rules(
@@ -121,10 +124,13 @@ PROFILES: dict[str, Rules] = {
         _envelope_id,
         _other(("Pending", "Processing", "Completed", "Expired", "Underpaid")),
     ),
-    "github": Rules(generic.github, _header("x-github-delivery"), None),
+    "github": Rules(generic.github, _header_id, None),
     "stripe": Rules(generic.stripe, lambda message, ctx: message.payload["id"], None),
-    "standard-webhooks": Rules(generic.standard_webhooks, _header("webhook-id"), None),
-    "hmac": Rules(generic.hmac, _hmac_id, lambda payload: {"changed": payload}),
+    # A signed header: the scheme's, not an id header of the registry's.
+    "standard-webhooks": Rules(
+        generic.standard_webhooks, lambda message, ctx: message.headers.get("webhook-id"), None
+    ),
+    "hmac": Rules(generic.hmac, _header_id, lambda payload: {"changed": payload}),
 }
 
 
@@ -146,7 +152,8 @@ class Case:
             timezone=ZoneInfo(zone) if zone else None,
             flow=self.context.get("flow"),
             status_overrides=self.context.get("status_overrides", {}),
-            id_header=self.context.get("id_header"),
+            # As the config loader does: the instance's id header, else the profile's.
+            id_header=self.context.get("id_header") or REGISTRY[self.profile].id_header or None,
         )
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from relay.config import Config, ProviderInstance
-from relay.samples import SAMPLES, signed_sample
+from relay.samples import signed_sample
 from tests.fuzz.instances import Slot, decode, encode, signature_of, timestamp_of, tolerance_s
 from verifiers import VerificationError
 
@@ -78,7 +78,7 @@ class Fuzzer:
         token: str | None = None,
     ) -> tuple[Request, str]:
         token = token or self.token()
-        event = self.rng.choice(list(SAMPLES[instance.profile.name]))
+        event = self.rng.choice(list(instance.profile.samples))
         if now is None:
             # A millisecond apart at least: some samples derive their event id from the time
             # (usdt-collect-pay's orderNo), and two cases must never share one.
@@ -562,8 +562,8 @@ def _hostile_body(fuzzer: Fuzzer, token: str, *, signable: bool = False) -> byte
     """A body with ``token`` in it, of a shape no provider sends on purpose."""
     rng = fuzzer.rng
     instance = fuzzer.pick()
-    event = rng.choice(list(SAMPLES[instance.profile.name]))
-    sample = json.loads(SAMPLES[instance.profile.name][event](time.time(), token).body)
+    event = rng.choice(list(instance.profile.samples))
+    sample = json.loads(instance.profile.samples[event].build(time.time(), token).body)
     shape = rng.randrange(8 if signable else 10)
     if shape <= 3:  # a sample with one field, at any depth, replaced by a hostile value
         # The token may be in the field replaced: a member of its own keeps it in the body.

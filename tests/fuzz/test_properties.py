@@ -29,7 +29,7 @@ from relay.config import Config, ProviderInstance, parse_config
 from relay.http import client_address
 from relay.pipeline import normalize
 from relay.records import to_kafka_record
-from relay.samples import SAMPLES, signed_sample
+from relay.samples import signed_sample
 from schemas import NormalizationError, parse_payload
 from tests.fuzz.instances import decode, fuzz_providers, signature_of
 from tests.fuzz.mutations import Request, sign_field_equivalent, slot_value
@@ -211,9 +211,9 @@ def test_normalizing_an_authentic_payload_of_any_shape_never_crashes(
     name: str, data: st.DataObject
 ) -> None:
     instance = instance_named(name)
-    samples = SAMPLES[instance.profile.name]
+    samples = instance.profile.samples
     event = data.draw(st.sampled_from(sorted(samples)))
-    sample = samples[event](NOW, "fz0000000000000000")
+    sample = samples[event].build(NOW, "fz0000000000000000")
     document = json.loads(sample.body)
     if data.draw(st.booleans()):
         body = json.dumps(_replace_somewhere(document, data, data.draw(json_values))).encode()

@@ -55,7 +55,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from relay.config import Config, ProviderInstance
-from relay.samples import SAMPLES, signed_sample
+from relay.samples import signed_sample
 from tests.conftest import TestBroker
 from tests.fuzz.instances import fuzz_providers
 from tests.fuzz.mutations import Case, Request
@@ -205,7 +205,7 @@ def originals_of(
     def edited(event: str, label: str, edit: Callable[[Any, str], None]) -> Original:
         # The sample's body changed, then signed: only ever the original is signed.
         order, now = token(), clock()
-        sample = SAMPLES[profile][event](now, order)
+        sample = instance.profile.samples[event].build(now, order)
         doc = parse(sample.body)
         edit(doc, order)
         signed = signed_sample(instance, body=dumps(doc), now=now)
@@ -214,7 +214,7 @@ def originals_of(
             instance.name, label, order, Request("POST", path, list(headers.items()), signed.body)
         )
 
-    events = list(SAMPLES[profile])
+    events = list(instance.profile.samples)
     originals = [plain(event) for event in events]
     originals.append(edited(events[0], f"{events[0]}, non-ASCII reference", _with_suffix))
     sign_field = target_of(instance).sign_field
