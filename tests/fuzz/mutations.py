@@ -472,10 +472,10 @@ def raw_http(fuzzer: Fuzzer, kind: str) -> Case:
         altered = has_header
     headers = b""
     for name, value in request.headers:
-        line = f"{name}: {value}".encode("utf-8", "surrogateescape")
+        header_line = f"{name}: {value}".encode("utf-8", "surrogateescape")
         if name.lower() == target.lower():
-            line += inject
-        headers += line + b"\r\n"
+            header_line += inject
+        headers += header_line + b"\r\n"
     body = request.body
     line = f"POST {request.path} HTTP/1.1\r\n"
     framing = f"Content-Length: {len(body)}\r\n"

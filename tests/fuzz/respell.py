@@ -39,11 +39,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from hypothesis import strategies as st
 
 from tests.fuzz.mutations import Request, header_index, with_header
+
+UnicodeForm = Literal["NFC", "NFD", "NFKC", "NFKD"]
 
 
 class Obj(list[tuple[str, Any]]):
@@ -407,11 +409,8 @@ def unicode_form(draft: Draft, data: st.DataObject, target: Target) -> str | Non
         return None
     slot = data.draw(st.sampled_from(found))
     current = slot.get()
-    forms = [
-        form
-        for form in ("NFC", "NFD", "NFKC", "NFKD")
-        if unicodedata.normalize(form, current) != current
-    ]
+    all_forms: tuple[UnicodeForm, ...] = ("NFC", "NFD", "NFKC", "NFKD")
+    forms = [form for form in all_forms if unicodedata.normalize(form, current) != current]
     if not forms:
         return None
     form = data.draw(st.sampled_from(forms))
