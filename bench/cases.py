@@ -31,7 +31,7 @@ from typing import Any
 from bench.load import Request, WrkResult, raw_request, run_wrk, write_request_file
 from relay.config import ProviderInstance, parse_config
 from relay.devbroker import free_port
-from relay.kafka import assign_topic, open_consumer
+from relay.kafka import TopicReader
 from relay.samples import signed_sample
 
 REPO = Path(__file__).resolve().parent.parent
@@ -463,29 +463,23 @@ async def read_ids(
 ) -> Counter[str]:
     """Count the records of ``topic`` by ``ce_id`` header: until ``expect`` records and then
     ``quiet_s`` without a new one (so late duplicates are seen), or 120 s at most."""
-    consumer = open_consumer(bootstrap)
-    await consumer.start()
     ids: Counter[str] = Counter()
-    try:
+    async with TopicReader(bootstrap, topic) as reader:
         deadline = time.monotonic() + 120
-        while not await assign_topic(consumer, topic, resume=False):
+        while not await reader.assign(resume=False):
             if time.monotonic() > deadline:
                 return ids
             await asyncio.sleep(0.2)
         last_new = time.monotonic()
         while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=10000)
-            for messages in batch.values():
-                for message in messages:
-                    ids[dict(message.headers).get("ce_id", b"").decode()] += 1
+            if records := await reader.poll(0.2):
+                for record in records:
+                    ids[dict(record.headers).get("ce_id", b"").decode()] += 1
                 last_new = time.monotonic()
             if time.monotonic() - last_new > quiet_s and (
                 ids.total() >= expect or time.monotonic() - last_new > 10
             ):
                 break
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(consumer.stop(), 5)
     return ids
 
 

@@ -2,7 +2,11 @@
 
 :meth:`Delivery.deliver` returns where the record became durable, or raises
 :class:`relay.errors.Unavailable` (nothing durable took it: 503) or
-:class:`relay.kafka.RecordRejected` (Kafka never will: dead-letter it).
+:class:`relay.sink.RecordRejected` (Kafka never will: dead-letter it).
+
+Kafka is reached through the :class:`relay.sink.Sink` port only; this module
+must not import :mod:`relay.kafka` or aiokafka, so that its rules are tested
+with :class:`relay.memory_sink.MemorySink` and no broker (``tests/test_delivery.py``).
 
 Rules that keep "acknowledged" meaning "durable", and order per key:
 
@@ -12,10 +16,14 @@ Rules that keep "acknowledged" meaning "durable", and order per key:
   cancelled: if Kafka acknowledges it later, the spool entry is marked done so
   the drainer does not publish it a second time. The drainer waits for such
   late sends to settle before each pass for the same reason.
-- The drainer publishes spooled records in append order and marks each done
-  (in the spool, then in dedup) only after Kafka acknowledged it. A crash
-  between the two republishes that record once; consumers see the same
-  CloudEvent ``id`` twice in that window only.
+- The drainer publishes spooled records in append order, in batches, and
+  marks each done in the spool only after Kafka acknowledged it; one that
+  failed stays for the next pass. A crash between the acknowledgement and the
+  mark republishes that record once; consumers see the same CloudEvent ``id``
+  twice in that window only. (Dedup needs no step here: the pipeline marks
+  the event done once the spool holds it.)
+- :meth:`Delivery.stop` gives late sends and a last drain pass a bounded time;
+  what is still spooled stays on disk for the next start.
 """
 
 from __future__ import annotations
@@ -24,12 +32,11 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from relay.errors import Unavailable
-from relay.kafka import KafkaSink, KafkaUnavailable, RecordRejected
 from relay.records import KafkaRecord
+from relay.sink import KafkaUnavailable, RecordRejected, Sink
 from relay.spool import Spool, SpoolEntry, SpoolFull, SpoolUnavailable
 
 log = logging.getLogger("relay.delivery")
@@ -51,7 +58,7 @@ class Deliverer(Protocol):
 class DirectDelivery:
     """Kafka only, for ``relay replay``: it commits its progress only for what Kafka took."""
 
-    def __init__(self, sink: KafkaSink) -> None:
+    def __init__(self, sink: Sink) -> None:
         self._sink = sink
 
     async def deliver(
@@ -69,15 +76,9 @@ class DirectDelivery:
 class Delivery:
     """Kafka with the spool behind it: what the HTTP path uses."""
 
-    def __init__(
-        self,
-        sink: KafkaSink,
-        spool: Spool,
-        on_drained: Callable[[SpoolEntry], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, sink: Sink, spool: Spool) -> None:
         self._sink = sink
         self._spool = spool
-        self._on_drained = on_drained
         self._late_sends: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
@@ -200,7 +201,4 @@ class Delivery:
                 )
         if delivered:
             await spool.mark_done([entry.seq for entry in delivered])
-            if self._on_drained is not None:
-                for entry in delivered:
-                    await self._on_drained(entry)
         return bool(delivered)

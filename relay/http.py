@@ -31,10 +31,9 @@ import orjson
 from aiohttp import web
 
 from relay.body import read_body
-from relay.config import Config, IpNetwork, ProviderInstance
+from relay.config import Config, ProviderInstance
 from relay.dedup import DedupStore
 from relay.errors import ForbiddenAddress, RelayError, UnknownProvider, UnsupportedMediaType
-from relay.kafka import KafkaSink
 from relay.metrics import (
     ACK_LATENCY,
     DEAD_LETTERS,
@@ -45,6 +44,8 @@ from relay.metrics import (
     metrics_handler,
 )
 from relay.pipeline import Outcome, Pipeline, Result
+from relay.settings import IpNetwork
+from relay.sink import Sink
 from relay.spool import Spool, SpoolUnavailable
 from verifiers import VerificationError
 
@@ -62,7 +63,7 @@ class Services:
     config: Config
     dedup: DedupStore
     spool: Spool
-    sink: KafkaSink
+    sink: Sink
     pipeline: Pipeline
 
 

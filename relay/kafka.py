@@ -1,12 +1,13 @@
 """The Kafka boundary: the only module that imports aiokafka.
 
-:class:`KafkaSink` owns one producer (``acks="all"``, idempotence per config)
-and keeps trying to connect in the background, so Relay starts and serves
-(spooling) while Kafka is unreachable and connects when it appears.
-:func:`open_consumer` gives ``relay tail``, ``relay replay`` and the tests a
-consumer configured the same way everywhere.
+:class:`KafkaSink` is the :class:`relay.sink.Sink` that publishes: it owns one
+producer (``acks="all"``, idempotence per config) and keeps trying to connect
+in the background, so Relay starts and serves (spooling) while Kafka is
+unreachable and connects when it appears. :class:`TopicReader` reads a topic
+back for ``relay tail``, ``relay dlq``, ``relay replay`` and the tests, with a
+consumer configured the same way everywhere (:func:`open_consumer`).
 
-Errors are reduced to two kinds the rest of Relay understands:
+Errors are reduced to the two kinds of :mod:`relay.sink` (re-exported here):
 :class:`KafkaUnavailable` (try again later: spool) and :class:`RecordRejected`
 (this record will never be accepted: dead-letter it).
 
@@ -24,7 +25,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -35,10 +37,12 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from relay.config import KafkaConfig
 from relay.metrics import KAFKA_PUBLISH
 from relay.records import KafkaRecord
+from relay.settings import KafkaConfig
+from relay.sink import KafkaUnavailable, RecordRejected, SendError
 
 log = logging.getLogger("relay.kafka")
 
@@ -48,26 +52,9 @@ _PERMANENT = (MessageSizeTooLargeError, RecordTooLargeError)
 _TOPIC_RECHECK_S = 1.0
 
 
-class KafkaUnavailable(Exception):
-    """Kafka did not take the record now; it may later.
-
-    The message is for the log and the operator: aiokafka's texts name broker addresses.
-    ``kind`` is what may be shown to anyone (``/readyz`` is public wherever a proxy routes
-    it): the aiokafka error's class name or a short fixed phrase.
-    """
-
-    def __init__(self, message: str, kind: str = "broker unreachable") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class RecordRejected(Exception):
-    """Kafka will never take this record (e.g. larger than ``message.max.bytes``)."""
-
-    reason = "record_too_large"
-
-
 class KafkaSink:
+    """The :class:`relay.sink.Sink` that publishes to Kafka."""
+
     def __init__(self, config: KafkaConfig) -> None:
         self._config = config
         self._producer: AIOKafkaProducer | None = None
@@ -133,7 +120,7 @@ class KafkaSink:
             self._note_error(unavailable)
             raise unavailable from exc
 
-    async def send_batch(self, records: Iterable[KafkaRecord]) -> list[BaseException | None]:
+    async def send_batch(self, records: Iterable[KafkaRecord]) -> list[SendError | None]:
         """Publish records in order, pipelined; one result per record (None when acknowledged)."""
         if self._producer is None or not self.connected:
             raise self._not_connected()
@@ -153,7 +140,7 @@ class KafkaSink:
                 )
             except KafkaError as exc:
                 futures.append(exc)
-        results: list[BaseException | None] = []
+        results: list[SendError | None] = []
         for future in futures:
             if isinstance(future, BaseException):
                 results.append(_classify(future))
@@ -268,7 +255,7 @@ class KafkaSink:
                 await self._look_for_topics()
 
 
-def _classify(exc: BaseException) -> BaseException:
+def _classify(exc: BaseException) -> SendError:
     if isinstance(exc, KafkaUnavailable | RecordRejected):
         return exc
     if isinstance(exc, _PERMANENT):
@@ -402,4 +389,104 @@ async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int] | 
     client = consumer._client
     client.add_topic(topic)
     await client.force_metadata_update()
-    return consumer.partitions_for_topic(topic)
+    partitions: set[int] | None = consumer.partitions_for_topic(topic)
+    return partitions
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRecord:
+    """A record as read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+class TopicReader:
+    """One topic read back: ``relay tail``, ``relay dlq``, ``relay replay`` and the tests.
+
+    Opened with ``async with`` (inside a coroutine). With ``subscribe`` it follows
+    the topic as it is (waiting for it if it does not exist yet); otherwise
+    :meth:`assign` positions it on every partition, without a group join.
+    Offsets are committed only by :meth:`commit`, for what the caller really
+    processed; ``group_id`` names whose offsets those are.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        *,
+        subscribe: bool = False,
+        group_id: str | None = None,
+        from_beginning: bool = True,
+    ) -> None:
+        self.topic = topic
+        self._consumer = open_consumer(
+            bootstrap_servers,
+            *((topic,) if subscribe else ()),
+            group_id=group_id,
+            from_beginning=from_beginning,
+        )
+
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # A consumer whose broker went away can hang in stop(): it must not keep the caller.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._consumer.stop(), 5)
+
+    async def assign(self, *, resume: bool) -> bool:
+        """Read every partition from the group's committed offsets (``resume``) or the
+        beginning; False when the topic does not exist. See :func:`assign_topic`."""
+        return await assign_topic(self._consumer, self.topic, resume=resume)
+
+    async def poll(self, timeout_s: float) -> list[ReadRecord]:
+        """What has arrived, waiting up to ``timeout_s`` when nothing has."""
+        batch = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000))
+        return [_read_record(message) for messages in batch.values() for message in messages]
+
+    async def until_idle(self, idle_s: float) -> AsyncIterator[ReadRecord]:
+        """Records until none arrives for ``idle_s``.
+
+        Idle detection, not end offsets: the dev broker reports wrong end offsets
+        after batched writes.
+        """
+        while records := await self.poll(idle_s):
+            for record in records:
+                yield record
+
+    async def __aiter__(self) -> AsyncIterator[ReadRecord]:
+        """Records as they arrive, for as long as the caller keeps reading."""
+        async for message in self._consumer:
+            yield _read_record(message)
+
+    def pause(self, record: ReadRecord) -> None:
+        """Fetch nothing more from ``record``'s partition while this reader is open."""
+        self._consumer.pause(TopicPartition(record.topic, record.partition))
+
+    def paused(self, record: ReadRecord) -> bool:
+        """Whether ``record``'s partition was paused (it may have been fetched before)."""
+        return TopicPartition(record.topic, record.partition) in self._consumer.paused()
+
+    async def commit(self, record: ReadRecord) -> None:
+        """Record ``record`` as processed: the group resumes after it."""
+        partition = TopicPartition(record.topic, record.partition)
+        await self._consumer.commit({partition: OffsetAndMetadata(record.offset + 1, "")})
+
+
+def _read_record(message: ConsumerRecord) -> ReadRecord:
+    return ReadRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        # Relay writes every record with a key and a value; one from elsewhere without reads as empty.
+        key=message.key or b"",
+        value=message.value or b"",
+        headers=tuple(message.headers),
+    )

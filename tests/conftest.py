@@ -24,7 +24,6 @@ never see each other's records.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 import uuid
@@ -40,7 +39,7 @@ from relay.app import build_app
 from relay.config import Config, parse_config
 from relay.devbroker import DevBroker
 from relay.http import SERVICES, Services
-from relay.kafka import assign_topic, open_consumer
+from relay.kafka import ReadRecord, TopicReader
 from relay.samples import signed_sample
 from tests.apache_kafka.launcher import ApacheKafka, ensure_jars, java_and_maven
 
@@ -290,30 +289,23 @@ def signed_webhook(
 
 async def read_topic(
     bootstrap: str, topic: str, *, expect: int, settle_s: float = 0.5, timeout_s: float = 20.0
-) -> list[Any]:
+) -> list[ReadRecord]:
     """Every record of ``topic`` from the beginning: waits for ``expect`` records, then
     ``settle_s`` more so that a duplicate arriving late is seen too."""
-    consumer = open_consumer(bootstrap)
-    await consumer.start()
-    records: list[Any] = []
-    try:
+    records: list[ReadRecord] = []
+    async with TopicReader(bootstrap, topic) as reader:
         deadline = time.monotonic() + timeout_s
-        while not await assign_topic(consumer, topic, resume=False):
+        while not await reader.assign(resume=False):
             if time.monotonic() >= deadline or expect == 0:
                 return records
             await asyncio.sleep(0.1)
         settle_deadline: float | None = None
         while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=100)
-            for messages in batch.values():
-                records.extend(messages)
+            records.extend(await reader.poll(0.1))
             if len(records) >= expect:
                 settle_deadline = settle_deadline or time.monotonic() + settle_s
                 if time.monotonic() >= settle_deadline:
                     break
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(consumer.stop(), 5)
     return records
 
 

@@ -37,10 +37,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.app import build_app
 from relay.config import Config, KafkaConfig, load_config, parse_config
 from relay.http import SERVICES
-from relay.kafka import KafkaSink, KafkaUnavailable
+from relay.kafka import KafkaSink
 from relay.logs import RepeatFilter, effective_config, setup_logging
 from relay.records import KafkaRecord
 from relay.replay import LetterFilter, replay
+from relay.sink import KafkaUnavailable
 from tests.conftest import (
     INVOICE_SECRET,
     RelayUnderTest,
@@ -741,7 +742,7 @@ async def test_a_failed_send_shows_its_class_in_readyz_and_its_message_in_the_lo
 ) -> None:
     caplog.set_level(logging.WARNING, logger="relay.kafka")
     sink = KafkaSink(KafkaConfig())
-    sink._producer = _FailingProducer()  # type: ignore[assignment]
+    sink._producer = _FailingProducer()
     sink._connected.set()
     record = KafkaRecord(topic="payments.events", key=b"k", value=b"{}", headers=())
     for _ in range(3):

@@ -42,7 +42,7 @@ from yarl import URL
 
 from relay.config import Config, parse_config
 from relay.devbroker import free_port
-from relay.kafka import assign_topic, open_consumer
+from relay.kafka import ReadRecord, TopicReader
 from tests.conftest import TestBroker
 from tests.fuzz.instances import fuzz_providers
 from tests.fuzz.mutations import TOKEN, Case, Fuzzer
@@ -218,35 +218,27 @@ async def run_cases(
         await asyncio.gather(*pending)
 
 
-async def read_records(bootstrap: str, topics: list[str], tokens: set[str]) -> list[Any]:
+async def read_records(bootstrap: str, topics: list[str], tokens: set[str]) -> list[ReadRecord]:
     """Every record of ``topics`` once every token in ``tokens`` has been seen in one (or a
     deadline passes: the assertions then say what is missing), plus a second for late ones."""
-    consumers = [open_consumer(bootstrap) for _ in topics]
-    records: list[Any] = []
-    try:
-        for consumer in consumers:
-            await consumer.start()
+    records: list[ReadRecord] = []
+    async with contextlib.AsyncExitStack() as stack:
+        readers = [await stack.enter_async_context(TopicReader(bootstrap, name)) for name in topics]
         assigned = [False] * len(topics)
         seen: set[str] = set()
         deadline = time.monotonic() + 120
         settle: float | None = None
         while time.monotonic() < deadline and (settle is None or time.monotonic() < settle):
-            for index, (consumer, name) in enumerate(zip(consumers, topics, strict=True)):
+            for index, reader in enumerate(readers):
                 if not assigned[index]:
-                    assigned[index] = await assign_topic(consumer, name, resume=False)
+                    assigned[index] = await reader.assign(resume=False)
                     continue
-                batch = await consumer.getmany(timeout_ms=100)
-                for messages in batch.values():
-                    records.extend(messages)
-                    for message in messages:
-                        seen.update(token.decode() for token in TOKEN.findall(record_text(message)))
+                for record in await reader.poll(0.1):
+                    records.append(record)
+                    seen.update(token.decode() for token in TOKEN.findall(record_text(record)))
             if settle is None and tokens <= seen:
                 settle = time.monotonic() + 1.0
             await asyncio.sleep(0)
-    finally:
-        for consumer in consumers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 5)
     return records
 
 

@@ -55,6 +55,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from relay.config import Config, ProviderInstance
+from relay.kafka import ReadRecord
 from relay.samples import signed_sample
 from tests.conftest import TestBroker
 from tests.fuzz.instances import fuzz_providers
@@ -134,9 +135,9 @@ class Run:
     broker: str
     originals: dict[str, list[Original]]
     sent: dict[str, list[Sent]]
-    before: list[Any]
+    before: list[ReadRecord]
     """Every record once the originals were in."""
-    after: list[Any]
+    after: list[ReadRecord]
     """Every record once the re-spellings were in too."""
     outcomes_before: dict[str, Counter[str]]
     outcomes_after: dict[str, Counter[str]]

@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 
+from relay.kafka import ReadRecord
 from tests.fuzz.mutations import TOKEN
 
 
-def record_text(record: Any) -> bytes:
+def record_text(record: ReadRecord) -> bytes:
     """A record's value, with a dead letter's body decoded so its token can be read."""
     if record.topic.endswith(".dlq"):
         letter = orjson.loads(record.value)
@@ -24,7 +25,7 @@ def record_text(record: Any) -> bytes:
     return record.value
 
 
-def record_tokens(record: Any) -> set[str]:
+def record_tokens(record: ReadRecord) -> set[str]:
     """The tokens in a record, read in its text and in its decoded JSON strings: a body that
     spells its token with escapes (``"\\u0066z..."``) still names it."""
     text = record_text(record)
