@@ -10,8 +10,8 @@ of the load table, it tells where a request's CPU goes.
 - ``normalize``: JSON parse and the canonical event (``relay.pipeline.normalize``);
 - ``record``: ``to_kafka_record`` (the event's JSON, key, headers);
 - ``dedup``: memory store ``claim`` then ``mark_done``;
-- ``delivery``: ``Delivery.deliver`` with a sink that acknowledges at once
-  (the task, the timed wait, the bookkeeping; not aiokafka);
+- ``delivery``: ``Delivery.deliver`` with a ``MemorySink`` that acknowledges
+  at once (the task, the timed wait, the bookkeeping; not aiokafka);
 - ``log line``: the one JSON log line per webhook (to ``/dev/null``);
 - ``metrics``: the counters and histograms one accepted webhook updates.
 """
@@ -23,30 +23,22 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.cases import signing_instance
 from relay.dedup import MemoryDedup
 from relay.delivery import Delivery
+from relay.memory_sink import MemorySink
 from relay.metrics import ACK_LATENCY, KAFKA_PUBLISH, WEBHOOKS
-from relay.pipeline import normalize
+from relay.pipeline import Inbound, normalize
 from relay.records import KafkaRecord, to_kafka_record
 from relay.samples import signed_sample
 from relay.spool import Spool
 
 ROUNDS = 5
 COUNT = 2000
-
-
-class _InstantSink:
-    """Acknowledges every record at once: what is left is Relay's own delivery code."""
-
-    connected = True
-
-    async def send(self, record: KafkaRecord) -> None:
-        return None
 
 
 def _best_us(fn: Callable[[], None], count: int) -> float:
@@ -68,7 +60,8 @@ def run() -> dict[str, float]:
     ]
     received = datetime.now(UTC)
     scheme, params, keys = instance.profile.scheme, instance.params, instance.keys
-    events = [normalize(instance, body, headers, received) for body, headers in requests]
+    inbounds = [Inbound(instance, body, headers, received) for body, headers in requests]
+    events = [normalize(inbound) for inbound in inbounds]
     records = [to_kafka_record(event, "bench") for event in events]
     costs: dict[str, float] = {}
 
@@ -77,8 +70,8 @@ def run() -> dict[str, float]:
             scheme.verify(body, headers, params, keys, now)
 
     def normalize_all() -> None:
-        for body, headers in requests:
-            normalize(instance, body, headers, received)
+        for inbound in inbounds:
+            normalize(inbound)
 
     def record_all() -> None:
         for event in events:
@@ -101,13 +94,11 @@ def run() -> dict[str, float]:
 
 
 async def _async_stages(records: list[KafkaRecord]) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-
-    async def timed(fn: Callable[[int], object]) -> float:
+    async def timed(fn: Callable[[int], Awaitable[None]]) -> float:
         best = float("inf")
         for round_ in range(ROUNDS):
             started = time.process_time()
-            await fn(round_)  # type: ignore[misc]
+            await fn(round_)
             best = min(best, time.process_time() - started)
         return best / len(records) * 1e6
 
@@ -121,7 +112,8 @@ async def _async_stages(records: list[KafkaRecord]) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory(prefix="bench-stages-") as folder:
         spool = Spool.open(Path(folder) / "spool")
-        delivery = Delivery(_InstantSink(), spool)  # type: ignore[arg-type]
+        # Acknowledges every record at once: what is left is Relay's own delivery code.
+        delivery = Delivery(MemorySink(), spool)
 
         async def deliver_all(round_: int) -> None:
             for record in records:
@@ -131,7 +123,6 @@ async def _async_stages(records: list[KafkaRecord]) -> dict[str, float]:
             costs = {"dedup": await timed(dedup_all), "delivery": await timed(deliver_all)}
         finally:
             await spool.close()
-    del loop
     return costs
 
 

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import orjson
 
 from relay.config import Config, ConfigError, check_paths, load_config
+from schemas.decoder import DecodeError, Event, PaymentEvent, decode_event
+from schemas.values import rfc3339
 
 if TYPE_CHECKING:
     from relay.replay import LetterFilter
@@ -168,7 +170,8 @@ def _dlq_list(args: argparse.Namespace) -> int:
     print(f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  attempts")
     for letter in letters:
         print(
-            f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  {letter.received_at:24}  {letter.attempts}"
+            f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  "
+            f"{rfc3339(letter.received_at):24}  {letter.attempts}"
         )
     print(f"{len(letters)} dead letter(s)", file=sys.stderr)
     return 0
@@ -307,54 +310,50 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from relay.kafka import open_consumer
+    from relay.kafka import TopicReader
 
     config = load_config(_config_path(args))
 
     async def tail() -> None:
-        consumer = open_consumer(
-            config.kafka.bootstrap_servers, config.kafka.topic, from_beginning=args.from_beginning
-        )
-        await consumer.start()
-        print(
-            f"tailing {config.kafka.topic} on {config.kafka.bootstrap_servers} (Ctrl-C stops)",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            async for message in consumer:
-                event = orjson.loads(message.value)
-                if args.event_type and not str(event.get("type", "")).startswith(args.event_type):
+        async with TopicReader(
+            config.kafka.bootstrap_servers,
+            config.kafka.topic,
+            subscribe=True,
+            from_beginning=args.from_beginning,
+        ) as reader:
+            print(
+                f"tailing {config.kafka.topic} on {config.kafka.bootstrap_servers} (Ctrl-C stops)",
+                file=sys.stderr,
+                flush=True,
+            )
+            async for record in reader:
+                try:
+                    event = decode_event(record.value, record.headers)
+                except DecodeError as error:
+                    where = f"{record.topic}/{record.partition}@{record.offset}"
+                    print(f"{where}: not a Relay event: {error}", file=sys.stderr, flush=True)
                     continue
-                print(_describe(event, args.json), flush=True)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 5)
+                if args.event_type and not event.type.startswith(args.event_type):
+                    continue
+                print(record.value.decode() if args.json else _describe(event), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail())
     return 0
 
 
-def _describe(event: dict[str, object], whole: bool) -> str:
-    if whole:
-        return orjson.dumps(event).decode()
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    assert isinstance(data, dict)
-    parts = [
-        str(event.get("relayreceivedat", "")),
-        str(event.get("type", "")),
-        f"id={event.get('id')}",
-    ]
-    if "subject" in event:
-        parts.append(f"order={event['subject']}")
-    if data.get("amount") is not None:
-        parts.append(f"amount={data['amount']} {data.get('asset') or ''}".rstrip())
+def _describe(event: Event) -> str:
+    parts = [rfc3339(event.received_at), event.type, f"id={event.id}"]
+    if event.subject is not None:
+        parts.append(f"order={event.subject}")
+    if isinstance(event, PaymentEvent) and event.data.amount is not None:
+        parts.append(f"amount={event.data.amount} {event.data.asset or ''}".rstrip())
     return "  ".join(parts)
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from relay.kafka import KafkaUnavailable, find_missing_topics
+    from relay.kafka import find_missing_topics
+    from relay.sink import KafkaUnavailable
 
     config = load_config(args.file)
     check_paths(config)

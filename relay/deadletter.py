@@ -4,86 +4,19 @@ A dead letter keeps everything needed to try again later (``relay replay``
 re-enters the pipeline at normalize): the instance, the exact body (base64),
 the allow-listed headers, when it was received, why it failed. It never holds
 a secret: only headers a profile lists as worth keeping are copied, and
-signature headers are never on those lists.
+signature headers are never on those lists. The format is
+:class:`schemas.records.DeadLetter`; this module files letters as records.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-import orjson
 
 from relay import __version__
 from relay.records import KafkaRecord
-from schemas.values import rfc3339
-
-DEAD_LETTER_CONTENT_TYPE = b"application/vnd.relay.dead-letter+json"
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    id: str
-    provider: str
-    profile: str
-    reason: str
-    message: str
-    received_at: str
-    headers: Mapping[str, str]
-    body: bytes
-    attempts: int
-    dead_lettered_at: str
-    relay_version: str = __version__
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "provider": self.provider,
-                "profile": self.profile,
-                "reason": self.reason,
-                "message": self.message,
-                "received_at": self.received_at,
-                "dead_lettered_at": self.dead_lettered_at,
-                "headers": dict(self.headers),
-                "body_base64": base64.b64encode(self.body).decode(),
-                "attempts": self.attempts,
-                "relay_version": self.relay_version,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, value: bytes) -> DeadLetter:
-        document: dict[str, Any] = orjson.loads(value)
-        return cls(
-            id=document["id"],
-            provider=document["provider"],
-            profile=document["profile"],
-            reason=document["reason"],
-            message=document["message"],
-            received_at=document["received_at"],
-            headers=document.get("headers", {}),
-            body=base64.b64decode(document["body_base64"]),
-            attempts=int(document.get("attempts", 1)),
-            dead_lettered_at=document.get("dead_lettered_at", document["received_at"]),
-            relay_version=document.get("relay_version", ""),
-        )
-
-    def to_record(self, topic: str) -> KafkaRecord:
-        return KafkaRecord(
-            topic=topic,
-            key=f"{self.provider}:{self.id}".encode(),
-            value=self.to_json(),
-            headers=(
-                ("content-type", DEAD_LETTER_CONTENT_TYPE),
-                ("relay_reason", self.reason.encode()),
-                ("relay_provider", self.provider.encode()),
-            ),
-        )
+from schemas.records import DeadLetter, dead_letter_headers
 
 
 def dead_letter_id(provider: str, identity: str) -> str:
@@ -111,9 +44,26 @@ def make_dead_letter(
         profile=profile,
         reason=reason,
         message=message,
-        received_at=rfc3339(received_at),
+        received_at=_to_milliseconds(received_at),
         headers=dict(headers),
         body=body,
         attempts=attempts,
-        dead_lettered_at=rfc3339(datetime.now(UTC)),
+        dead_lettered_at=_to_milliseconds(datetime.now(UTC)),
+        relay_version=__version__,
     )
+
+
+def dead_letter_record(letter: DeadLetter, topic: str) -> KafkaRecord:
+    """The record that files ``letter``: keyed by provider and letter id, so one
+    letter's attempts stay in order on one partition."""
+    return KafkaRecord(
+        topic=topic,
+        key=f"{letter.provider}:{letter.id}".encode(),
+        value=letter.to_json(),
+        headers=dead_letter_headers(letter),
+    )
+
+
+def _to_milliseconds(moment: datetime) -> datetime:
+    # Letters are written with millisecond times: a letter read back equals the one filed.
+    return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)

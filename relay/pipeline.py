@@ -4,6 +4,10 @@
 :meth:`Pipeline.process` is where ``relay replay`` re-enters, after
 verification, with a message that was verified when it first arrived.
 
+An authentic message travels as one :class:`Inbound` value: the instance it
+came to, its exact body, the headers worth keeping, when it arrived and the
+how-many-th attempt this is (a replay is the next attempt of a dead letter).
+
 Acknowledgement rule: a :class:`Result` comes back only once the event (or its
 dead letter) is durable, in Kafka or in the spool, or is a duplicate of one
 that is. Anything else raises, and the HTTP layer answers with an error the
@@ -36,12 +40,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from relay.config import Config, ProviderInstance
-from relay.deadletter import make_dead_letter
+from relay.deadletter import dead_letter_record, make_dead_letter
 from relay.dedup import Claim, DedupStore, DedupUnavailable, dead_letter_key, dedup_key
 from relay.delivery import Deliverer, Durability
 from relay.errors import EventTooLarge, Unavailable
-from relay.kafka import RecordRejected
 from relay.records import KafkaRecord, to_kafka_record
+from relay.sink import RecordRejected
 from schemas import (
     CanonicalEvent,
     Message,
@@ -63,6 +67,21 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Inbound:
+    """An authentic message on its way through the pipeline (received, or replayed)."""
+
+    instance: ProviderInstance
+    body: bytes
+    """Exactly the bytes received (and signed)."""
+    headers: Mapping[str, str]
+    """Only the headers worth keeping (the profile's, and the id header): never signatures."""
+    received_at: datetime
+    """When Relay first received it; a replay keeps the original time."""
+    attempts: int = 1
+    """1 when received; a replay of a letter filed after n attempts is attempt n + 1."""
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     outcome: Outcome
     event_id: str
@@ -72,21 +91,20 @@ class Result:
     """The dead-letter reason code, for DEAD_LETTERED."""
 
 
-def normalize(
-    instance: ProviderInstance, body: bytes, headers: Mapping[str, str], received_at: datetime
-) -> CanonicalEvent:
+def normalize(inbound: Inbound) -> CanonicalEvent:
     """The instance's normalizer with its settings; raises ``NormalizationError``."""
+    instance = inbound.instance
     ctx = NormalizeContext(
         provider=instance.name,
         profile=instance.profile.name,
-        received_at=received_at,
+        received_at=inbound.received_at,
         timezone=instance.timezone,
         flow=instance.flow,
         status_overrides=instance.status_overrides,
         id_header=instance.id_header,
     )
-    payload = instance.profile.payload(body, instance.params)
-    return instance.profile.normalize(Message(body, payload, headers), ctx)
+    payload = instance.profile.payload(inbound.body, instance.params)
+    return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)
 
 
 class Pipeline:
@@ -112,16 +130,13 @@ class Pipeline:
             kept[instance.id_header] = headers[instance.id_header]
         # A signed timestamp inside its tolerance already bounds replays.
         max_age_s = instance.max_age_s if verified.timestamp is None else None
-        return await self.process(instance, body, kept, received_at, max_age_s=max_age_s)
+        inbound = Inbound(instance, body, kept, received_at)
+        return await self.process(inbound, max_age_s=max_age_s)
 
     async def process(
         self,
-        instance: ProviderInstance,
-        body: bytes,
-        headers: Mapping[str, str],
-        received_at: datetime,
+        inbound: Inbound,
         *,
-        attempts: int = 1,
         budget_s: float | None = None,
         max_age_s: float | None = None,
     ) -> Result:
@@ -130,20 +145,19 @@ class Pipeline:
         ``max_age_s``: dead-letter the event as ``stale_event`` when its time is older
         than that at ``received_at`` (None: no check, as for a replay).
         """
+        instance = inbound.instance
         budget_s = instance.ack_budget_s if budget_s is None else budget_s
         deadline = time.monotonic() + budget_s
-        identity = instance.profile.identity(body, instance.params)
+        identity = instance.profile.identity(inbound.body, instance.params)
 
         async def dead_letter(reason: str, message: str) -> Result:
-            return await self._dead_letter(
-                instance, body, headers, received_at, identity, reason, message, attempts, deadline
-            )
+            return await self._dead_letter(inbound, identity, reason, message, deadline)
 
         try:
-            event = normalize(instance, body, headers, received_at)
+            event = normalize(inbound)
         except NormalizationError as error:
             return await dead_letter(error.reason, error.message)
-        if max_age_s is not None and _older_than(event.time, received_at, max_age_s):
+        if max_age_s is not None and _older_than(event.time, inbound.received_at, max_age_s):
             return await dead_letter(
                 "stale_event",
                 f"the event's time {event.time} is more than max_age_s ({max_age_s:g}s) "
@@ -164,36 +178,28 @@ class Pipeline:
         return Result(Outcome.ACCEPTED, event.id, durability)
 
     async def _dead_letter(
-        self,
-        instance: ProviderInstance,
-        body: bytes,
-        headers: Mapping[str, str],
-        received_at: datetime,
-        identity: str,
-        reason: str,
-        message: str,
-        attempts: int,
-        deadline: float,
+        self, inbound: Inbound, identity: str, reason: str, message: str, deadline: float
     ) -> Result:
+        instance = inbound.instance
         letter = make_dead_letter(
             provider=instance.name,
             profile=instance.profile.name,
             reason=reason,
             message=message,
-            received_at=received_at,
-            headers=headers,
-            body=body,
+            received_at=inbound.received_at,
+            headers=inbound.headers,
+            body=inbound.body,
             identity=identity,
-            attempts=attempts,
+            attempts=inbound.attempts,
         )
-        record = letter.to_record(self._config.kafka.dead_letter_topic)
+        record = dead_letter_record(letter, self._config.kafka.dead_letter_topic)
         self._check_size(record, "the dead letter")
         # Debug only: the HTTP layer's one line per webhook says it at warning level already.
         log.debug(
             "dead-lettered",
             extra={"provider": instance.name, "reason": reason, "dead_letter_id": letter.id},
         )
-        key = dead_letter_key(instance.name, letter.id, attempts)
+        key = dead_letter_key(instance.name, letter.id, inbound.attempts)
         durability = await self._deliver_once(key, record, deadline)
         return Result(Outcome.DEAD_LETTERED, letter.id, durability, reason)
 

@@ -1,7 +1,8 @@
 """Kafka records as plain data: what is published, built without touching aiokafka.
 
-``to_kafka_record`` is pure; :mod:`relay.kafka` is the only module that
-imports aiokafka and it takes these records as they are.
+``to_kafka_record`` is pure; the record format itself (value and headers) is
+:mod:`schemas.records`. :mod:`relay.kafka` is the only module that imports
+aiokafka and it takes these records as they are.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.event import CanonicalEvent
-
-CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json"
+from schemas.records import event_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +62,5 @@ def to_kafka_record(event: CanonicalEvent, topic: str) -> KafkaRecord:
         topic=topic,
         key=record_key(event),
         value=event.to_json(),
-        headers=(
-            ("content-type", CLOUDEVENTS_CONTENT_TYPE),
-            ("ce_specversion", b"1.0"),
-            ("ce_id", event.id.encode()),
-            ("ce_type", event.type.encode()),
-            ("ce_source", event.source.encode()),
-        ),
+        headers=event_headers(event.id, event.type, event.source),
     )

@@ -22,7 +22,6 @@ is also what ends a run instead of chasing its own re-filed letters forever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import sys
 import time
@@ -30,20 +29,18 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
+from typing import TextIO
 
 from relay.config import Config
-from relay.deadletter import DeadLetter
 from relay.dedup import open_configured
 from relay.delivery import DirectDelivery
 from relay.errors import Unavailable
-from relay.kafka import KafkaSink, assign_topic, open_consumer
+from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
-from relay.pipeline import Outcome, Pipeline, normalize
+from relay.pipeline import Inbound, Outcome, Pipeline, normalize
 from schemas import NormalizationError
+from schemas.decoder import DecodeError, decode_dead_letter
+from schemas.records import DeadLetter
 
 # Replay waits longer than the producer's request timeout, so a failure is a real failure.
 REPLAY_BUDGET_MARGIN_S = 5.0
@@ -58,7 +55,7 @@ class LetterFilter:
     id: str | None = None
 
     def matches(self, letter: DeadLetter) -> bool:
-        received = datetime.fromisoformat(letter.received_at)
+        received = letter.received_at
         return (
             (self.provider is None or letter.provider == self.provider)
             and (self.reason is None or letter.reason == self.reason)
@@ -105,39 +102,31 @@ class ReplaySummary:
 
 
 async def read_letters(
-    consumer: AIOKafkaConsumer, idle_s: float
-) -> AsyncIterator[tuple[Any, DeadLetter | None]]:
+    reader: TopicReader, idle_s: float
+) -> AsyncIterator[tuple[ReadRecord, DeadLetter | None]]:
     """Records of the dead-letter topic until none arrives for ``idle_s``.
 
-    Idle detection, not end offsets: the dev broker reports wrong end offsets
-    after batched writes. A record that is not a dead letter yields ``None``.
+    A record that is not a dead letter yields ``None``.
     """
-    while True:
-        batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-        if not batch:
-            return
-        for messages in batch.values():
-            for message in messages:
-                try:
-                    yield message, DeadLetter.from_json(message.value)
-                except (ValueError, KeyError, TypeError):
-                    yield message, None
+    async for record in reader.until_idle(idle_s):
+        try:
+            yield record, decode_dead_letter(record.value, record.headers)
+        except DecodeError:
+            yield record, None
 
 
 async def list_letters(
     config: Config, letter_filter: LetterFilter, idle_s: float = 1.5
 ) -> list[DeadLetter]:
-    consumer = open_consumer(config.kafka.bootstrap_servers, config.kafka.dead_letter_topic)
-    await consumer.start()
-    try:
+    kafka = config.kafka
+    async with TopicReader(
+        kafka.bootstrap_servers, kafka.dead_letter_topic, subscribe=True
+    ) as reader:
         return [
             letter
-            async for _, letter in read_letters(consumer, idle_s)
+            async for _, letter in read_letters(reader, idle_s)
             if letter is not None and letter_filter.matches(letter)
         ]
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(consumer.stop(), 5)
 
 
 async def replay(
@@ -154,51 +143,51 @@ async def replay(
     """Replay matching letters; ``limit`` stops after that many (tests interrupt with it)."""
     summary = ReplaySummary()
     group = group_id or f"relay-replay{letter_filter.group_suffix()}"
-    consumer = open_consumer(config.kafka.bootstrap_servers, group_id=None if dry_run else group)
     sink = KafkaSink(config.kafka)
     dedup = None
-    await consumer.start()
     try:
-        if not await assign_topic(consumer, config.kafka.dead_letter_topic, resume=not dry_run):
-            return summary
-        pipeline: Pipeline | None = None
-        if not dry_run:
-            dedup = open_configured(config.dedup)
-            await sink.start()
-            if not await sink.wait_connected(15):
-                raise Unavailable(f"cannot reach Kafka at {config.kafka.bootstrap_servers}")
-            pipeline = Pipeline(config, dedup, DirectDelivery(sink))
-        pace = _Pacer(rate)
-        started = time.monotonic()
-        now = datetime.now(UTC)
-        # Letters carry millisecond times: compare at that precision (a letter from the
-        # same millisecond waits for the next run rather than risking an endless one).
-        cutoff = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        async for message, letter in read_letters(consumer, idle_s):
-            partition = TopicPartition(message.topic, message.partition)
-            if consumer.paused() and partition in consumer.paused():
-                continue  # records fetched before the pause took effect
-            if letter is not None and datetime.fromisoformat(letter.dead_lettered_at) >= cutoff:
-                consumer.pause(partition)
-                continue
-            if letter is not None and letter_filter.matches(letter):
-                if limit is not None and summary.matched >= limit:
-                    break
-                summary.matched += 1
-                await pace.wait()
-                if pipeline is None:
-                    _dry_run(config, letter, summary)
-                else:
-                    await _replay_one(config, pipeline, letter, summary)
+        async with TopicReader(
+            config.kafka.bootstrap_servers,
+            config.kafka.dead_letter_topic,
+            group_id=None if dry_run else group,
+        ) as reader:
+            if not await reader.assign(resume=not dry_run):
+                return summary
+            pipeline: Pipeline | None = None
             if not dry_run:
-                await consumer.commit({partition: OffsetAndMetadata(message.offset + 1, "")})
+                dedup = open_configured(config.dedup)
+                await sink.start()
+                if not await sink.wait_connected(15):
+                    raise Unavailable(f"cannot reach Kafka at {config.kafka.bootstrap_servers}")
+                pipeline = Pipeline(config, dedup, DirectDelivery(sink))
+            pace = _Pacer(rate)
+            started = time.monotonic()
+            now = datetime.now(UTC)
+            # Letters carry millisecond times: compare at that precision (a letter from the
+            # same millisecond waits for the next run rather than risking an endless one).
+            cutoff = now.replace(microsecond=now.microsecond // 1000 * 1000)
+            async for record, letter in read_letters(reader, idle_s):
+                if reader.paused(record):
+                    continue  # records fetched before the pause took effect
+                if letter is not None and letter.dead_lettered_at >= cutoff:
+                    reader.pause(record)
+                    continue
+                if letter is not None and letter_filter.matches(letter):
+                    if limit is not None and summary.matched >= limit:
+                        break
+                    summary.matched += 1
+                    await pace.wait()
+                    if pipeline is None:
+                        _dry_run(config, letter, summary)
+                    else:
+                        await _replay_one(config, pipeline, letter, summary)
+                if not dry_run:
+                    await reader.commit(record)
+                if progress is not None:
+                    _draw_progress(progress, summary, time.monotonic() - started)
             if progress is not None:
-                _draw_progress(progress, summary, time.monotonic() - started)
-        if progress is not None:
-            progress.write("\n")
+                progress.write("\n")
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(consumer.stop(), 5)
         await sink.stop()
         if dedup is not None:
             await dedup.close()
@@ -208,17 +197,13 @@ async def replay(
 async def _replay_one(
     config: Config, pipeline: Pipeline, letter: DeadLetter, summary: ReplaySummary
 ) -> None:
-    instance = config.providers.get(letter.provider)
-    if instance is None:
+    inbound = _inbound(config, letter)
+    if inbound is None:
         summary.failed["unknown_provider"] += 1
         REPLAYED.labels("failed").inc()
         return
     result = await pipeline.process(
-        instance,
-        letter.body,
-        letter.headers,
-        datetime.fromisoformat(letter.received_at),
-        attempts=letter.attempts + 1,
+        inbound,
         budget_s=config.kafka.request_timeout_ms / 1000 + REPLAY_BUDGET_MARGIN_S,
     )
     if result.outcome is Outcome.ACCEPTED:
@@ -234,16 +219,24 @@ async def _replay_one(
 
 def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None:
     """Normalize only: says what a replay would do, writes nothing anywhere."""
-    instance = config.providers.get(letter.provider)
-    if instance is None:
+    inbound = _inbound(config, letter)
+    if inbound is None:
         summary.failed["unknown_provider"] += 1
         return
     try:
-        normalize(instance, letter.body, letter.headers, datetime.fromisoformat(letter.received_at))
+        normalize(inbound)
     except NormalizationError as error:
         summary.failed[error.reason] += 1
         return
     summary.would_replay += 1
+
+
+def _inbound(config: Config, letter: DeadLetter) -> Inbound | None:
+    """The letter as the next attempt of its message; None when its instance is gone."""
+    instance = config.providers.get(letter.provider)
+    if instance is None:
+        return None
+    return Inbound(instance, letter.body, letter.headers, letter.received_at, letter.attempts + 1)
 
 
 class _Pacer:

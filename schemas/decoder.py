@@ -5,7 +5,8 @@ JSON mode (DESIGN.md section 3) and each dead letter as a JSON document
 (section 6). :func:`decode_event` turns a record's value, and optionally its
 headers, into a frozen :class:`PaymentEvent` or :class:`WebhookEvent`;
 :func:`decode_dead_letter` turns a dead-letter record into a
-:class:`DeadLetterView`. Anything that breaks the contract raises a
+:class:`schemas.records.DeadLetter`, the format Relay writes (and ``relay
+replay`` reads with this same function). Anything that breaks the contract raises a
 :class:`DecodeError` subclass naming what is wrong, so a consumer can park the
 record instead of guessing. This module imports no Kafka client: pass
 ``record.value`` and ``record.headers``.
@@ -70,11 +71,8 @@ from enum import StrEnum
 from typing import Any, NoReturn, TypeVar
 
 from schemas.event import PAYMENT_SCHEMA, WEBHOOK_SCHEMA
+from schemas.records import CLOUDEVENTS_CONTENT_TYPE, DEAD_LETTER_CONTENT_TYPE, DeadLetter
 
-# Copies of relay.records / relay.deadletter values: schemas/ must not import
-# relay. tests/test_decoder.py fails if they drift apart.
-CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
-DEAD_LETTER_CONTENT_TYPE = "application/vnd.relay.dead-letter+json"
 KNOWN_SCHEMAS = (PAYMENT_SCHEMA, WEBHOOK_SCHEMA)
 
 # The schema's decimal pattern; written without \d, which also matches non-ASCII digits.
@@ -214,28 +212,6 @@ class WebhookEvent:
 Event = PaymentEvent | WebhookEvent
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetterView:
-    """A dead letter: an authentic message Relay could not publish, and why.
-
-    ``body`` is the exact body Relay received; ``headers`` the allow-listed
-    request headers (never secrets); ``reason`` a stable code such as
-    ``unknown_status``.
-    """
-
-    id: str
-    provider: str
-    profile: str
-    reason: str
-    message: str
-    received_at: datetime
-    dead_lettered_at: datetime
-    headers: Mapping[str, str]
-    body: bytes
-    attempts: int
-    relay_version: str
-
-
 def decode_event(value: bytes, headers: Sequence[tuple[str, bytes]] | None = None) -> Event:
     """Decode a record of the events topic; pass ``record.headers`` to check them too.
 
@@ -305,7 +281,7 @@ def decode_event(value: bytes, headers: Sequence[tuple[str, bytes]] | None = Non
 
 def decode_dead_letter(
     value: bytes, headers: Sequence[tuple[str, bytes]] | None = None
-) -> DeadLetterView:
+) -> DeadLetter:
     """Decode a record of the dead-letter topic; pass ``record.headers`` to check them too.
 
     Raises :class:`InvalidDeadLetter` naming a missing or ill-typed field,
@@ -319,8 +295,8 @@ def decode_dead_letter(
         _check_content_type(named, DEAD_LETTER_CONTENT_TYPE)
     document = _Fields(_parse(value), InvalidDeadLetter)
     received_at_text = document.text("received_at")
-    # The same defaults as relay.deadletter.DeadLetter.from_json, so this view
-    # reads every document `relay replay` reads.
+    # Letters from before attempts, dead_lettered_at and relay_version were written read
+    # with the defaults they had then: one attempt, dead-lettered when received, unknown.
     raw_headers = document.get("headers", {})
     if not isinstance(raw_headers, dict) or not all(
         isinstance(item, str) for pair in raw_headers.items() for item in pair
@@ -336,7 +312,7 @@ def decode_dead_letter(
         body = base64.b64decode(document.text("body_base64", empty=True), validate=True)
     except binascii.Error:
         document.fail("body_base64", "is not standard base64")
-    view = DeadLetterView(
+    letter = DeadLetter(
         id=document.text("id"),
         provider=document.text("provider"),
         profile=document.text("profile"),
@@ -352,10 +328,13 @@ def decode_dead_letter(
         relay_version=relay_version,
     )
     if named is not None:
-        for name, expected in (("relay_reason", view.reason), ("relay_provider", view.provider)):
+        for name, expected in (
+            ("relay_reason", letter.reason),
+            ("relay_provider", letter.provider),
+        ):
             if name in named:
                 _check_equal(named, name, expected)
-    return view
+    return letter
 
 
 def _payment_data(data: _Fields, provider: str, profile: str) -> PaymentData:

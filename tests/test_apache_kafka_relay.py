@@ -29,7 +29,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.cli import main as relay_cli
-from relay.pipeline import normalize
+from relay.pipeline import Inbound, normalize
 from relay.records import to_kafka_record
 from tests.conftest import (
     INVOICE_SECRET,
@@ -311,7 +311,7 @@ async def test_an_event_just_under_the_limit_is_taken_by_the_broker(
         body = orjson.dumps({**sample, "memo": "x" * memo_bytes})
         # Milliseconds in relayreceivedat, as almost every real receive time has.
         moment = datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
-        event = normalize(instance, body, {"x-webhook-id": webhook_id}, moment)
+        event = normalize(Inbound(instance, body, {"x-webhook-id": webhook_id}, moment))
         return to_kafka_record(event, topic).size
 
     memo = MIB - 2048

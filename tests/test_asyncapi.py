@@ -3,8 +3,8 @@
 The AsyncAPI document is read by people and code generators in other
 languages, so it must not drift: its header names and content types are
 compared with the records built by ``relay.records.to_kafka_record`` and
-``DeadLetter.to_record``, its record-key patterns with their keys, its dead
-letter schema with ``DeadLetter.to_json``, and its topics with the config
+``relay.deadletter.dead_letter_record``, its record-key patterns with their keys,
+its dead letter schema with ``DeadLetter.to_json``, and its topics with the config
 defaults. A renamed header or a new dead-letter field fails here.
 """
 
@@ -22,13 +22,14 @@ import orjson
 import pytest
 import yaml
 
-from relay.deadletter import DEAD_LETTER_CONTENT_TYPE, make_dead_letter
-from relay.records import CLOUDEVENTS_CONTENT_TYPE, KafkaRecord, to_kafka_record
+from relay.deadletter import dead_letter_record, make_dead_letter
+from relay.records import KafkaRecord, to_kafka_record
 from relay.settings import KafkaConfig
 from schemas import decoder, usdt_invoice, v2_payout
 from schemas.decoder import decode_event
 from schemas.event import Message, NormalizeContext, webhook_event
 from schemas.payload import parse_payload
+from schemas.records import CLOUDEVENTS_CONTENT_TYPE, DEAD_LETTER_CONTENT_TYPE
 
 SPEC_PATH = Path(decoder.__file__).parent / "asyncapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
@@ -102,7 +103,7 @@ def _dead_letter_record() -> KafkaRecord:
         headers={"x-webhook-id": "whl_1"},
         body=b'{"status":9}',
     )
-    return letter.to_record(KAFKA.dead_letter_topic)
+    return dead_letter_record(letter, KAFKA.dead_letter_topic)
 
 
 def _header_names(record: KafkaRecord) -> list[str]:
@@ -178,7 +179,7 @@ def test_event_payload_is_the_published_json_schema() -> None:
     ids=["payment event", "webhook event", "dead letter"],
 )
 def test_headers_match_the_records_relay_writes(
-    message: str, record: KafkaRecord, content_type: bytes
+    message: str, record: KafkaRecord, content_type: str
 ) -> None:
     spec = _message(message)
     headers = spec["headers"]
@@ -186,8 +187,8 @@ def test_headers_match_the_records_relay_writes(
     assert set(headers["properties"]) == set(names)
     assert set(headers["required"]) == set(names)
     jsonschema.Draft7Validator(headers).validate(_headers_document(record))
-    assert spec["contentType"] == content_type.decode()
-    assert headers["properties"]["content-type"]["const"] == content_type.decode()
+    assert spec["contentType"] == content_type
+    assert headers["properties"]["content-type"]["const"] == content_type
 
 
 @pytest.mark.parametrize(

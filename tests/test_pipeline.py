@@ -16,7 +16,7 @@ from relay.deadletter import dead_letter_id
 from relay.dedup import DedupUnavailable, MemoryDedup, dead_letter_key, dedup_key
 from relay.delivery import Durability
 from relay.errors import Unavailable
-from relay.pipeline import Outcome, Pipeline, Result
+from relay.pipeline import Inbound, Outcome, Pipeline, Result
 from relay.records import KafkaRecord
 from tests.conftest import INVOICE_SECRET, make_config, signed_webhook
 
@@ -195,11 +195,13 @@ async def test_a_notification_older_than_max_age_is_dead_lettered_not_published(
     # An operator's replay does not apply the check: it publishes.
     letter = recorder.letters()[0]
     replayed = await pipeline.process(
-        config.providers["invoices"],
-        webhook.body,
-        letter["headers"],
-        datetime.fromisoformat(letter["received_at"]),
-        attempts=2,
+        Inbound(
+            config.providers["invoices"],
+            webhook.body,
+            letter["headers"],
+            datetime.fromisoformat(letter["received_at"]),
+            attempts=2,
+        )
     )
     assert replayed.outcome is Outcome.ACCEPTED
     assert len(recorder.events()) == 1

@@ -135,9 +135,7 @@ async def test_filters_select_exactly_and_dry_run_changes_nothing(
         letter.id for letter in await list_letters(before, LetterFilter(id=one.id), idle_s=0.5)
     ] == [one.id]
     received = sorted(letter.received_at for letter in everything)
-    from datetime import datetime
-
-    since = datetime.fromisoformat(received[2])
+    since = received[2]
     assert len(await list_letters(before, LetterFilter(since=since), idle_s=0.5)) == 2
     assert len(await list_letters(before, LetterFilter(until=since), idle_s=0.5)) == 2
 

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from relay.config import Config, ProviderInstance, parse_config
 from relay.http import client_address
-from relay.pipeline import normalize
+from relay.pipeline import Inbound, normalize
 from relay.records import to_kafka_record
 from relay.samples import signed_sample
 from schemas import NormalizationError, parse_payload
@@ -225,7 +225,7 @@ def test_normalizing_an_authentic_payload_of_any_shape_never_crashes(
     headers = {name.lower(): value for name, value in sample.headers.items()}
     received = datetime.fromtimestamp(NOW, UTC)
     try:
-        event_out = normalize(instance, body, headers, received)
+        event_out = normalize(Inbound(instance, body, headers, received))
     except NormalizationError:
         return
     to_kafka_record(event_out, "topic")

@@ -1,0 +1,110 @@
+"""``relay tail`` on a real broker: it reads events with the consumers' decoder.
+
+One line per event (receive time, type, id, order, amount), whole events with
+``--json``, a type filter, and a record that is not a Relay event named on
+stderr and skipped rather than ending the tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from relay.kafka import KafkaSink
+from relay.records import KafkaRecord
+from tests.conftest import INVOICE_SECRET, RelayUnderTest, event_of, read_topic, signed_webhook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config_file(relay: RelayUnderTest, folder: Path) -> Path:
+    kafka = relay.config.kafka
+    path = folder / "tail.toml"
+    path.write_text(
+        f"""
+[kafka]
+bootstrap_servers = "{kafka.bootstrap_servers}"
+topic = "{kafka.topic}"
+idempotence = false
+
+[providers.invoices]
+profile = "usdt-invoice"
+secrets = ["{INVOICE_SECRET}"]
+"""
+    )
+    return path
+
+
+async def _tail(config: Path, *options: str, lines: int) -> tuple[list[str], str]:
+    """The first ``lines`` lines ``relay tail`` prints, then its stderr once interrupted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay",
+        "tail",
+        "--config",
+        str(config),
+        "--from-beginning",
+        *options,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    printed: list[str] = []
+    try:
+        while len(printed) < lines:
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, "relay tail ended early"
+            printed.append(line.decode().rstrip("\n"))
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    return printed, errors.decode()
+
+
+def _line(event: dict[str, Any]) -> str:
+    line = (
+        f"{event['relayreceivedat']}  {event['type']}  id={event['id']}  order={event['subject']}"
+    )
+    data = event["data"]
+    if data["amount"] is not None:
+        line += f"  amount={data['amount']} {data['asset'] or ''}".rstrip()
+    return line
+
+
+async def test_tail_prints_events_skips_foreign_records_and_filters_by_type(
+    relay_app: RelayUnderTest, tmp_path: Path
+) -> None:
+    config = relay_app.config
+    paid = signed_webhook(config, event="confirmed", order="ORDER-TAIL-1")
+    pending = signed_webhook(config, event="pending", order="ORDER-TAIL-2")
+    assert (await relay_app.post(paid)).status == 200
+    sink = KafkaSink(config.kafka)
+    await sink.start()
+    try:
+        assert await sink.wait_connected(10)
+        await sink.send(KafkaRecord(config.kafka.topic, b"x", b"not an event", ()))
+    finally:
+        await sink.stop()
+    assert (await relay_app.post(pending)).status == 200
+    records = await read_topic(config.kafka.bootstrap_servers, config.kafka.topic, expect=3)
+    events = [event_of(record) for record in records if record.value != b"not an event"]
+    first, second = sorted(events, key=lambda event: str(event["subject"]))
+    config_file = _config_file(relay_app, tmp_path)
+
+    printed, errors = await _tail(config_file, lines=2)
+    assert sorted(printed) == [_line(first), _line(second)]
+    assert "@0: not a Relay event: header content-type is missing" in errors
+
+    whole, _ = await _tail(config_file, "--json", "--type", first["type"], lines=1)
+    assert [orjson.loads(line) for line in whole] == [first]
