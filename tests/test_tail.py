@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +43,11 @@ secrets = ["{INVOICE_SECRET}"]
     return path
 
 
-async def _tail(config: Path, *options: str, lines: int) -> tuple[list[str], str]:
-    """The first ``lines`` lines ``relay tail`` prints, then its stderr once interrupted."""
+async def _tail(
+    config: Path, *options: str, lines: int, complaint: str | None = None
+) -> tuple[list[str], list[str]]:
+    """The first ``lines`` lines ``relay tail`` prints (and, with ``complaint``, its stderr
+    up to the first line containing it), then interrupted as by Ctrl-C."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -58,18 +63,36 @@ async def _tail(config: Path, *options: str, lines: int) -> tuple[list[str], str
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    assert process.stdout is not None and process.stderr is not None
-    printed: list[str] = []
+
+    async def read(
+        stream: asyncio.StreamReader | None, done: Callable[[list[str]], bool]
+    ) -> list[str]:
+        assert stream is not None
+        read_lines: list[str] = []
+        while not done(read_lines):
+            line = await stream.readline()
+            assert line, f"relay tail ended early; it printed {read_lines}"
+            read_lines.append(line.decode().rstrip("\n"))
+        return read_lines
+
     try:
-        while len(printed) < lines:
-            line = await asyncio.wait_for(process.stdout.readline(), 30)
-            assert line, "relay tail ended early"
-            printed.append(line.decode().rstrip("\n"))
+        printed, errors = await asyncio.wait_for(
+            asyncio.gather(
+                read(process.stdout, lambda read_lines: len(read_lines) >= lines),
+                read(
+                    process.stderr,
+                    lambda read_lines: (
+                        complaint is None or any(complaint in line for line in read_lines)
+                    ),
+                ),
+            ),
+            30,
+        )
     finally:
         process.send_signal(signal.SIGINT)
-        _, errors = await asyncio.wait_for(process.communicate(), 30)
+        await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
-    return printed, errors.decode()
+    return printed, errors
 
 
 def _line(event: dict[str, Any]) -> str:
@@ -102,9 +125,11 @@ async def test_tail_prints_events_skips_foreign_records_and_filters_by_type(
     first, second = sorted(events, key=lambda event: str(event["subject"]))
     config_file = _config_file(relay_app, tmp_path)
 
-    printed, errors = await _tail(config_file, lines=2)
+    complaint = "not a Relay event: header content-type is missing"
+    printed, errors = await _tail(config_file, lines=2, complaint=complaint)
     assert sorted(printed) == [_line(first), _line(second)]
-    assert "@0: not a Relay event: header content-type is missing" in errors
+    # Named by where it is (topic/partition@offset), so an operator can find it.
+    assert any(re.match(rf"{config.kafka.topic}/\d+@\d+: {complaint}", e) for e in errors)
 
     whole, _ = await _tail(config_file, "--json", "--type", first["type"], lines=1)
     assert [orjson.loads(line) for line in whole] == [first]
