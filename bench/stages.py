@@ -31,7 +31,7 @@ from bench.cases import signing_instance
 from relay.dedup import MemoryDedup
 from relay.delivery import Delivery
 from relay.memory_sink import MemorySink
-from relay.metrics import ACK_LATENCY, KAFKA_PUBLISH, WEBHOOKS
+from relay.metrics import KAFKA_PUBLISH, ack_latency, webhooks
 from relay.pipeline import Inbound, normalize
 from relay.records import KafkaRecord, to_kafka_record
 from relay.samples import signed_sample
@@ -85,8 +85,8 @@ def run() -> dict[str, float]:
 
     def metrics() -> None:
         for _ in range(COUNT):
-            WEBHOOKS.labels(instance.name, "accepted").inc()
-            ACK_LATENCY.labels(instance.name).observe(0.003)
+            webhooks(instance.name, "accepted").inc()
+            ack_latency(instance.name).observe(0.003)
             KAFKA_PUBLISH.observe(0.002)
 
     costs["metrics"] = _best_us(metrics, COUNT)

@@ -134,6 +134,13 @@ async def read_body(
     if request.content_length is not None and request.content_length > limit:
         # Refused unread: aiohttp drains what follows for at most lingering_time.
         raise BodyTooLarge(f"the body is larger than this provider's limit of {limit} bytes")
+    if encoding is None and request.content.is_eof():
+        # The usual webhook: the whole body came in with the headers. Nothing to wait
+        # for, so no deadline to arm.
+        whole = request.content.read_nowait()
+        if len(whole) > limit:  # chunked: there was no Content-Length to check
+            raise BodyTooLarge(f"the body is larger than this provider's limit of {limit} bytes")
+        return whole
     inflater = Inflater(encoding, limit) if encoding is not None else None
     body = bytearray()
     received = 0

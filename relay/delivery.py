@@ -90,20 +90,26 @@ class Delivery:
         if self._spool.contains_pending() or not self._sink.connected:
             await self._append(record, dedup_key)
             return Durability.SPOOL
-        send = asyncio.create_task(self._sink.send(record))
-        done, _ = await asyncio.wait({send}, timeout=max(kafka_wait_s, 0.0))
-        if send in done:
-            error = send.exception()
-            if error is None:
-                return Durability.KAFKA
-            if isinstance(error, RecordRejected):
-                raise error
+        # One deadline for handing the record over (the producer may wait for room or
+        # metadata) and for the acknowledgement: a timer, not a task per webhook.
+        acknowledged: asyncio.Future[None] | None = None
+        try:
+            async with asyncio.timeout(max(kafka_wait_s, 0.0)):
+                acknowledged = await self._sink.submit(record)
+                # Shielded: giving up waiting does not take the send back.
+                await asyncio.shield(acknowledged)
+            return Durability.KAFKA
+        except KafkaUnavailable:
             await self._append(record, dedup_key)
             return Durability.SPOOL
+        except TimeoutError:
+            if acknowledged is None:  # never handed over: no acknowledgement can come late
+                await self._append(record, dedup_key)
+                return Durability.SPOOL
         # Tracked before the append starts: once the entry is in the spool the drainer may
         # look at it, and it must already know that a late acknowledgement can still come.
         appended: asyncio.Future[SpoolEntry] = asyncio.get_running_loop().create_future()
-        self._track_late_send(send, appended)
+        self._track_late_send(acknowledged, appended)
         try:
             appended.set_result(await self._append(record, dedup_key))
         except BaseException:
@@ -142,7 +148,7 @@ class Delivery:
         return entry
 
     def _track_late_send(
-        self, send: asyncio.Task[None], appended: asyncio.Future[SpoolEntry]
+        self, send: asyncio.Future[None], appended: asyncio.Future[SpoolEntry]
     ) -> None:
         spool = self._spool
 

@@ -35,13 +35,13 @@ from relay.config import Config, ProviderInstance
 from relay.dedup import DedupStore
 from relay.errors import ForbiddenAddress, RelayError, UnknownProvider, UnsupportedMediaType
 from relay.metrics import (
-    ACK_LATENCY,
     DEAD_LETTERS,
     DEDUP_HITS,
     METRICS_ROUTE,
     REJECTED,
-    WEBHOOKS,
+    ack_latency,
     metrics_handler,
+    webhooks,
 )
 from relay.pipeline import Outcome, Pipeline, Result
 from relay.settings import IpNetwork
@@ -141,7 +141,7 @@ def _record_error(
     else:
         outcome, level = "rejected", logging.WARNING
         REJECTED.labels(provider, code).inc()
-    WEBHOOKS.labels(provider, outcome).inc()
+    webhooks(provider, outcome).inc()
     fields: dict[str, object] = {
         "provider": provider,
         # Unverified requests have no event id worth logging: anything in them may be forged.
@@ -170,8 +170,8 @@ def _record_result(instance: ProviderInstance, result: Result, seconds: float) -
         # Acknowledged, but someone has to look at it and `relay replay` it.
         outcome, level = "dead_lettered", logging.WARNING
         DEAD_LETTERS.labels(provider, result.reason or "unknown").inc()
-    WEBHOOKS.labels(provider, outcome).inc()
-    ACK_LATENCY.labels(provider).observe(seconds)
+    webhooks(provider, outcome).inc()
+    ack_latency(provider).observe(seconds)
     log.log(
         level,
         "webhook",

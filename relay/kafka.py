@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -96,29 +97,63 @@ class KafkaSink:
             await asyncio.wait_for(self._connected.wait(), timeout_s)
         return self.connected
 
-    async def send(self, record: KafkaRecord) -> None:
-        """Publish one record and wait for the broker's acknowledgement (acks=all)."""
+    async def submit(self, record: KafkaRecord) -> asyncio.Future[None]:
+        """Append one record to the producer's batch; the future settles on the broker's
+        acknowledgement (acks=all) or with the :data:`SendError` it came to."""
         if self._producer is None or not self.connected:
             raise self._not_connected()
         if record.topic in self._missing_topics:
             raise _topic_missing(record.topic)
         started = time.perf_counter()
         try:
-            await self._producer.send_and_wait(
+            sent = await self._producer.send(
                 record.topic, value=record.value, key=record.key, headers=list(record.headers)
             )
+        except KafkaError as exc:
+            raise self._send_error(exc, record.topic) from exc
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent.add_done_callback(functools.partial(self._settle, acknowledged, record.topic, started))
+        return acknowledged
+
+    async def send(self, record: KafkaRecord) -> None:
+        """Publish one record and wait for the broker's acknowledgement (acks=all)."""
+        await (await self.submit(record))
+
+    def _settle(
+        self,
+        acknowledged: asyncio.Future[None],
+        topic: str,
+        started: float,
+        sent: asyncio.Future[object],
+    ) -> None:
+        """aiokafka's outcome of one send, as the port's: None or a :data:`SendError`."""
+        if sent.cancelled():
+            error: SendError | None = KafkaUnavailable("the producer dropped the send")
+        elif (exc := sent.exception()) is not None:
+            error = self._send_error(exc, topic)
+            error.__cause__ = exc
+        else:
+            error = None
             KAFKA_PUBLISH.observe(time.perf_counter() - started)
             self._note_ok()
-        except _PERMANENT as exc:
-            raise RecordRejected(f"{type(exc).__name__}: the broker refuses this record") from exc
-        except UnknownTopicOrPartitionError as exc:
+        if acknowledged.done():  # the waiter cancelled it: the outcome has no one to tell
+            return
+        if error is None:
+            acknowledged.set_result(None)
+        else:
+            acknowledged.set_exception(error)
+
+    def _send_error(self, exc: BaseException, topic: str) -> SendError:
+        """What a failed send means for Relay, noted for ``/readyz`` and the log."""
+        if isinstance(exc, _PERMANENT):
+            return RecordRejected(f"{type(exc).__name__}: the broker refuses this record")
+        if isinstance(exc, UnknownTopicOrPartitionError):
             # Deleted while Relay runs: aiokafka waited request_timeout_ms for it.
-            self._note_missing_topics(self._missing_topics | {record.topic})
-            raise _topic_missing(record.topic) from exc
-        except KafkaError as exc:
-            unavailable = _unavailable(exc)
-            self._note_error(unavailable)
-            raise unavailable from exc
+            self._note_missing_topics(self._missing_topics | {topic})
+            return _topic_missing(topic)
+        unavailable = _unavailable(exc)
+        self._note_error(unavailable)
+        return unavailable
 
     async def send_batch(self, records: Iterable[KafkaRecord]) -> list[SendError | None]:
         """Publish records in order, pipelined; one result per record (None when acknowledged)."""

@@ -113,10 +113,13 @@ class MemorySink:
             await asyncio.wait_for(self._connected.wait(), timeout_s)
         return self.connected
 
-    async def send(self, record: KafkaRecord) -> None:
+    async def submit(self, record: KafkaRecord) -> asyncio.Future[None]:
         self._check_connected()
+        return self._handle(record).outcome
+
+    async def send(self, record: KafkaRecord) -> None:
         # Shielded: a waiter that gives up does not take the send back.
-        await asyncio.shield(self._handle(record).outcome)
+        await asyncio.shield(await self.submit(record))
 
     async def send_batch(self, records: Iterable[KafkaRecord]) -> list[SendError | None]:
         self._check_connected()

@@ -12,6 +12,7 @@ Label values are bounded: ``provider`` is a configured instance name or
 
 from __future__ import annotations
 
+import functools
 import os
 
 from aiohttp import web
@@ -71,6 +72,22 @@ SPOOL_OLDEST_AGE = Gauge(
     "Age of the oldest spooled record (0 when empty; the largest over workers).",
     multiprocess_mode="livemax",
 )
+
+
+# The children every acknowledged webhook updates, looked up once per label set (a few,
+# from the config) instead of once per webhook.
+@functools.cache
+def webhooks(provider: str, outcome: str) -> Counter:
+    """``relay_webhooks_total`` for one instance and outcome."""
+    return WEBHOOKS.labels(provider, outcome)
+
+
+@functools.cache
+def ack_latency(provider: str) -> Histogram:
+    """``relay_ack_latency_seconds`` for one instance."""
+    return ACK_LATENCY.labels(provider)
+
+
 REPLAYED = Counter(
     "relay_replay_total",
     "Dead letters handled by relay replay, by outcome (replayed, duplicate, failed).",

@@ -13,6 +13,7 @@ A send ends in one of three ways: acknowledged (durable in Kafka), or
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -68,6 +69,15 @@ class Sink(Protocol):
 
     async def wait_connected(self, timeout_s: float) -> bool:
         """Whether the sink is connected, waiting up to ``timeout_s`` for it."""
+
+    async def submit(self, record: KafkaRecord) -> asyncio.Future[None]:
+        """Hand one record to Kafka; returns once it is on its way, with a future that
+        settles when Kafka acknowledges it (None) or will not take it (a :data:`SendError`).
+
+        Raises a :data:`SendError` when the record cannot even be handed over. The future
+        is the caller's to wait on with its own deadline (no task per record); cancelling
+        it does not take the send back: nothing does.
+        """
 
     async def send(self, record: KafkaRecord) -> None:
         """Publish one record; returns once acknowledged, or raises a :data:`SendError`.

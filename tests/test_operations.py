@@ -731,10 +731,15 @@ async def test_readyz_names_no_broker_address(
 
 
 class _FailingProducer:
-    """A started producer whose broker stopped answering, as aiokafka reports it."""
+    """A started producer whose broker stopped answering, as aiokafka reports it: the
+    record is taken into a batch, and the batch's future fails after the request timeout."""
 
-    async def send_and_wait(self, *args: Any, **kwargs: Any) -> None:
-        raise KafkaTimeoutError("no answer from broker-3.kafka.internal:9092 (10.1.2.3:9092)")
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[None]:
+        timed_out: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        timed_out.set_exception(
+            KafkaTimeoutError("no answer from broker-3.kafka.internal:9092 (10.1.2.3:9092)")
+        )
+        return timed_out
 
 
 async def test_a_failed_send_shows_its_class_in_readyz_and_its_message_in_the_log_once(
