@@ -147,6 +147,34 @@ async def test_a_record_kafka_will_never_take_is_raised_not_spooled(
     assert spool.depth == 0
 
 
+class CrowdedSink(MemorySink):
+    """A sink whose producer takes no record until ``room`` is set (its buffer is full)."""
+
+    def __init__(self) -> None:
+        super().__init__(Reply.ACK)
+        self.room = asyncio.Event()
+
+    async def submit(self, record: KafkaRecord) -> asyncio.Future[None]:
+        await self.room.wait()
+        return await super().submit(record)
+
+
+async def test_a_record_the_producer_cannot_take_within_the_budget_is_spooled_and_drained_once(
+    spool: Spool, deliveries: MakeDelivery
+) -> None:
+    sink = CrowdedSink()
+    delivery = deliveries(sink, spool)
+    delivery.start_drainer()
+
+    async with asyncio.timeout(2.0):  # the budget bounds the hand-over too
+        assert await delivery.deliver(record(1), BUDGET_S, "k1") is Durability.SPOOL
+    assert sink.sends == []  # never handed over: no acknowledgement can come late
+    sink.room.set()
+    await eventually(lambda: spool.depth == 0)
+    await asyncio.sleep(QUIET_S)
+    assert sent(sink) == [record(1)]
+
+
 async def test_a_record_neither_kafka_nor_the_spool_takes_is_unavailable(
     open_spool: OpenSpool, deliveries: MakeDelivery
 ) -> None:
