@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import report, stages, verifier
+from bench import budget, report, stages, verifier
 from bench.cases import (
     REPO,
     CaseResult,
@@ -37,7 +37,9 @@ from relay.devbroker import DevBroker, free_port
 RESULTS = Path(__file__).resolve().parent / "results"
 
 RELAY_CASES = {
-    "relay": RelayCase("relay", "Relay: HMAC, memory dedup, dev broker", {"backend": "memory"}),
+    "relay": RelayCase(
+        "relay", "Relay: HMAC, memory dedup, dev broker", {"backend": "memory"}, budget=True
+    ),
     "relay-sqlite": RelayCase(
         "relay-sqlite", "Relay: sqlite dedup, dev broker", {"backend": "sqlite"}
     ),
@@ -123,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
 
     micro = verifier.run()
     stage_costs = stages.run()
+    relay_budget = next(
+        (
+            budget.summary(run.profile, run.rate_hz, run.cpu_s, run.requests)
+            for result in results
+            if (run := result.measurement.budget) is not None
+        ),
+        None,
+    )
     load_after = os.getloadavg()
     cases = {result.name: report.case_summary(result, ceiling_rps) for result in results}
     for result in results:
@@ -139,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "cases": cases,
         "verifier_microbench": micro,
         "relay_stages_cpu_us": stage_costs,
+        "relay_budget": relay_budget,
         "settings": {
             "connections": args.connections,
             "duration_s": args.duration,
@@ -171,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{stage} {us:g}" for stage, us in stage_costs.items())
         + f" (sum {sum(stage_costs.values()):.0f})"
     )
+    if relay_budget is not None:
+        print(budget.describe(relay_budget))
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
         f"{document['elapsed_s']:.0f} s; results in {RESULTS / 'latest.json'}"

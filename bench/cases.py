@@ -69,6 +69,8 @@ class Measurement:
     Steadier than requests/s on a shared machine: other processes on the
     server's core slow it down but barely change the CPU each request costs.
     """
+    budget: BudgetRun | None = None
+    """The sampled run the CPU budget comes from (``bench/budget.py``), when asked for."""
 
     @property
     def rps(self) -> float:
@@ -81,6 +83,20 @@ class Measurement:
     @property
     def errors(self) -> int:
         return sum(result.error_count for result in [*self.reps, self.half_load])
+
+
+@dataclass(frozen=True)
+class BudgetRun:
+    """One more saturated run, sampled by py-spy, with the CPU ``/proc`` measured over it."""
+
+    profile: Path
+    rate_hz: int
+    cpu_s: float
+    requests: int
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s / max(1, self.requests) * 1e6
 
 
 @dataclass
@@ -185,8 +201,10 @@ def measure(
     expected_rps: float,
     sent_ids: set[str],
     server_pid: int,
+    budget: bool = False,
 ) -> Measurement:
-    """Warm-up, ``reps`` saturated runs, then one run at half the median saturated rate.
+    """Warm-up, ``reps`` saturated runs, then one run at half the median saturated rate,
+    and with ``budget`` one more saturated run sampled for the CPU budget.
 
     Each run gets a request file of its own, sized from the rate seen so far,
     so unique webhook ids do not run out; the ids handed out go into ``sent_ids``.
@@ -234,7 +252,22 @@ def measure(
     saturated_cpu = [cpu * 1e6 for cpu in cpu_per_request[1:]]
     rate = statistics.median(result.rps for result in reps) / 2
     half = run("half", settings.latency_s, rate, limit=rate)
-    return Measurement(reps=reps, warmup=warmup, half_load=half, cpu_us_per_request=saturated_cpu)
+    budget_run = None
+    if budget:
+        profile = settings.work_dir / f"{name}.budget.txt"
+        sampler = _start_sampler(profile, server_pid, settings.duration_s)
+        cpu_before = _cpu_seconds(server_pid)
+        sampled = run("budget", settings.duration_s, max(result.rps for result in reps))
+        cpu_s = _cpu_seconds(server_pid) - cpu_before
+        sampler.wait()
+        budget_run = BudgetRun(profile, BUDGET_RATE_HZ, cpu_s, sampled.requests)
+    return Measurement(
+        reps=reps,
+        warmup=warmup,
+        half_load=half,
+        cpu_us_per_request=saturated_cpu,
+        budget=budget_run,
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -242,6 +275,23 @@ def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     # After the command name: state is field 3, utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Samples per second for the budget: about 2,500 in a 10 s run, so a line's share is
+# known to a percent or so.
+BUDGET_RATE_HZ = 250
+
+
+def _start_sampler(out: Path, pid: int, duration_s: float) -> subprocess.Popen[bytes]:
+    """py-spy for the budget: every sample (``--idle``, told apart later), the server
+    stopped for each one (the default) so that no stack is read half-changed."""
+    command = ["py-spy", "record", "--pid", str(pid), "--format", "raw"]
+    command += ["--rate", str(BUDGET_RATE_HZ), "--duration", str(max(1, round(duration_s)))]
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / command[0]), *command[1:], "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _start_profiler(settings: Settings, name: str, pid: int) -> subprocess.Popen[bytes]:
@@ -309,6 +359,8 @@ class RelayCase:
     dedup: Mapping[str, Any]
     idempotence: bool = False
     broker_down: bool = False
+    budget: bool = False
+    """Measure the CPU budget per webhook (one more, sampled, saturated run)."""
 
 
 def relay_document(
@@ -402,6 +454,7 @@ def relay_case(
             expected_rps,
             sent_ids,
             process.pid,
+            budget=case.budget,
         )
         broker = start_broker() if start_broker is not None else contextlib.nullcontext()
         with broker:
