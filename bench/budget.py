@@ -3,16 +3,15 @@
 ``bench/stages.py`` times Relay's own steps in a tight loop in the harness;
 in the server the same code costs more (cold caches, a loop full of other
 work) and the libraries' share is not there at all. This budget is measured
-where the cost is: py-spy samples the server (``--idle``, blocking) during
-one saturated run, each sample is charged to one line by its stack, and a
+where the cost is: py-spy samples the server (blocking; idle samples
+dropped) during one saturated run, each sample is charged to one line by its stack, and a
 line's share of the busy samples times the run's CPU per request (from
 ``/proc``) is its cost per webhook.
 
 Each sample goes to the innermost frame that names a line (rules below, in
 stack order from the innermost frame out): so a Relay function calling into
 aiohttp (building the response) charges aiohttp, and a log call from inside
-the pipeline charges the log line. Idle samples (the event loop waiting in
-``select`` with nothing to do) are not CPU and are left out.
+the pipeline charges the log line.
 
 The check that the budget adds up is independent of the shares: busy
 samples times the sampling interval against the CPU time ``/proc`` measured
@@ -64,7 +63,6 @@ _REPO = str(Path(__file__).resolve().parent.parent)
 @dataclass(frozen=True)
 class Budget:
     busy_samples: int
-    idle_samples: int
     samples_by_line: Counter[str]
 
     def table(self, cpu_us_per_request: float) -> dict[str, float]:
@@ -89,10 +87,6 @@ def _trimmed(frame: str) -> str:
     return f"{function} ({path}"
 
 
-def _is_idle(frames: Sequence[str]) -> bool:
-    return bool(frames) and frames[0].startswith("select (selectors.py")
-
-
 def line_of(frames: Sequence[str]) -> str:
     for frame in frames:
         for line, markers in _RULES:
@@ -107,19 +101,15 @@ def line_of(frames: Sequence[str]) -> str:
 def read_budget(profile: Path) -> Budget:
     """A py-spy ``--format raw`` profile (``frame;frame;... COUNT``, outermost first)."""
     by_line: Counter[str] = Counter()
-    busy = idle = 0
+    busy = 0
     for entry in profile.read_text().splitlines():
         stack, _, count_text = entry.rpartition(" ")
         if not stack:
             continue
         count = int(count_text)
-        frames = _frames(stack)
-        if _is_idle(frames):
-            idle += count
-            continue
         busy += count
-        by_line[line_of(frames)] += count
-    return Budget(busy, idle, by_line)
+        by_line[line_of(_frames(stack))] += count
+    return Budget(busy, by_line)
 
 
 def summary(profile: Path, rate_hz: int, cpu_s: float, requests: int) -> dict[str, object]:
@@ -133,7 +123,6 @@ def summary(profile: Path, rate_hz: int, cpu_s: float, requests: int) -> dict[st
         "cpu_us_per_request": round(cpu_us, 1),
         "requests": requests,
         "busy_samples": budget.busy_samples,
-        "idle_samples": budget.idle_samples,
         "measured_cpu_s": round(cpu_s, 3),
         "sampled_cpu_s": round(sampled_cpu_s, 3),
         "coverage": round(sampled_cpu_s / cpu_s, 3) if cpu_s else None,

@@ -283,8 +283,8 @@ BUDGET_RATE_HZ = 250
 
 
 def _start_sampler(out: Path, pid: int, duration_s: float) -> subprocess.Popen[bytes]:
-    """py-spy for the budget: every sample (``--idle``, told apart later), the server
-    stopped for each one (the default) so that no stack is read half-changed."""
+    """py-spy for the budget: the server stopped for each sample (the default) so that no
+    stack is read half-changed; idle samples left out (the default)."""
     command = ["py-spy", "record", "--pid", str(pid), "--format", "raw"]
     command += ["--rate", str(BUDGET_RATE_HZ), "--duration", str(max(1, round(duration_s)))]
     return subprocess.Popen(
