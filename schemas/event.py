@@ -36,6 +36,7 @@ PAYMENT_FIELDS = (
     "address",
     "failure_reason",
 )
+_PAYMENT_FIELD_SET = frozenset(PAYMENT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ def payment_event(
     **fields: str | None,
 ) -> CanonicalEvent:
     """A payment event. ``fields`` are the names in ``PAYMENT_FIELDS``; absent ones are null."""
-    unknown = set(fields) - set(PAYMENT_FIELDS)
+    unknown = fields.keys() - _PAYMENT_FIELD_SET
     if unknown:
         raise TypeError(f"not payment fields: {sorted(unknown)}")
     canonical_status, final = status
@@ -129,8 +130,7 @@ def payment_event(
         "final": final,
         "provider_status": None if provider_status is None else str(provider_status),
     }
-    for name in PAYMENT_FIELDS:
-        data[name] = fields.get(name)
+    data.update({name: fields.get(name) for name in PAYMENT_FIELDS})
     data["raw"] = orjson.Fragment(message.body)
     return CanonicalEvent(
         id=event_id,

@@ -27,12 +27,7 @@ def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     if _nesting_exceeds(text, max_depth):
         raise NormalizationError("malformed_json", f"the JSON nests deeper than {max_depth} levels")
     try:
-        return json.loads(
-            text,
-            parse_float=Decimal,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_unique_keys,
-        )
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise NormalizationError("malformed_json", f"the body is not valid JSON: {exc}") from exc
 
@@ -48,6 +43,12 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         duplicate = next(key for key, _ in pairs if counts[key] > 1)
         raise ValueError(f"duplicate key {duplicate!r}")
     return result
+
+
+# Made once: json.loads with options builds a decoder (and its C scanner) per call.
+_DECODER = json.JSONDecoder(
+    parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+)
 
 
 def _nesting_exceeds(text: str, max_depth: int) -> bool:
