@@ -6,7 +6,8 @@
     relay tail [--type T] [--json]               print canonical events as they arrive
     relay replay [--provider P] [--reason R] [--since T] [--until T] [--id ID] [--dry-run] [--rate N]
     relay dlq list [filters] / relay dlq show ID inspect dead letters
-    relay check-config FILE                      validate a config, name the bad key
+    relay check-config [FILE | --config FILE]    validate a config, name the bad key
+    relay --version
 
 The config file comes from ``--config``, else ``RELAY_CONFIG``, else
 ``deploy/dev.toml`` (so ``relay send`` and ``relay tail`` work next to ``relay dev``).
@@ -27,7 +28,10 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from relay import __version__
 from relay.config import Config, ConfigError, check_paths, load_config
+from relay.devbroker import DevBrokerError
+from relay.errors import StartupError
 from schemas.decoder import DecodeError, Event, PaymentEvent, decode_event
 from schemas.values import rfc3339
 
@@ -48,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
+    except (StartupError, DevBrokerError) as error:
+        # What the operator can fix, in one line: a taken port, a locked spool, no dev broker.
+        print(f"relay: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -56,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay", description="Webhook relay for payment providers"
     )
+    parser.add_argument("--version", action="version", version=f"relay {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the server")
@@ -104,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     dlq_show.set_defaults(run=_dlq_show)
 
     check = commands.add_parser("check-config", help="validate a config file")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, nargs="?", help="the config (or --config)")
+    _config_option(check)
     check.set_defaults(run=_check_config)
     return parser
 
@@ -271,6 +281,7 @@ def _send(args: argparse.Namespace) -> int:
     import aiohttp
 
     from relay.samples import UnknownSample, signed_sample
+    from verifiers.keys import UnusableKey
 
     config = load_config(_config_path(args))
     instance = config.providers.get(args.provider)
@@ -289,6 +300,14 @@ def _send(args: argparse.Namespace) -> int:
         )
     except UnknownSample as error:
         print(error, file=sys.stderr)
+        return 2
+    except UnusableKey as error:
+        print(
+            f"relay send: providers.{instance.name} cannot be signed for: {error} "
+            "(set signing_key to the provider's private key to send samples, e.g. in a test "
+            "environment)",
+            file=sys.stderr,
+        )
         return 2
     base = args.url or f"http://127.0.0.1:{config.server.port}"
     url = f"{base.rstrip('/')}/webhooks/{instance.name}"
@@ -355,9 +374,13 @@ def _check_config(args: argparse.Namespace) -> int:
     from relay.kafka import find_missing_topics
     from relay.sink import KafkaUnavailable
 
-    config = load_config(args.file)
+    if args.file is not None and args.config is not None:
+        print("relay check-config: give the config once, as FILE or --config", file=sys.stderr)
+        return 2
+    path = args.file or _config_path(args)
+    config = load_config(path)
     check_paths(config)
-    print(f"{args.file}: OK ({len(config.providers)} providers: {', '.join(config.providers)})")
+    print(f"{path}: OK ({len(config.providers)} providers: {', '.join(config.providers)})")
     for instance in config.providers.values():
         if instance.profile.flows and instance.flow is None:
             choices = " or ".join(f'"{flow}"' for flow in instance.profile.flows)

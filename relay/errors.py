@@ -14,6 +14,9 @@ without a ladder of ``except`` clauses. Messages never contain secrets.
     ├── UndecodableBody         400  a compressed body that does not decode (broken, truncated)
     ├── EventTooLarge           413  the canonical event exceeds the broker's message.max.bytes
     └── Unavailable             503  nothing durable can take the event now (Retry-After)
+
+:class:`StartupError` is the other kind: no answer to anyone, the process does not start
+(a taken port, a locked spool), and ``relay`` prints its one line.
 """
 
 from __future__ import annotations
@@ -79,3 +82,7 @@ class Unavailable(RelayError):
     def __init__(self, message: str, retry_after_s: int = 5) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StartupError(Exception):
+    """Relay cannot start, for a reason the operator can fix; the message says it in a line."""

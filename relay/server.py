@@ -31,6 +31,7 @@ import multiprocessing.connection
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from relay.app import build_app
 from relay.config import Config
+from relay.errors import StartupError
 from relay.logs import effective_config
 from relay.metrics import REJECTED
 from relay.spool import Spool, SpoolUnavailable
@@ -109,19 +111,31 @@ def limit_connections(server: web.Server, limit: int) -> None:
 
 
 async def start_server(config: Config, *, reuse_port: bool = False) -> web.AppRunner:
-    """The application listening on ``server.host:server.port``; ``runner.cleanup()`` stops it."""
+    """The application listening on ``server.host:server.port``; ``runner.cleanup()`` stops it.
+
+    Raises :class:`StartupError` when the spool is locked or unusable, or the address taken.
+    """
     runner = web.AppRunner(
         build_app(config),
         handle_signals=False,
         shutdown_timeout=config.server.shutdown_grace_s,
         access_log=None,
     )
-    await runner.setup()
+    try:
+        await runner.setup()
+    except SpoolUnavailable as exc:
+        raise StartupError(str(exc)) from exc
     assert runner.server is not None  # setup() made it
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)  # once: same object
     limit_connections(runner.server, config.server.max_connections)
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_port=reuse_port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        address = f"{config.server.host}:{config.server.port}"
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise StartupError(f"cannot listen on {address}: {reason}") from exc
     return runner
 
 
@@ -159,7 +173,10 @@ def run(config: Config, config_path: Path, workers: int = 1) -> None:
         raise SystemExit(
             "--workers needs a shared dedup store: set [dedup] backend to sqlite or redis"
         )
-    asyncio.run(adopt_stranded_spools(Path(config.spool.path), workers, config.spool.max_bytes))
+    try:
+        asyncio.run(adopt_stranded_spools(Path(config.spool.path), workers, config.spool.max_bytes))
+    except SpoolUnavailable as exc:
+        raise StartupError(str(exc)) from exc
     if workers <= 1:
         asyncio.run(serve_forever(config))
         return
@@ -215,7 +232,11 @@ def _worker(config_path: Path, index: int) -> None:
     spool = dataclasses.replace(
         config.spool, path=str(worker_spool(Path(config.spool.path), index))
     )
-    asyncio.run(serve_forever(dataclasses.replace(config, spool=spool), reuse_port=True))
+    try:
+        asyncio.run(serve_forever(dataclasses.replace(config, spool=spool), reuse_port=True))
+    except StartupError as error:
+        print(f"relay: worker {index}: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def worker_spool(root: Path, index: int) -> Path:

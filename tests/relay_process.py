@@ -261,6 +261,21 @@ async def post(session: aiohttp.ClientSession, base_url: str, webhook: SignedWeb
         return Answer(None)
 
 
+def run_relay(
+    *args: str, env: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``relay ARGS`` to its end, in the repository, with no ``RELAY_*`` variable but ``env``'s."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        cwd=REPO,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def unused_port() -> int:
     """A port that nothing listens on now: a broker address that is simply down."""
     return free_port()

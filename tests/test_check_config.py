@@ -8,15 +8,13 @@ to start with the same message (it runs the same validation first).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from relay.config import load_config
+from tests.relay_process import run_relay
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -234,20 +232,6 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
 }
 
 
-def _relay(
-    *args: str, env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "relay", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def _check_message(line: str, case: Case, path: Path) -> None:
     assert line.startswith(f"config error: {case.key.format(file=path)}: "), line
     assert case.problem in line, line
@@ -259,7 +243,7 @@ def test_check_config_names_the_key_and_the_problem(name: str, tmp_path: Path) -
     path = tmp_path / "relay.toml"
     path.write_text(case.config)
 
-    checked = _relay("check-config", str(path), env=case.env)
+    checked = run_relay("check-config", str(path), env=case.env)
 
     assert checked.returncode != 0
     assert checked.stdout == ""
@@ -275,8 +259,8 @@ def test_serve_refuses_a_broken_config_with_the_same_message(name: str, tmp_path
     path = tmp_path / "relay.toml"
     path.write_text(case.config)
 
-    checked = _relay("check-config", str(path), env=case.env)
-    served = _relay("serve", "--config", str(path), env=case.env)
+    checked = run_relay("check-config", str(path), env=case.env)
+    served = run_relay("serve", "--config", str(path), env=case.env)
 
     assert served.returncode == checked.returncode != 0
     assert served.stderr == checked.stderr
@@ -284,7 +268,7 @@ def test_serve_refuses_a_broken_config_with_the_same_message(name: str, tmp_path
 
 def test_unreadable_file(tmp_path: Path) -> None:
     missing = tmp_path / "absent.toml"
-    checked = _relay("check-config", str(missing), env={})
+    checked = run_relay("check-config", str(missing), env={})
     assert checked.returncode != 0
     assert checked.stderr.strip() == (
         f"config error: {missing}: cannot read the file (No such file or directory)"
@@ -294,7 +278,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 def test_valid_config_passes(tmp_path: Path) -> None:
     path = tmp_path / "relay.toml"
     path.write_text(_with(INVOICE_SECRET, "${RELAY_TEST_SECRET}"))
-    checked = _relay("check-config", str(path), env={"RELAY_TEST_SECRET": INVOICE_SECRET})
+    checked = run_relay("check-config", str(path), env={"RELAY_TEST_SECRET": INVOICE_SECRET})
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith(f"{path}: OK (1 providers: invoices)\n")
     assert INVOICE_SECRET not in checked.stdout + checked.stderr
@@ -303,7 +287,7 @@ def test_valid_config_passes(tmp_path: Path) -> None:
 def test_dev_config_passes() -> None:
     # A broker nobody runs: the topics are not checked, the config is.
     down = {"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
-    checked = _relay("check-config", str(ROOT / "deploy" / "dev.toml"), env=down)
+    checked = run_relay("check-config", str(ROOT / "deploy" / "dev.toml"), env=down)
     assert checked.returncode == 0, checked.stderr
     # The demo collect instance serves both directions: check-config says the flow is inferred.
     assert (
@@ -319,7 +303,7 @@ def test_an_instance_that_sets_its_flow_gets_no_note(tmp_path: Path) -> None:
         + '\n[providers.collect]\nprofile = "usdt-collect-pay"\nalgorithm = "md5"\n'
         + f'secrets = ["{COLLECT_SECRET}"]\nflow = "payin"\n'
     )
-    checked = _relay("check-config", str(path), env={})
+    checked = run_relay("check-config", str(path), env={})
     assert checked.returncode == 0, checked.stderr
     assert "note:" not in checked.stdout
 
@@ -331,7 +315,26 @@ def test_secrets_can_come_from_files(tmp_path: Path) -> None:
     path = tmp_path / "relay.toml"
     path.write_text(_with(INVOICE_SECRET, "${file:" + str(secret_file) + "}"))
 
-    assert _relay("check-config", str(path), env={}).returncode == 0
+    assert run_relay("check-config", str(path), env={}).returncode == 0
     config = load_config(path, env={})
     [secret] = config.providers["invoices"].keys.secrets
     assert secret.value == INVOICE_SECRET.encode()
+
+
+def test_the_config_can_be_given_as_every_command_takes_it(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(BASE)
+    down = {"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+
+    for args, env in (
+        (["--config", str(path)], down),
+        ([], {**down, "RELAY_CONFIG": str(path)}),
+    ):
+        checked = run_relay("check-config", *args, env=env)
+        assert checked.returncode == 0, checked.stderr
+        assert checked.stdout.startswith(f"{path}: OK (1 providers: invoices)\n")
+    both = run_relay("check-config", str(path), "--config", str(path), env=down)
+    assert (both.returncode, both.stderr) == (
+        2,
+        "relay check-config: give the config once, as FILE or --config\n",
+    )
