@@ -15,16 +15,24 @@ a claim that another host made after this claimant's lease ran out.
 Short socket timeouts and a single retry make a dead or hung Redis answer
 :class:`relay.dedup.DedupUnavailable` within about a second, well inside the
 ack budget, instead of holding the request.
+
+Claims and marks of concurrent webhooks share round trips (:class:`_Pipeline`):
+while one pipeline is out, the commands that arrive wait and go together in the
+next, so under load one round trip serves many webhooks, and a lone command
+goes at once. Each command keeps its own reply: pipelining changes the cost,
+not the protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -80,16 +88,20 @@ class RedisDedup:
             retry=Retry(NoBackoff(), 1),
         )
         self._release_script = self._redis.register_script(_RELEASE_LUA)
+        self._pipeline = _Pipeline(self._redis)
 
     async def claim(self, key: str) -> Claim:
         name = self._prefix + key
         value = _INFLIGHT + secrets.token_hex(8).encode()
+        lease_ms = self._lease_ms
         with _unavailable():
             for _ in range(_CLAIM_ROUNDS):
-                if await self._redis.set(name, value, nx=True, px=self._lease_ms):
+                if await self._pipeline.run(
+                    lambda pipe: pipe.set(name, value, nx=True, px=lease_ms)
+                ):
                     self._tokens[key] = value
                     return Claim.CLAIMED
-                current = await self._redis.get(name)
+                current = await self._pipeline.run(lambda pipe: pipe.get(name))
                 if current == value:
                     # The SET went through but its reply was lost, and the client's
                     # retry of it found our own claim.
@@ -102,8 +114,9 @@ class RedisDedup:
         return Claim.IN_FLIGHT
 
     async def mark_done(self, key: str) -> None:
+        name, ttl_ms = self._prefix + key, self._ttl_ms
         with _unavailable():
-            await self._redis.set(self._prefix + key, _DONE, px=self._ttl_ms)
+            await self._pipeline.run(lambda pipe: pipe.set(name, _DONE, px=ttl_ms))
         self._tokens.pop(key, None)
 
     async def release(self, key: str) -> None:
@@ -135,7 +148,61 @@ class RedisDedup:
             await self._redis.ping()
 
     async def close(self) -> None:
+        await self._pipeline.finish()
         await self._redis.aclose()
+
+
+Command = Callable[[Pipeline], Any]
+
+
+class _Pipeline:
+    """Commands of concurrent callers sent together, one pipeline out at a time."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._waiting: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def run(self, command: Command) -> Any:
+        """The command's reply; the connection's error (a ``RedisError`` or ``OSError``)
+        when the pipeline it went in failed."""
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((command, reply))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_while_waiting())
+        return await reply
+
+    async def finish(self) -> None:
+        """Let what was handed over be sent (or fail) before the connection closes."""
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+    async def _send_while_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                pipe = self._redis.pipeline(transaction=False)
+                for command, _ in batch:
+                    command(pipe)
+                try:
+                    replies = await pipe.execute(raise_on_error=False)
+                except (RedisError, OSError) as exc:
+                    replies = [exc] * len(batch)
+                except BaseException:
+                    # Cancelled (the loop is closing): no caller may wait forever.
+                    for _, reply in batch:
+                        if not reply.done():
+                            reply.set_exception(OSError("the redis dedup store was shut down"))
+                    raise
+                for (_, reply), answer in zip(batch, replies, strict=True):
+                    if reply.done():  # its caller gave up waiting
+                        continue
+                    if isinstance(answer, Exception):
+                        reply.set_exception(answer)
+                    else:
+                        reply.set_result(answer)
+        finally:
+            self._sender = None
 
 
 @contextmanager

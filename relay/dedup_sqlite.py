@@ -19,7 +19,11 @@ and the statement changes a row only when the key was free. The loser reads
 the row back to tell DONE from IN_FLIGHT.
 
 Each store owns one connection, used only by one dedicated thread: every
-call is serialized there and never blocks the event loop.
+call is serialized there and never blocks the event loop. Calls of concurrent
+webhooks share trips to that thread: while one batch runs there, the calls
+that arrive wait and go together in the next, so under load one thread hop
+serves many webhooks and a lone call goes at once. Each call is still its own
+statement in its own transaction, with its own result or error.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from relay.dedup import Claim, DedupUnavailable
 
@@ -127,6 +131,8 @@ class SqliteDedup:
         self._tokens: dict[str, str] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-dedup-sqlite")
         self._closed = False
+        self._waiting: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def claim(self, key: str) -> Claim:
         result = await self._run(self._claim, key)
@@ -160,6 +166,8 @@ class SqliteDedup:
         if self._closed:
             return
         self._closed = True
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close_conn)
         finally:
@@ -168,10 +176,38 @@ class SqliteDedup:
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self._closed:
             raise DedupUnavailable("the sqlite dedup store is closed")
+        result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((lambda: fn(*args), result))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_while_waiting())
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await result
         except (sqlite3.Error, OSError) as exc:
             raise DedupUnavailable(f"sqlite dedup store {self._path}: {exc}") from exc
+
+    async def _send_while_waiting(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                calls = [call for call, _ in batch]
+                try:
+                    outcomes = await loop.run_in_executor(self._executor, _run_each, calls)
+                except BaseException as exc:
+                    # Cancelled, or the thread is gone: no caller may wait forever.
+                    for _, result in batch:
+                        if not result.done():
+                            result.set_exception(OSError(f"the store's thread failed: {exc!r}"))
+                    raise
+                for (_, result), (value, error) in zip(batch, outcomes, strict=True):
+                    if result.done():  # its caller gave up waiting
+                        continue
+                    if error is not None:
+                        result.set_exception(error)
+                    else:
+                        result.set_result(value)
+        finally:
+            self._sender = None
 
     # Everything below runs on the store's thread.
 
@@ -256,3 +292,14 @@ class SqliteDedup:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _run_each(calls: list[Callable[[], Any]]) -> list[tuple[Any, BaseException | None]]:
+    """On the store's thread: each call's result, or the error that call raised."""
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    for call in calls:
+        try:
+            outcomes.append((call(), None))
+        except Exception as exc:
+            outcomes.append((None, exc))
+    return outcomes
