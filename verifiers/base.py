@@ -149,7 +149,9 @@ def decode_base64(text: str, what: str) -> bytes:
     """Standard or URL-safe base64, padding optional (providers differ).
 
     Both alphabets are validated: a character outside them is an error, never
-    silently dropped as :func:`base64.urlsafe_b64decode` would.
+    silently dropped as :func:`base64.urlsafe_b64decode` would. The last character
+    must leave its unused bits zero, as every encoder writes it: otherwise several
+    texts would decode to one signature, and a copied signature could be re-spelled.
     """
     compact = text.strip()
     if not compact:
@@ -157,9 +159,12 @@ def decode_base64(text: str, what: str) -> bytes:
     standard = compact.replace("-", "+").replace("_", "/")
     padded = standard + "=" * (-len(standard) % 4)
     try:
-        return base64.b64decode(padded.encode("ascii"), validate=True)
+        raw = base64.b64decode(padded.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
         raise MalformedSignature(f"{what} is not valid base64") from exc
+    if base64.b64encode(raw).decode("ascii") != padded:
+        raise MalformedSignature(f"{what} is not canonical base64 (unused bits set)")
+    return raw
 
 
 def encode_signature(raw: bytes, encoding: Encoding) -> str:

@@ -10,6 +10,7 @@ from typing import Literal
 import pytest
 
 from verifiers import hmac_header
+from verifiers.base import decode_base64
 from verifiers.errors import (
     MalformedSignature,
     MalformedTimestamp,
@@ -303,3 +304,36 @@ def test_options_that_would_sign_less_than_they_check_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Params(**options)  # type: ignore[arg-type]
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _unused_bits_set(canonical: str) -> str:
+    """The same bytes with the last character's unused (padding) bits set: a re-spelling."""
+    data = canonical.rstrip("=")
+    last = _B64.index(data[-1])
+    return data[:-1] + _B64[last | 1] + canonical[len(data) :]
+
+
+@pytest.mark.parametrize("size", [32, 256], ids=["hmac-sha256", "rsa-2048"])
+def test_base64_with_unused_bits_set_is_malformed(size: int) -> None:
+    """A copied signature cannot be re-spelled into a second accepted text (the fuzz
+    suite found a v2-payout request whose flipped bit landed in the unused bits)."""
+    raw = bytes(range(size))[::-1]
+    canonical = base64.b64encode(raw).decode()
+    respelled = _unused_bits_set(canonical)
+    assert respelled != canonical
+    assert base64.b64decode(respelled) == raw  # what a lenient decoder would accept
+    assert decode_base64(canonical, "the signature") == raw
+    with pytest.raises(MalformedSignature, match="not canonical base64"):
+        decode_base64(respelled, "the signature")
+
+
+def test_an_hmac_signature_with_unused_bits_set_is_refused() -> None:
+    digest = hmac.new(SECRET.encode(), BODY, hashlib.sha256).digest()
+    respelled = _unused_bits_set(base64.b64encode(digest).decode())
+    with pytest.raises(MalformedSignature):
+        hmac_header.verify(
+            BODY, {"x-webhook-signature": respelled}, Params(encoding="base64"), RING, NOW
+        )
