@@ -162,7 +162,10 @@ def decode_base64(text: str, what: str) -> bytes:
         raw = base64.b64decode(padded.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
         raise MalformedSignature(f"{what} is not valid base64") from exc
-    if base64.b64encode(raw).decode("ascii") != padded:
+    # The sender's own text against its re-encoding: public on both sides, nothing secret to
+    # time, so a plain comparison (hmac.compare_digest stays the one gate on signatures).
+    canonical = base64.b64encode(raw).decode("ascii")
+    if canonical != padded:
         raise MalformedSignature(f"{what} is not canonical base64 (unused bits set)")
     return raw
 
