@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.profile_summary import raw_stacks
+
 # (line, markers): a frame belongs to the line when its text contains a marker.
 # Checked in this order for each frame, innermost frame first.
 _RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -102,11 +104,7 @@ def read_budget(profile: Path) -> Budget:
     """A py-spy ``--format raw`` profile (``frame;frame;... COUNT``, outermost first)."""
     by_line: Counter[str] = Counter()
     busy = 0
-    for entry in profile.read_text().splitlines():
-        stack, _, count_text = entry.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
+    for stack, count in raw_stacks(profile):
         busy += count
         by_line[line_of(_frames(stack))] += count
     return Budget(busy, by_line)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -29,15 +30,19 @@ def _name(frame: str) -> str:
     return f"{match.group('function')} ({path})"
 
 
+def raw_stacks(path: Path) -> Iterator[tuple[str, int]]:
+    """Each ``frame;frame;... COUNT`` line of a py-spy raw profile as (stack, count)."""
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if stack:
+            yield stack, int(count_text)
+
+
 def summarise(path: Path) -> tuple[int, Counter[str], Counter[str]]:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
+    for stack, count in raw_stacks(path):
         frames = [_name(frame) for frame in stack.split(";")]
         samples += count
         own[frames[-1]] += count

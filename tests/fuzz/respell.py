@@ -15,7 +15,7 @@ The transformations (:data:`KINDS`), each drawn and combined by hypothesis:
 - ``empty_change``: a null or empty member dropped, or ``null`` and ``""`` swapped;
 - ``shuffle``: the members of an object in another order;
 - ``whitespace``: whitespace around the body and between its tokens;
-- ``escape``: characters of strings (member names too) written as ``\\uXXXX``, ``/`` as
+- ``escape``: characters of strings (member names too) written as ``\\u`` and four hex digits, ``/`` as
   ``\\/``, non-ASCII as escapes;
 - ``unicode_form``: a non-ASCII string in another normalization form (NFC, NFD, NFKC, NFKD);
 - ``header_id``: the instance's unsigned id header fresh or dropped (``X-Webhook-Id``,
@@ -70,7 +70,7 @@ class Style:
     gaps: tuple[str, ...] = ("",)
     """Whitespace written at each place JSON allows it, in turn."""
     escape: frozenset[str] = frozenset()
-    """Characters written as ``\\uXXXX`` wherever they appear in a string."""
+    """Characters written as ``\\u`` and four hex digits wherever they appear in a string."""
     upper_hex: bool = False
     slash: bool = False
     """``/`` written ``\\/``."""
