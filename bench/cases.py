@@ -33,6 +33,7 @@ from relay.config import ProviderInstance, parse_config
 from relay.devbroker import free_port
 from relay.kafka import TopicReader
 from relay.samples import signed_sample
+from relay.settings import KafkaConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "bench-invoice-secret-0123456789abcdef"
@@ -517,7 +518,7 @@ async def read_ids(
     """Count the records of ``topic`` by ``ce_id`` header: until ``expect`` records and then
     ``quiet_s`` without a new one (so late duplicates are seen), or 120 s at most."""
     ids: Counter[str] = Counter()
-    async with TopicReader(bootstrap, topic) as reader:
+    async with TopicReader(KafkaConfig(bootstrap_servers=bootstrap), topic) as reader:
         deadline = time.monotonic() + 120
         while not await reader.assign(resume=False):
             if time.monotonic() > deadline:

@@ -237,9 +237,7 @@ def _dev(args: argparse.Namespace) -> int:
         os.environ["RELAY_KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
         config = load_config(DEV_CONFIG)
         asyncio.run(
-            create_topics(
-                broker.bootstrap_servers, [config.kafka.topic, config.kafka.dead_letter_topic]
-            )
+            create_topics(config.kafka, [config.kafka.topic, config.kafka.dead_letter_topic])
         )
         _print_dev_banner(config, broker.bootstrap_servers, port != 9092)
         asyncio.run(serve_forever(config))
@@ -336,7 +334,7 @@ def _tail(args: argparse.Namespace) -> int:
 
     async def tail() -> None:
         async with TopicReader(
-            config.kafka.bootstrap_servers,
+            config.kafka,
             config.kafka.topic,
             subscribe=True,
             from_beginning=args.from_beginning,
@@ -398,7 +396,7 @@ def _check_config(args: argparse.Namespace) -> int:
     # aiokafka logs each failed connection; the one line below says it better.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        missing = asyncio.run(find_missing_topics(kafka.bootstrap_servers, topics))
+        missing = asyncio.run(find_missing_topics(kafka, topics))
     except KafkaUnavailable as error:
         print(f"kafka {kafka.bootstrap_servers}: not reachable, topics not checked ({error})")
         return 0

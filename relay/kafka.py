@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -226,12 +227,10 @@ class KafkaSink:
         delay = 0.2
         while True:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._config.bootstrap_servers,
-                client_id=self._config.client_id,
+                **client_options(self._config),
                 acks="all",
                 enable_idempotence=self._config.idempotence,
                 linger_ms=self._config.linger_ms,
-                request_timeout_ms=self._config.request_timeout_ms,
                 # Our own size check runs first (413 before any ack); this is the client's backstop.
                 max_request_size=self._config.max_message_bytes + 65536,
             )
@@ -290,6 +289,18 @@ class KafkaSink:
                 await self._look_for_topics()
 
 
+def client_options(config: KafkaConfig, **overrides: Any) -> dict[str, Any]:
+    """The settings every Kafka client of Relay shares (producer, consumers, admin):
+    where the brokers are and who Relay is to them."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": config.bootstrap_servers,
+        "client_id": config.client_id,
+        "request_timeout_ms": config.request_timeout_ms,
+    }
+    options.update(overrides)
+    return options
+
+
 def _classify(exc: BaseException) -> SendError:
     if isinstance(exc, KafkaUnavailable | RecordRejected):
         return exc
@@ -325,16 +336,14 @@ async def _absent_topics(client: AIOKafkaClient, topics: Iterable[str]) -> froze
 
 
 async def find_missing_topics(
-    bootstrap_servers: str, topics: Iterable[str], timeout_s: float = 5.0
+    config: KafkaConfig, topics: Iterable[str], timeout_s: float = 5.0
 ) -> list[str]:
     """The ``topics`` a broker neither has nor creates (``relay check-config``).
 
     Raises :class:`KafkaUnavailable` when no broker answers within ``timeout_s``.
     """
     wanted = list(topics)
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
-    )
+    client = AIOKafkaClient(**client_options(config, request_timeout_ms=int(timeout_s * 1000)))
     try:
         async with asyncio.timeout(timeout_s):
             await client.bootstrap()
@@ -346,13 +355,15 @@ async def find_missing_topics(
     finally:
         await client.close()
     if missing is None:
-        raise KafkaUnavailable(f"no broker at {bootstrap_servers} answered a metadata request")
+        raise KafkaUnavailable(
+            f"no broker at {config.bootstrap_servers} answered a metadata request"
+        )
     return [topic for topic in wanted if topic in missing]
 
 
-async def create_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 4) -> None:
+async def create_topics(config: KafkaConfig, topics: Iterable[str], partitions: int = 4) -> None:
     """Create topics that do not exist yet (``relay dev``; production creates them in advance)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(**client_options(config, request_timeout_ms=10000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -368,7 +379,7 @@ async def create_topics(bootstrap_servers: str, topics: Iterable[str], partition
 
 
 def open_consumer(
-    bootstrap_servers: str,
+    config: KafkaConfig,
     *topics: str,
     group_id: str | None = None,
     from_beginning: bool = True,
@@ -380,7 +391,7 @@ def open_consumer(
     """
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap_servers,
+        **client_options(config),
         group_id=group_id,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
@@ -452,7 +463,7 @@ class TopicReader:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        config: KafkaConfig,
         topic: str,
         *,
         subscribe: bool = False,
@@ -461,7 +472,7 @@ class TopicReader:
     ) -> None:
         self.topic = topic
         self._consumer = open_consumer(
-            bootstrap_servers,
+            config,
             *((topic,) if subscribe else ()),
             group_id=group_id,
             from_beginning=from_beginning,

@@ -119,9 +119,7 @@ async def list_letters(
     config: Config, letter_filter: LetterFilter, idle_s: float = 1.5
 ) -> list[DeadLetter]:
     kafka = config.kafka
-    async with TopicReader(
-        kafka.bootstrap_servers, kafka.dead_letter_topic, subscribe=True
-    ) as reader:
+    async with TopicReader(kafka, kafka.dead_letter_topic, subscribe=True) as reader:
         return [
             letter
             async for _, letter in read_letters(reader, idle_s)
@@ -147,7 +145,7 @@ async def replay(
     dedup = None
     try:
         async with TopicReader(
-            config.kafka.bootstrap_servers,
+            config.kafka,
             config.kafka.dead_letter_topic,
             group_id=None if dry_run else group,
         ) as reader:

@@ -41,6 +41,7 @@ from relay.devbroker import DevBroker
 from relay.http import SERVICES, Services
 from relay.kafka import ReadRecord, TopicReader
 from relay.samples import signed_sample
+from relay.settings import KafkaConfig
 from tests.apache_kafka.launcher import ApacheKafka, ensure_jars, java_and_maven
 
 INVOICE_SECRET = "test-invoice-secret-0123456789"
@@ -293,7 +294,7 @@ async def read_topic(
     """Every record of ``topic`` from the beginning: waits for ``expect`` records, then
     ``settle_s`` more so that a duplicate arriving late is seen too."""
     records: list[ReadRecord] = []
-    async with TopicReader(bootstrap, topic) as reader:
+    async with TopicReader(KafkaConfig(bootstrap_servers=bootstrap), topic) as reader:
         deadline = time.monotonic() + timeout_s
         while not await reader.assign(resume=False):
             if time.monotonic() >= deadline or expect == 0:

@@ -39,6 +39,7 @@ from relay.config import Config, load_config
 from relay.devbroker import DevBroker
 from relay.kafka import create_topics
 from relay.profiles import PROFILES
+from relay.settings import KafkaConfig
 from relay.spool import Spool
 from tests.conftest import SignedWebhook, TestBroker, read_topic, signed_webhook
 from tests.redis_server import redis_server, start_valkey
@@ -89,7 +90,7 @@ def own_broker(tmp_path: Path) -> Iterator[DevBroker]:
 @pytest.fixture
 async def session_topic(broker: TestBroker, topic: str) -> str:
     # Created up front: a production-like broker may not create topics on first use.
-    await create_topics(broker.bootstrap_servers, [topic])
+    await create_topics(KafkaConfig(bootstrap_servers=broker.bootstrap_servers), [topic])
     return topic
 
 

@@ -43,6 +43,7 @@ from yarl import URL
 from relay.config import Config, parse_config
 from relay.devbroker import free_port
 from relay.kafka import ReadRecord, TopicReader
+from relay.settings import KafkaConfig
 from tests.conftest import TestBroker
 from tests.fuzz.instances import fuzz_providers
 from tests.fuzz.mutations import TOKEN, Case, Fuzzer
@@ -223,7 +224,12 @@ async def read_records(bootstrap: str, topics: list[str], tokens: set[str]) -> l
     deadline passes: the assertions then say what is missing), plus a second for late ones."""
     records: list[ReadRecord] = []
     async with contextlib.AsyncExitStack() as stack:
-        readers = [await stack.enter_async_context(TopicReader(bootstrap, name)) for name in topics]
+        readers = [
+            await stack.enter_async_context(
+                TopicReader(KafkaConfig(bootstrap_servers=bootstrap), name)
+            )
+            for name in topics
+        ]
         assigned = [False] * len(topics)
         seen: set[str] = set()
         deadline = time.monotonic() + 120
