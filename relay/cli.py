@@ -32,6 +32,7 @@ from relay import __version__
 from relay.config import Config, ConfigError, check_paths, load_config
 from relay.devbroker import DevBrokerError
 from relay.errors import StartupError
+from relay.settings import KafkaConfig
 from schemas.decoder import DecodeError, Event, PaymentEvent, decode_event
 from schemas.values import rfc3339
 
@@ -369,8 +370,16 @@ def _describe(event: Event) -> str:
     return "  ".join(parts)
 
 
+async def _check_kafka(kafka: KafkaConfig, topics: list[str]) -> list[str]:
+    """The handshake and login first (each failure named), then which topics are missing."""
+    from relay.kafka import find_missing_topics, probe
+
+    await probe(kafka)
+    return await find_missing_topics(kafka, topics)
+
+
 def _check_config(args: argparse.Namespace) -> int:
-    from relay.kafka import find_missing_topics
+    from relay.kafka import HandshakeFailed
     from relay.sink import KafkaUnavailable
 
     if args.file is not None and args.config is not None:
@@ -396,7 +405,11 @@ def _check_config(args: argparse.Namespace) -> int:
     # aiokafka logs each failed connection; the one line below says it better.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        missing = asyncio.run(find_missing_topics(kafka, topics))
+        missing = asyncio.run(_check_kafka(kafka, topics))
+    except HandshakeFailed as refused:
+        # Reachable, and it refused Relay: the config is wrong for this cluster.
+        print(f"kafka {kafka.bootstrap_servers}: {refused}", file=sys.stderr)
+        return 1
     except KafkaUnavailable as error:
         print(f"kafka {kafka.bootstrap_servers}: not reachable, topics not checked ({error})")
         return 0
@@ -408,7 +421,11 @@ def _check_config(args: argparse.Namespace) -> int:
         )
     if missing:
         return 1
-    print(f"kafka {kafka.bootstrap_servers}: topics {', '.join(topics)} exist")
+    login = f", logged in with {kafka.sasl_mechanism}" if kafka.sasl_mechanism else ""
+    print(
+        f"kafka {kafka.bootstrap_servers} ({kafka.security_protocol}{login}): "
+        f"topics {', '.join(topics)} exist"
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import ipaddress
 import os
 import re
@@ -31,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from relay.kafka_auth import KafkaAuthError, tls_context, token_function, uses_sasl, uses_tls
 from relay.profiles import PROFILES, Ack, Profile
 from relay.settings import (
     CONTENT_ENCODINGS,
@@ -146,6 +148,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     kafka = _section(KafkaConfig, document.get("kafka", {}), "kafka", env)
     if env.get("RELAY_KAFKA_BOOTSTRAP_SERVERS"):
         kafka = dataclasses.replace(kafka, bootstrap_servers=env["RELAY_KAFKA_BOOTSTRAP_SERVERS"])
+    _check_kafka_security(kafka)
     dedup = _section(DedupConfig, document.get("dedup", {}), "dedup", env)
     spool = _section(SpoolConfig, document.get("spool", {}), "spool", env)
     if not 0 <= server.port <= 65535:
@@ -172,6 +175,69 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     if not providers:
         raise ConfigError("providers", "no provider instance is configured")
     return Config(server, kafka, dedup, spool, types.MappingProxyType(providers))
+
+
+_TLS_KEYS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
+_SASL_KEYS = ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_oauth_token_provider")
+# What each compression codec needs beyond the standard library (aiokafka's codecs).
+_COMPRESSION_MODULES = {"snappy": "cramjam", "lz4": "cramjam", "zstd": "cramjam"}
+
+
+def _check_kafka_security(kafka: KafkaConfig) -> None:
+    """Settings that cannot work together, and files and hooks that cannot be used, are
+    config errors now rather than a broker refusing Relay later."""
+    protocol = kafka.security_protocol
+    if not uses_tls(kafka):
+        for key in _TLS_KEYS:
+            if getattr(kafka, key):
+                raise ConfigError(
+                    f"kafka.{key}",
+                    f'needs security_protocol = "SSL" or "SASL_SSL" (not {protocol})',
+                )
+    if not uses_sasl(kafka):
+        for key in _SASL_KEYS:
+            if getattr(kafka, key):
+                raise ConfigError(
+                    f"kafka.{key}",
+                    f'needs security_protocol = "SASL_SSL" or "SASL_PLAINTEXT" (not {protocol})',
+                )
+    if kafka.ssl_keyfile and not kafka.ssl_certfile:
+        raise ConfigError("kafka.ssl_keyfile", "needs ssl_certfile, the certificate it belongs to")
+    mechanism = kafka.sasl_mechanism
+    if uses_sasl(kafka) and not mechanism:
+        raise ConfigError(
+            "kafka.sasl_mechanism",
+            f"required with {protocol}: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
+        )
+    if mechanism == "OAUTHBEARER":
+        for key in ("sasl_username", "sasl_password"):
+            if getattr(kafka, key):
+                raise ConfigError(f"kafka.{key}", "not used by OAUTHBEARER: the token is")
+        if not kafka.sasl_oauth_token_provider:
+            raise ConfigError(
+                "kafka.sasl_oauth_token_provider", "required with OAUTHBEARER (module:function)"
+            )
+    elif mechanism:
+        for key in ("sasl_username", "sasl_password"):
+            if not getattr(kafka, key):
+                raise ConfigError(f"kafka.{key}", f"required with {mechanism}")
+        if kafka.sasl_oauth_token_provider:
+            raise ConfigError(
+                "kafka.sasl_oauth_token_provider", "only used with sasl_mechanism = OAUTHBEARER"
+            )
+    try:
+        tls_context(kafka)
+        if mechanism == "OAUTHBEARER":
+            token_function(kafka)
+    except KafkaAuthError as error:
+        raise ConfigError(error.key, str(error)) from error
+    module = _COMPRESSION_MODULES.get(kafka.compression)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            "kafka.compression",
+            f"{kafka.compression} needs the {module} library: "
+            "pip install 'webhook-relay[kafka-compression]'",
+        )
 
 
 def check_paths(config: Config) -> None:

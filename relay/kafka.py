@@ -25,22 +25,37 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    IllegalSaslStateError,
+    KafkaConnectionError,
     KafkaError,
     MessageSizeTooLargeError,
     RecordTooLargeError,
+    SaslAuthenticationFailed,
     UnknownTopicOrPartitionError,
+    UnsupportedSaslMechanismError,
 )
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
+from relay.kafka_auth import (
+    TokenFunction,
+    fetch_token,
+    tls_context,
+    token_function,
+    uses_sasl,
+    uses_tls,
+)
 from relay.metrics import KAFKA_PUBLISH
 from relay.records import KafkaRecord
 from relay.settings import KafkaConfig
@@ -230,6 +245,9 @@ class KafkaSink:
                 **client_options(self._config),
                 acks="all",
                 enable_idempotence=self._config.idempotence,
+                compression_type=None
+                if self._config.compression == "none"
+                else self._config.compression,
                 linger_ms=self._config.linger_ms,
                 # Our own size check runs first (413 before any ack); this is the client's backstop.
                 max_request_size=self._config.max_message_bytes + 65536,
@@ -237,7 +255,9 @@ class KafkaSink:
             try:
                 await producer.start()
             except KafkaError as exc:
-                unavailable = _unavailable(exc)
+                # aiokafka says only "Unable to bootstrap"; one probe connection says why
+                # (a refused login, an untrusted certificate), for /readyz and the log.
+                unavailable = await self._why_not_connected(exc)
                 # Logged at every attempt (each a few seconds apart), so not by _note_error.
                 self.last_error, self._error_detail = unavailable.kind, str(unavailable)
                 log.warning("kafka not reachable, retrying", extra={"error": str(unavailable)})
@@ -254,6 +274,15 @@ class KafkaSink:
             self._connected.set()
             log.info("kafka connected", extra={"bootstrap": self._config.bootstrap_servers})
             return
+
+    async def _why_not_connected(self, exc: KafkaError) -> KafkaUnavailable:
+        try:
+            await probe(self._config, timeout_s=self._config.request_timeout_ms / 1000)
+        except HandshakeFailed as refused:
+            return refused
+        except KafkaUnavailable:
+            pass
+        return _unavailable(exc)
 
     async def _look_for_topics(self) -> None:
         assert self._producer is not None
@@ -291,14 +320,144 @@ class KafkaSink:
 
 def client_options(config: KafkaConfig, **overrides: Any) -> dict[str, Any]:
     """The settings every Kafka client of Relay shares (producer, consumers, admin):
-    where the brokers are and who Relay is to them."""
+    where the brokers are, who Relay is to them and how it proves it."""
     options: dict[str, Any] = {
         "bootstrap_servers": config.bootstrap_servers,
         "client_id": config.client_id,
         "request_timeout_ms": config.request_timeout_ms,
+        **_security_options(config),
     }
     options.update(overrides)
     return options
+
+
+def _security_options(config: KafkaConfig) -> dict[str, Any]:
+    """aiokafka's names for ``[kafka]``'s security settings (checked when the config loaded)."""
+    options: dict[str, Any] = {"security_protocol": config.security_protocol}
+    if uses_tls(config):
+        options["ssl_context"] = tls_context(config)
+    if uses_sasl(config):
+        options["sasl_mechanism"] = config.sasl_mechanism
+        if config.sasl_mechanism == "OAUTHBEARER":
+            options["sasl_oauth_token_provider"] = _TokenProvider(token_function(config))
+        else:
+            options["sasl_plain_username"] = config.sasl_username
+            options["sasl_plain_password"] = config.sasl_password
+    return options
+
+
+class _TokenProvider(AbstractTokenProvider):
+    """``sasl_oauth_token_provider``'s function, as aiokafka asks for tokens."""
+
+    def __init__(self, function: TokenFunction) -> None:
+        self._function = function
+
+    async def token(self) -> str:
+        return await fetch_token(self._function)
+
+
+async def probe(config: KafkaConfig, timeout_s: float = 5.0) -> None:
+    """Connect to the first bootstrap server that answers, as every client will: TLS
+    handshake, SASL login. Raises :class:`HandshakeFailed` when a broker refuses Relay
+    (``kind`` says how, see :func:`diagnose`; the message says it for the operator in one
+    line), :class:`KafkaUnavailable` when none answers."""
+    last: KafkaUnavailable | None = None
+    for host, port in _bootstrap_addresses(config.bootstrap_servers):
+        options = _security_options(config)
+        try:
+            async with asyncio.timeout(timeout_s):
+                connection = await create_conn(
+                    host,
+                    port,
+                    client_id=config.client_id,
+                    request_timeout_ms=int(timeout_s * 1000),
+                    **options,
+                )
+        except TimeoutError:
+            last = KafkaUnavailable(f"{host}:{port}: no answer within {timeout_s:g} s")
+            continue
+        except (OSError, KafkaError) as exc:  # ssl.SSLError is an OSError
+            failure = diagnose(exc, config, host)
+            if failure is not None:
+                raise failure from exc
+            last = KafkaUnavailable(f"{host}:{port}: {type(exc).__name__}: {exc}")
+            continue
+        connection.close()
+        return
+    raise last or KafkaUnavailable(f"no bootstrap server in {config.bootstrap_servers!r}")
+
+
+class HandshakeFailed(KafkaUnavailable):
+    """A broker answered and refused Relay (TLS or SASL): not a network problem, and
+    retrying does not help until the config or the cluster changes."""
+
+
+def diagnose(exc: BaseException, config: KafkaConfig, host: str) -> HandshakeFailed | None:
+    """What one failed connection means, with a fixed ``kind`` for ``/readyz``; None for a
+    failure that is not the handshake's (no route, refused, timed out)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or str(exc)
+        if "mismatch" in reason:
+            return HandshakeFailed(
+                f"TLS: the broker's certificate is not valid for {host} ({reason})",
+                kind="TLS hostname mismatch",
+            )
+        return HandshakeFailed(
+            f"TLS: the broker's certificate is not trusted ({reason}); "
+            "ssl_cafile must name the authority that signed it",
+            kind="TLS certificate not trusted",
+        )
+    if isinstance(exc, ConnectionResetError) and uses_tls(config):
+        # A plaintext listener drops a TLS greeting it reads as a malformed request.
+        return HandshakeFailed(
+            "TLS handshake failed (the broker reset the connection): is this a TLS listener?",
+            kind="TLS handshake failed",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return HandshakeFailed(
+            f"TLS handshake failed ({exc.reason or exc}): is this a TLS listener?",
+            kind="TLS handshake failed",
+        )
+    if isinstance(exc, SaslAuthenticationFailed):
+        who = "" if config.sasl_mechanism == "OAUTHBEARER" else f" as {config.sasl_username!r}"
+        return HandshakeFailed(
+            f"SASL {config.sasl_mechanism} login{who} refused: {_broker_message(exc)}",
+            kind="authentication failed",
+        )
+    if isinstance(exc, UnsupportedSaslMechanismError):
+        return HandshakeFailed(
+            f"SASL {config.sasl_mechanism} is not enabled on this listener ({exc})",
+            kind="SASL mechanism not enabled",
+        )
+    if isinstance(exc, IllegalSaslStateError):
+        return HandshakeFailed(
+            "this listener does not speak SASL: check security_protocol",
+            kind="SASL not expected",
+        )
+    if (
+        isinstance(exc, KafkaConnectionError)
+        and "closed" in str(exc)
+        and (uses_tls(config) or uses_sasl(config))
+    ):
+        return HandshakeFailed(
+            "the broker closed the connection during the handshake: a listener of "
+            "another security protocol, or one that requires a client certificate",
+            kind="handshake refused",
+        )
+    return None
+
+
+def _broker_message(exc: BaseException) -> str:
+    # aiokafka prefixes "[Error 58] SaslAuthenticationFailed: " to the broker's own text.
+    return str(exc).partition(": ")[2] or str(exc)
+
+
+def _bootstrap_addresses(bootstrap_servers: str) -> list[tuple[str, int]]:
+    addresses = []
+    for entry in bootstrap_servers.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        addresses.append((host.strip("[]") or entry.strip(), int(port) if port.isdigit() else 9092))
+    return addresses
 
 
 def _classify(exc: BaseException) -> SendError:

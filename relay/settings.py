@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -55,8 +55,21 @@ class ServerConfig:
     is not itself a trusted proxy. From any other peer the header is ignored."""
 
 
+SecurityProtocol = typing.Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = typing.Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+Compression = typing.Literal["none", "gzip", "snappy", "lz4", "zstd"]
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
+    """``[kafka]``: where events go, and how Relay reaches and logs in to the brokers.
+
+    The security settings follow Kafka's own client settings (``security.protocol``,
+    ``ssl.*``, ``sasl.*``) with underscores; every Kafka client of Relay uses them
+    (``serve``, ``replay``, ``tail``, ``dlq``, ``check-config``). Passwords are kept
+    out of ``repr`` and therefore out of logs and errors.
+    """
+
     bootstrap_servers: str = "localhost:9092"
     topic: str = "payments.events"
     dlq_topic: str = ""
@@ -66,6 +79,28 @@ class KafkaConfig:
     linger_ms: int = 2
     client_id: str = "relay"
     request_timeout_ms: int = 30000
+    compression: Compression = "none"
+    """Producer batch compression. gzip is in the standard library; snappy, lz4 and zstd
+    need ``webhook-relay[kafka-compression]``."""
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    ssl_cafile: str = ""
+    """PEM file of the authorities that may sign the brokers' certificates; empty means the
+    system's trust store (managed services use public authorities)."""
+    ssl_certfile: str = ""
+    """Client certificate (PEM) for mutual TLS; may hold the key too."""
+    ssl_keyfile: str = ""
+    ssl_key_password: str = field(default="", repr=False)
+    ssl_check_hostname: bool = True
+    """The broker's certificate must name the host Relay connected to. Turn off only for a
+    broker reached through an address its certificate does not list."""
+    sasl_mechanism: SaslMechanism = ""
+    """Required with ``SASL_PLAINTEXT`` and ``SASL_SSL``."""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    sasl_oauth_token_provider: str = ""
+    """OAUTHBEARER: ``module:function`` returning a token (``str``, or an awaitable of one),
+    called for each new broker connection; ``relay.kafka_auth:aws_msk_iam`` for AWS MSK IAM
+    (``webhook-relay[msk]``)."""
 
     @property
     def dead_letter_topic(self) -> str:

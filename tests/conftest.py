@@ -43,6 +43,7 @@ from relay.kafka import ReadRecord, TopicReader
 from relay.samples import signed_sample
 from relay.settings import KafkaConfig
 from tests.apache_kafka.launcher import ApacheKafka, ensure_jars, java_and_maven
+from tests.apache_kafka.secure import make_pki
 
 INVOICE_SECRET = "test-invoice-secret-0123456789"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +136,9 @@ def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKaf
         pytest.skip(f"Apache Kafka left out: {missing} (it needs Java 17+ and Maven on PATH)")
     lib = ensure_jars(REPO_ROOT)
     started = time.monotonic()
-    with ApacheKafka(lib, tmp_path_factory.mktemp("apache-kafka")) as kafka:
+    work = tmp_path_factory.mktemp("apache-kafka")
+    # The secure listeners (tests/test_kafka_security.py) ride on the same JVM.
+    with ApacheKafka(lib, work, pki=make_pki(work / "pki")) as kafka:
         _APACHE_KAFKA_REPORT.ready_s = time.monotonic() - started
         yield kafka
 

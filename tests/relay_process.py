@@ -49,7 +49,7 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for {value!r}")
 
 
-def _toml(document: Mapping[str, Any], prefix: str = "") -> str:
+def toml_text(document: Mapping[str, Any], prefix: str = "") -> str:
     """The TOML text of nested mappings of plain values (all a Relay config uses)."""
     lines = [
         f"{key} = {_toml_value(value)}"
@@ -62,7 +62,7 @@ def _toml(document: Mapping[str, Any], prefix: str = "") -> str:
     text += "".join(line + "\n" for line in lines)
     for key, value in document.items():
         if isinstance(value, Mapping):
-            text += "\n" + _toml(value, f"{prefix}.{key}" if prefix else key)
+            text += "\n" + toml_text(value, f"{prefix}.{key}" if prefix else key)
     return text
 
 
@@ -91,7 +91,7 @@ def write_config(
         "spool": {"path": str(var / "spool"), **(spool or {})},
         "providers": {"invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]}},
     }
-    path.write_text(_toml(document), encoding="utf-8")
+    path.write_text(toml_text(document), encoding="utf-8")
     return path
 
 

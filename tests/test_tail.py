@@ -43,7 +43,7 @@ secrets = ["{INVOICE_SECRET}"]
     return path
 
 
-async def _tail(
+async def tail_lines(
     config: Path, *options: str, lines: int, complaint: str | None = None
 ) -> tuple[list[str], list[str]]:
     """The first ``lines`` lines ``relay tail`` prints (and, with ``complaint``, its stderr
@@ -126,10 +126,10 @@ async def test_tail_prints_events_skips_foreign_records_and_filters_by_type(
     config_file = _config_file(relay_app, tmp_path)
 
     complaint = "not a Relay event: header content-type is missing"
-    printed, errors = await _tail(config_file, lines=2, complaint=complaint)
+    printed, errors = await tail_lines(config_file, lines=2, complaint=complaint)
     assert sorted(printed) == [_line(first), _line(second)]
     # Named by where it is (topic/partition@offset), so an operator can find it.
     assert any(re.match(rf"{config.kafka.topic}/\d+@\d+: {complaint}", e) for e in errors)
 
-    whole, _ = await _tail(config_file, "--json", "--type", first["type"], lines=1)
+    whole, _ = await tail_lines(config_file, "--json", "--type", first["type"], lines=1)
     assert [orjson.loads(line) for line in whole] == [first]

@@ -12,8 +12,10 @@ Usage (the broker takes a few seconds to start: share it per module or session):
         kafka.create_topic("payments.events", partitions=4)
         ...  # aiokafka clients on kafka.bootstrap_servers
 
-Everything here is synchronous and uses only the standard library: the
-readiness probe and ``create_topic`` speak the Kafka wire protocol directly, so
+Everything here is synchronous and uses only the standard library (and
+``cryptography`` for the test certificates of :mod:`tests.apache_kafka.secure`):
+the readiness probe, ``create_topic`` and ``upsert_scram_user`` speak the Kafka
+wire protocol directly, so
 sync fixtures can use them without an event loop. From async code they block
 the loop briefly (``create_topic`` takes tens of milliseconds); run ``start``
 and ``restart`` through ``asyncio.to_thread`` when clients must keep running
@@ -42,6 +44,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self, TypeVar
+
+from tests.apache_kafka.secure import (
+    SCRAM_ALTER_API,
+    SECURE_LISTENERS,
+    Pki,
+    scram_upsertion,
+    secure_properties,
+)
 
 __all__ = ["DEFAULT_JVM_OPTIONS", "ApacheKafka", "ensure_jars", "free_port", "java_and_maven"]
 
@@ -179,10 +189,12 @@ class ApacheKafka:
         *,
         jvm_options: tuple[str, ...] = DEFAULT_JVM_OPTIONS,
         properties: Mapping[str, str] | None = None,
+        pki: Pki | None = None,
         start_timeout_s: float = 60.0,
         stop_timeout_s: float = 30.0,
     ) -> None:
-        """``properties`` override or extend the broker settings of ``server_properties``."""
+        """``properties`` override or extend the broker settings of ``server_properties``;
+        ``pki`` adds the secure listeners of :mod:`tests.apache_kafka.secure`."""
         java = shutil.which("java")
         if java is None:
             raise RuntimeError("java is not on PATH")
@@ -191,9 +203,11 @@ class ApacheKafka:
         self._work_dir = work_dir
         self._jvm_options = jvm_options
         self._overrides = dict(properties or {})
+        self._pki = pki
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._ports: tuple[int, int] | None = None
+        self._secure_ports: dict[str, int] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -224,6 +238,16 @@ class ApacheKafka:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def secure_bootstrap_servers(self, listener: str) -> str:
+        """``127.0.0.1:PORT`` of a secure listener (``SASL_SSL`` or ``MTLS``)."""
+        if listener not in self._secure_ports:
+            raise RuntimeError(f"no {listener} listener: start the broker with a pki")
+        return f"127.0.0.1:{self._secure_ports[listener]}"
+
+    @property
+    def pki(self) -> Pki | None:
+        return self._pki
+
     @property
     def _client_port(self) -> int:
         if self._ports is None:
@@ -235,14 +259,17 @@ class ApacheKafka:
     def server_properties(self) -> dict[str, str]:
         """The broker settings: production defaults unless a test needs otherwise."""
         client_port, controller_port = self._ports or (0, 0)
+        secure = {name: self._secure_ports.get(name, 0) for name in self._secure_listeners()}
+        advertised = f"PLAINTEXT://127.0.0.1:{client_port}" + "".join(
+            f",{name}://127.0.0.1:{port}" for name, port in secure.items()
+        )
         settings = {
             "process.roles": "broker,controller",
             "node.id": str(NODE_ID),
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{client_port},CONTROLLER://127.0.0.1:{controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{client_port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": advertised,
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            + "".join(f",{name}:{protocol}" for name, protocol in self._secure_listeners().items()),
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             # A dynamic quorum of one voter, as `StorageTool format --standalone` expects.
@@ -269,6 +296,8 @@ class ApacheKafka:
             "broker.heartbeat.interval.ms": "500",
             "broker.session.timeout.ms": "2000",
         }
+        if self._pki is not None:
+            settings.update(secure_properties(self._pki))
         settings.update(self._overrides)
         return settings
 
@@ -281,10 +310,11 @@ class ApacheKafka:
         self._forget_process()  # a JVM that died on its own still holds the log file
         if self._ports is None:
             self._ports = (free_port(), free_port())
+            self._secure_ports = {name: free_port() for name in self._secure_listeners()}
         self._work_dir.mkdir(parents=True, exist_ok=True)
         config = self._work_dir / "server.properties"
         config.write_text(
-            "".join(f"{key}={value}\n" for key, value in self.server_properties().items())
+            "".join(f"{key}={_escape(value)}\n" for key, value in self.server_properties().items())
         )
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed by _forget_process
         try:
@@ -397,6 +427,29 @@ class ApacheKafka:
                 raise TimeoutError(f"topic {name!r} has no leader for every partition: {leaders}")
             time.sleep(0.05)
 
+    def upsert_scram_user(
+        self, mechanism: str, user: str, password: str, timeout_s: float = 10.0
+    ) -> None:
+        """Create a SCRAM user or set its password, through the admin API
+        (AlterUserScramCredentials, on the plaintext listener). Synchronous."""
+        api_key, version = SCRAM_ALTER_API
+        body = scram_upsertion(mechanism, user, password)
+        reader = _Reader(_request(self._client_port, api_key, version, body, timeout_s, True))
+        reader.int32()  # throttle_time_ms
+        for _ in range(reader.uvarint() - 1):
+            name = reader.compact_string()
+            error_code = reader.int16()
+            message = reader.compact_string()
+            reader.uvarint()  # tagged fields
+            if error_code != 0:
+                raise RuntimeError(
+                    f"AlterUserScramCredentials {name!r} failed with Kafka error code "
+                    f"{error_code}: {message}"
+                )
+
+    def _secure_listeners(self) -> dict[str, str]:
+        return dict(SECURE_LISTENERS) if self._pki is not None else {}
+
     # -- internals ------------------------------------------------------------
 
     def _format(self, config: Path) -> None:
@@ -466,6 +519,11 @@ class ApacheKafka:
             self._log_file = None
 
 
+def _escape(value: str) -> str:
+    """A value as a Java properties file reads it back (PEM blocks span lines)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 def _cluster_id() -> str:
     """A random cluster id as `kafka-storage random-uuid` makes it (22 URL-safe base64 chars)."""
     while True:
@@ -499,10 +557,17 @@ def _string(value: str | None) -> bytes:
     return struct.pack(">h", len(data)) + data
 
 
-def _request(port: int, api_key: int, api_version: int, body: bytes, timeout_s: float) -> bytes:
-    """Send one request on a fresh connection and return the response body."""
+def _request(
+    port: int, api_key: int, api_version: int, body: bytes, timeout_s: float, flexible: bool = False
+) -> bytes:
+    """Send one request on a fresh connection and return the response body.
+
+    ``flexible``: a version with tagged fields (request header v2, response header v1).
+    """
     correlation_id = next(_correlation_ids)
     header = struct.pack(">hhi", api_key, api_version, correlation_id) + _string("relay-tests")
+    if flexible:
+        header += b"\x00"  # no tagged fields
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
         sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
         (size,) = struct.unpack(">i", _recv_exactly(sock, 4))
@@ -510,6 +575,8 @@ def _request(port: int, api_key: int, api_version: int, body: bytes, timeout_s: 
     (answered,) = struct.unpack_from(">i", payload)
     if answered != correlation_id:
         raise ValueError(f"correlation id {answered} does not match {correlation_id}")
+    if flexible:
+        return payload[5:]  # the response header's tagged fields: none from Kafka here
     return payload[4:]
 
 
@@ -544,6 +611,24 @@ class _Reader:
 
     def string(self) -> str | None:
         size = self.int16()
+        if size < 0:
+            return None
+        value = self._data[self._offset : self._offset + size].decode()
+        self._offset += size
+        return value
+
+    def uvarint(self) -> int:
+        value = shift = 0
+        while True:
+            byte = self._data[self._offset]
+            self._offset += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+
+    def compact_string(self) -> str | None:
+        size = self.uvarint() - 1
         if size < 0:
             return None
         value = self._data[self._offset : self._offset + size].decode()
