@@ -33,6 +33,7 @@ from relay.config import Config, ConfigError, check_paths, load_config
 from relay.devbroker import DevBrokerError
 from relay.errors import StartupError
 from relay.settings import KafkaConfig
+from relay.sink import KafkaUnavailable
 from schemas.decoder import DecodeError, Event, PaymentEvent, decode_event
 from schemas.values import rfc3339
 
@@ -54,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    except (StartupError, DevBrokerError) as error:
-        # What the operator can fix, in one line: a taken port, a locked spool, no dev broker.
+    except (StartupError, DevBrokerError, KafkaUnavailable) as error:
+        # What the operator can fix, in one line: a taken port, a locked spool, no dev broker,
+        # brokers that cannot be reached or refuse the login.
         print(f"relay: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -160,6 +162,7 @@ def _letter_filter(args: argparse.Namespace) -> LetterFilter:
 def _replay(args: argparse.Namespace) -> int:
     from relay.replay import progress_stream, replay
 
+    _quiet_kafka_client()
     config = load_config(_config_path(args))
     summary = asyncio.run(
         replay(
@@ -177,6 +180,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _dlq_list(args: argparse.Namespace) -> int:
     from relay.replay import list_letters
 
+    _quiet_kafka_client()
     config = load_config(_config_path(args))
     letters = asyncio.run(list_letters(config, _letter_filter(args)))
     print(f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  attempts")
@@ -192,6 +196,7 @@ def _dlq_list(args: argparse.Namespace) -> int:
 def _dlq_show(args: argparse.Namespace) -> int:
     from relay.replay import LetterFilter, list_letters
 
+    _quiet_kafka_client()
     config = load_config(_config_path(args))
     letters = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id)))
     if not letters:
@@ -206,6 +211,12 @@ def _dlq_show(args: argparse.Namespace) -> int:
             document["body_text"] = letter.body.decode("utf-8", errors="replace")
         print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     return 0
+
+
+def _quiet_kafka_client() -> None:
+    """aiokafka logs each failed connection on stderr; the command's own one line
+    (``relay: kafka: ...``) says it better, once."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -331,6 +342,7 @@ def _send(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from relay.kafka import TopicReader
 
+    _quiet_kafka_client()
     config = load_config(_config_path(args))
 
     async def tail() -> None:
@@ -380,7 +392,6 @@ async def _check_kafka(kafka: KafkaConfig, topics: list[str]) -> list[str]:
 
 def _check_config(args: argparse.Namespace) -> int:
     from relay.kafka import HandshakeFailed
-    from relay.sink import KafkaUnavailable
 
     if args.file is not None and args.config is not None:
         print("relay check-config: give the config once, as FILE or --config", file=sys.stderr)
@@ -402,8 +413,7 @@ def _check_config(args: argparse.Namespace) -> int:
     # The config can be right and the cluster still unable to take events: check
     # the topics when the broker is reachable from here; an unreachable one is
     # normal (a laptop checking a production config) and not an error.
-    # aiokafka logs each failed connection; the one line below says it better.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    _quiet_kafka_client()
     try:
         missing = asyncio.run(_check_kafka(kafka, topics))
     except HandshakeFailed as refused:

@@ -630,6 +630,7 @@ class TopicReader:
         from_beginning: bool = True,
     ) -> None:
         self.topic = topic
+        self._config = config
         self._consumer = open_consumer(
             config,
             *((topic,) if subscribe else ()),
@@ -638,7 +639,17 @@ class TopicReader:
         )
 
     async def __aenter__(self) -> TopicReader:
-        await self._consumer.start()
+        """Connect; raises :class:`KafkaUnavailable` (:class:`HandshakeFailed` for a refused
+        login or certificate) saying in one line why the brokers cannot be read."""
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self.__aexit__()
+            try:
+                await probe(self._config)
+            except KafkaUnavailable as failure:
+                raise type(failure)(f"kafka: {failure}", kind=failure.kind) from exc
+            raise _unavailable(exc) from exc
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -34,10 +34,10 @@ from typing import TextIO
 from relay.config import Config
 from relay.dedup import open_configured
 from relay.delivery import DirectDelivery
-from relay.errors import Unavailable
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
 from relay.pipeline import Inbound, Outcome, Pipeline, normalize
+from relay.sink import KafkaUnavailable
 from schemas import NormalizationError
 from schemas.decoder import DecodeError, decode_dead_letter
 from schemas.records import DeadLetter
@@ -156,7 +156,10 @@ async def replay(
                 dedup = open_configured(config.dedup)
                 await sink.start()
                 if not await sink.wait_connected(15):
-                    raise Unavailable(f"cannot reach Kafka at {config.kafka.bootstrap_servers}")
+                    raise KafkaUnavailable(
+                        f"kafka: cannot publish to {config.kafka.bootstrap_servers} "
+                        f"({sink.last_error or 'no connection within 15 s'})"
+                    )
                 pipeline = Pipeline(config, dedup, DirectDelivery(sink))
             pace = _Pacer(rate)
             started = time.monotonic()

@@ -8,7 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
 
 from relay import __version__
 from relay.spool import Spool
@@ -54,6 +57,22 @@ def test_a_port_in_use_is_named(tmp_path: Path) -> None:
     assert served.returncode == 1
     assert _one_line(served.stderr) == (
         f"relay: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [["dlq", "list"], ["dlq", "show", "0" * 32], ["replay"], ["tail"]]
+)
+def test_kafka_commands_without_a_broker_say_so_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config = _config(tmp_path, unused_port())
+    bootstrap = tomllib.loads(config.read_text())["kafka"]["bootstrap_servers"]
+    ran = run_relay(*command, "--config", str(config), env={})
+    assert ran.returncode == 1
+    assert ran.stderr.strip() == (
+        f"relay: kafka: {bootstrap}: ConnectionRefusedError: [Errno 111] "
+        f"Connect call failed ('127.0.0.1', {bootstrap.rpartition(':')[2]})"
     )
 
 

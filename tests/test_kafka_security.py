@@ -317,6 +317,28 @@ async def test_check_config_says_in_one_line_what_the_broker_refused(
         assert password not in said.out + said.err
 
 
+async def test_operator_commands_name_a_refused_login(
+    apache_kafka: ApacheKafka,
+    scram_users: dict[str, tuple[str, str]],
+    topic: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    user, _ = scram_users["SCRAM-SHA-512"]
+    kafka = sasl_ssl(
+        apache_kafka, "SCRAM-SHA-512", sasl_username=user, sasl_password="not-the-password"
+    )
+    config = secure_config(apache_kafka, topic, tmp_path, dict(kafka))
+    config_file = write_toml(tmp_path / "relay.toml", config, kafka)
+    for command in (["dlq", "list"], ["replay"]):
+        assert await asyncio.to_thread(relay_cli, [*command, "--config", str(config_file)]) == 1
+        assert capsys.readouterr().err == (
+            f"relay: kafka: SASL SCRAM-SHA-512 login as {user!r} refused: Authentication "
+            "failed during authentication due to invalid credentials with SASL mechanism "
+            "SCRAM-SHA-512\n"
+        )
+
+
 async def test_wrong_password_at_run_time_spools_then_drains_once_the_login_works(
     aiohttp_client: Any,
     apache_kafka: ApacheKafka,
