@@ -7,6 +7,13 @@ unreachable and connects when it appears. :class:`TopicReader` reads a topic
 back for ``relay tail``, ``relay dlq``, ``relay replay`` and the tests, with a
 consumer configured the same way everywhere (:func:`open_consumer`).
 
+Every client is built by :func:`client_options` from the whole ``[kafka]``
+section, so TLS and SASL apply to all of them. aiokafka reports a failed start
+as "Unable to bootstrap" whatever the cause; :func:`probe` makes one connection
+the same way and names the cause (:class:`HandshakeFailed`: an untrusted
+certificate, a refused login, a mechanism the listener does not enable), for
+``/readyz``, ``check-config`` and the commands' one-line errors.
+
 Errors are reduced to the two kinds of :mod:`relay.sink` (re-exported here):
 :class:`KafkaUnavailable` (try again later: spool) and :class:`RecordRejected`
 (this record will never be accepted: dead-letter it).
@@ -277,7 +284,7 @@ class KafkaSink:
 
     async def _why_not_connected(self, exc: KafkaError) -> KafkaUnavailable:
         try:
-            await probe(self._config, timeout_s=self._config.request_timeout_ms / 1000)
+            await probe(self._config)
         except HandshakeFailed as refused:
             return refused
         except KafkaUnavailable:
