@@ -9,7 +9,8 @@ headers, into a frozen :class:`PaymentEvent` or :class:`WebhookEvent`;
 replay`` reads with this same function). Anything that breaks the contract raises a
 :class:`DecodeError` subclass naming what is wrong, so a consumer can park the
 record instead of guessing. This module imports no Kafka client: pass
-``record.value`` and ``record.headers``.
+``record.value`` and ``record.headers``. Consumers install it without the
+server as the ``relay-events`` distribution (``pip install ./relay-events``).
 
 Usage in an aiokafka consumer loop::
 
