@@ -515,7 +515,7 @@ def _outcomes(url: str) -> dict[str, float]:
 async def read_ids(
     bootstrap: str, topic: str, *, expect: int, quiet_s: float = 3.0
 ) -> Counter[str]:
-    """Count the records of ``topic`` by ``ce_id`` header: until ``expect`` records and then
+    """Count the records of ``topic`` by ``relay_id`` header: until ``expect`` records and then
     ``quiet_s`` without a new one (so late duplicates are seen), or 120 s at most."""
     ids: Counter[str] = Counter()
     async with TopicReader(KafkaConfig(bootstrap_servers=bootstrap), topic) as reader:
@@ -528,7 +528,7 @@ async def read_ids(
         while time.monotonic() < deadline:
             if records := await reader.poll(0.2):
                 for record in records:
-                    ids[dict(record.headers).get("ce_id", b"").decode()] += 1
+                    ids[dict(record.headers).get("relay_id", b"").decode()] += 1
                 last_new = time.monotonic()
             if time.monotonic() - last_new > quiet_s and (
                 ids.total() >= expect or time.monotonic() - last_new > 10

@@ -50,7 +50,7 @@ Durability rules
   until it is reopened. An errored append was never acknowledged, but it may
   still be on disk (a crash before the rollback, or a rollback that could not
   be made durable): recovery then treats it as pending and it is published.
-  Delivery is at least once; consumers deduplicate on ``ce_id``.
+  Delivery is at least once; consumers deduplicate on the event id (``relay_id`` header).
 * A segment is deleted once it is not active, all its entries are done, and
   every segment holding entries that its done markers refer to is already
   gone; otherwise deleting it would bring those entries back on the next

@@ -9,7 +9,8 @@ headers, into a frozen :class:`PaymentEvent` or :class:`WebhookEvent`;
 replay`` reads with this same function). Anything that breaks the contract raises a
 :class:`DecodeError` subclass naming what is wrong, so a consumer can park the
 record instead of guessing. This module imports no Kafka client: pass
-``record.value`` and ``record.headers``.
+``record.value`` and ``record.headers``. Consumers install it without the
+server as the ``relay-events`` distribution (``pip install ./relay-events``).
 
 Usage in an aiokafka consumer loop::
 
@@ -55,6 +56,12 @@ Decisions:
   ignored, so adding an optional CloudEvents extension does not break readers.
 - Headers: names match exactly (Relay writes them lower-case); where a name
   repeats, the last value counts, as with the Java client's ``lastHeader``.
+- Routing headers: ``relay_id``, ``relay_type``, ``relay_source``; records
+  written before they were renamed (see :mod:`schemas.records`) carry
+  ``ce_id``, ``ce_type``, ``ce_source`` and ``ce_specversion`` instead. Both
+  are accepted, so a topic holding old and new records reads through: one of
+  the two id headers must be there, and every routing header present must
+  agree with the value.
 """
 
 from __future__ import annotations
@@ -219,9 +226,9 @@ def decode_event(value: bytes, headers: Sequence[tuple[str, bytes]] | None = Non
     v1 URNs, :class:`InvalidEvent` naming the attribute or field that is
     missing or ill-typed, :class:`MalformedRecord` for a value that is not a
     JSON object, and :class:`HeaderMismatch` when headers are given and
-    ``content-type`` is not CloudEvents JSON, ``ce_id`` is missing or differs
-    from the id, or ``ce_specversion``/``ce_type``/``ce_source`` differ from
-    the event's attributes.
+    ``content-type`` is not CloudEvents JSON, neither ``relay_id`` nor (on
+    older records) ``ce_id`` is there, or a routing header present differs
+    from the event's attribute.
     """
     named = dict(headers) if headers is not None else None
     if named is not None:
@@ -275,7 +282,7 @@ def decode_event(value: bytes, headers: Sequence[tuple[str, bytes]] | None = Non
             raw=data.present("raw"),
         )
     if named is not None:
-        _check_ce_headers(named, specversion, id_, type_, source)
+        _check_routing_headers(named, specversion, id_, type_, source)
     return event
 
 
@@ -474,17 +481,21 @@ def _check_content_type(headers: Mapping[str, bytes], expected: str) -> None:
         raise HeaderMismatch("content-type", f"is {_show(media_type)}, expected {expected}")
 
 
-def _check_ce_headers(
+def _check_routing_headers(
     headers: Mapping[str, bytes], specversion: str, id_: str, type_: str, source: str
 ) -> None:
-    if "ce_id" not in headers:
-        raise HeaderMismatch("ce_id", "is missing")
-    _check_equal(headers, "ce_id", id_)
-    # Optional for other producers, but when present a router relies on them.
+    if "relay_id" not in headers and "ce_id" not in headers:
+        raise HeaderMismatch("relay_id", "is missing")
+    # The ce_* names are those of records written before the rename. Type and
+    # source are optional for other producers, but when present a router relies on them.
     for name, expected in (
-        ("ce_specversion", specversion),
+        ("relay_id", id_),
+        ("relay_type", type_),
+        ("relay_source", source),
+        ("ce_id", id_),
         ("ce_type", type_),
         ("ce_source", source),
+        ("ce_specversion", specversion),
     ):
         if name in headers:
             _check_equal(headers, name, expected)

@@ -2,10 +2,20 @@
 
 An event record is a CloudEvent in structured JSON mode: its value is the
 event (:meth:`schemas.event.CanonicalEvent.to_json`), its headers the content
-type and the ``ce_*`` attributes a router reads without parsing the value
-(:func:`event_headers`). A dead-letter record's value is a
-:class:`DeadLetter` document (:meth:`DeadLetter.to_json`), its headers the
+type and the ``relay_id``, ``relay_type`` and ``relay_source`` a router reads
+without parsing the value (:func:`event_headers`). A dead-letter record's value
+is a :class:`DeadLetter` document (:meth:`DeadLetter.to_json`), its headers the
 content type, the reason and the provider (:func:`dead_letter_headers`).
+
+No event record header starts with ``ce_``. The CloudEvents Kafka binding
+lets a structured-mode record repeat attributes as ``ce_*`` headers and tells
+a receiver to pick the mode by ``content-type``, but the official Python SDK
+(``cloudevents`` 2.x, ``cloudevents.core.bindings.kafka.from_kafka``) picks
+binary mode on any ``ce_`` header: it then took the whole envelope for
+``data`` and stamped ``time`` with the read time. Routing headers named
+``relay_*``, like the dead-letter ones, read correctly under both rules.
+Records written before the rename carry ``ce_specversion``, ``ce_id``,
+``ce_type`` and ``ce_source`` instead; ``schemas/decoder.py`` accepts either.
 
 Relay writes records with these functions (``relay/records.py``,
 ``relay/deadletter.py``); ``schemas/decoder.py`` reads both back, and every
@@ -35,13 +45,12 @@ _DEAD_LETTER_CONTENT_TYPE = DEAD_LETTER_CONTENT_TYPE.encode()
 
 
 def event_headers(id_: str, type_: str, source: str) -> Headers:
-    """An event record's headers: what a router reads without parsing the value."""
+    """An event record's headers: what a router reads without parsing the value (no ``ce_*``)."""
     return (
         ("content-type", _CLOUDEVENTS_CONTENT_TYPE),
-        ("ce_specversion", b"1.0"),
-        ("ce_id", id_.encode()),
-        ("ce_type", type_.encode()),
-        ("ce_source", source.encode()),
+        ("relay_id", id_.encode()),
+        ("relay_type", type_.encode()),
+        ("relay_source", source.encode()),
     )
 
 

@@ -30,7 +30,7 @@ def record(n: int) -> KafkaRecord:
         topic="payments.events",
         key=f"order-{n % 7}".encode(),
         value=b"event-%d|" % n + bytes(range(256)) * (1 + n % 3),
-        headers=(("ce_id", str(n).encode()), ("raw", b"\xff\xfe" + bytes([n % 256]))),
+        headers=(("relay_id", str(n).encode()), ("raw", b"\xff\xfe" + bytes([n % 256]))),
     )
 
 

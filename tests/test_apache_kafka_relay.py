@@ -106,9 +106,9 @@ async def test_idempotent_producer_publishes_each_webhook_once(
         assert record.key == f"invoices:{event['subject']}".encode()
         headers = dict(record.headers)
         assert headers["content-type"] == b"application/cloudevents+json"
-        assert headers["ce_id"] == event["id"].encode()
-        assert headers["ce_type"] == event["type"].encode() == b"payment.payin.succeeded"
-        assert headers["ce_source"] == b"relay/invoices"
+        assert headers["relay_id"] == event["id"].encode()
+        assert headers["relay_type"] == event["type"].encode() == b"payment.payin.succeeded"
+        assert headers["relay_source"] == b"relay/invoices"
     assert relay.services.spool.depth == 0
 
 

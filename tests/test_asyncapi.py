@@ -218,10 +218,10 @@ def test_record_key_rules_are_the_documented_ones() -> None:
     assert "<provider>:<dead letter id>" in _message("deadLetter")["description"]
 
 
-def test_correlation_id_is_the_ce_id_header() -> None:
+def test_correlation_id_is_the_relay_id_header() -> None:
     message = _message("canonicalEvent")
-    assert message["correlationId"]["location"] == "$message.header#/ce_id"
-    assert "ce_id" in _header_names(_payment_record())
+    assert message["correlationId"]["location"] == "$message.header#/relay_id"
+    assert "relay_id" in _header_names(_payment_record())
 
 
 def test_dead_letter_schema_matches_the_document() -> None:

@@ -489,21 +489,19 @@ def test_accepts_a_charset_parameter_and_takes_the_last_repeated_header() -> Non
         ("content-type", b"application/json", "application/cloudevents+json"),
         ("content-type", b"application/vnd.relay.dead-letter+json", "cloudevents"),
         ("content-type", None, "missing"),
-        ("ce_id", b"another-id", "another-id"),
-        ("ce_id", None, "missing"),
-        ("ce_type", b"payment.payin.pending", "payment.payin.succeeded"),
-        ("ce_source", b"relay/other", "relay/invoices"),
-        ("ce_specversion", b"0.3", "1.0"),
+        ("relay_id", b"another-id", "another-id"),
+        ("relay_id", None, "missing"),
+        ("relay_type", b"payment.payin.pending", "payment.payin.succeeded"),
+        ("relay_source", b"relay/other", "relay/invoices"),
     ],
     ids=[
         "json",
         "dead letter",
         "no content-type",
-        "ce_id differs",
-        "no ce_id",
-        "ce_type differs",
-        "ce_source differs",
-        "ce_specversion differs",
+        "relay_id differs",
+        "no relay_id",
+        "relay_type differs",
+        "relay_source differs",
     ],
 )
 def test_rejects_headers_that_disagree(name: str, value: bytes | None, expected: str) -> None:
@@ -512,6 +510,53 @@ def test_rejects_headers_that_disagree(name: str, value: bytes | None, expected:
         decode_event(record.value, _with_header(record, name, value))
     assert info.value.header == name
     assert expected in str(info.value)
+
+
+def _legacy_headers(record: KafkaRecord) -> list[tuple[str, bytes]]:
+    """The headers Relay wrote before its routing headers were renamed to ``relay_*``."""
+    named = dict(record.headers)
+    return [
+        ("content-type", named["content-type"]),
+        ("ce_specversion", b"1.0"),
+        ("ce_id", named["relay_id"]),
+        ("ce_type", named["relay_type"]),
+        ("ce_source", named["relay_source"]),
+    ]
+
+
+def test_accepts_the_ce_headers_of_records_written_before_the_rename() -> None:
+    for record in (_payment_record(), _webhook_record()):
+        assert decode_event(record.value, _legacy_headers(record)) == decode_event(record.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("ce_id", b"another-id", "another-id"),
+        ("ce_type", b"payment.payin.pending", "payment.payin.succeeded"),
+        ("ce_source", b"relay/other", "relay/invoices"),
+        ("ce_specversion", b"0.3", "1.0"),
+    ],
+    ids=["ce_id differs", "ce_type differs", "ce_source differs", "ce_specversion differs"],
+)
+def test_rejects_old_ce_headers_that_disagree(name: str, value: bytes, expected: str) -> None:
+    record = _payment_record()
+    headers = [*_legacy_headers(record), (name, value)]
+    with pytest.raises(HeaderMismatch) as info:
+        decode_event(record.value, headers)
+    assert info.value.header == name
+    assert expected in str(info.value)
+
+
+def test_a_wrong_relay_id_fails_even_beside_a_right_ce_id() -> None:
+    record = _payment_record()
+    headers = [
+        *_with_header(record, "relay_id", b"another-id"),
+        ("ce_id", dict(record.headers)["relay_id"]),
+    ]
+    with pytest.raises(HeaderMismatch) as info:
+        decode_event(record.value, headers)
+    assert info.value.header == "relay_id"
 
 
 def test_checks_content_type_before_parsing() -> None:

@@ -39,7 +39,7 @@ MakeDelivery = Callable[..., Delivery]
 
 def record(n: int, key: str = "order-1") -> KafkaRecord:
     return KafkaRecord(
-        "payments.events", f"invoices:{key}".encode(), b"event-%d" % n, (("ce_id", b"%d" % n),)
+        "payments.events", f"invoices:{key}".encode(), b"event-%d" % n, (("relay_id", b"%d" % n),)
     )
 
 

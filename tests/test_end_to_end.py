@@ -41,9 +41,9 @@ async def test_signed_webhook_becomes_one_canonical_event(relay_app: RelayUnderT
     assert record.key == b"invoices:ORDER-12345"
     headers = dict(record.headers)
     assert headers["content-type"] == b"application/cloudevents+json"
-    assert headers["ce_id"] == webhook.headers["X-Webhook-Id"].encode()
-    assert headers["ce_type"] == b"payment.payin.succeeded"
-    assert headers["ce_source"] == b"relay/invoices"
+    assert headers["relay_id"] == webhook.headers["X-Webhook-Id"].encode()
+    assert headers["relay_type"] == b"payment.payin.succeeded"
+    assert headers["relay_source"] == b"relay/invoices"
     assert event["id"] == webhook.headers["X-Webhook-Id"]
     assert event["subject"] == "ORDER-12345"
     data = event["data"]

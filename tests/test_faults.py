@@ -140,7 +140,7 @@ async def post_chains(
 
 
 def ids_of(records: Sequence[Any]) -> list[str]:
-    return [dict(record.headers)["ce_id"].decode() for record in records]
+    return [dict(record.headers)["relay_id"].decode() for record in records]
 
 
 def duplicates(ids: Sequence[str]) -> dict[str, int]:
@@ -151,7 +151,7 @@ def ids_by_key(records: Sequence[Any]) -> dict[bytes, list[str]]:
     """Each record key's event ids in log order (one key lives on one partition)."""
     by_key: dict[bytes, list[str]] = {}
     for record in records:
-        by_key.setdefault(record.key, []).append(dict(record.headers)["ce_id"].decode())
+        by_key.setdefault(record.key, []).append(dict(record.headers)["relay_id"].decode())
     return by_key
 
 
@@ -173,7 +173,7 @@ async def spooled_ids(spool_path: Path) -> list[str]:
     """Event ids still pending in a spool that no process holds any more."""
     spool = Spool.open(spool_path)
     try:
-        return [dict(entry.record.headers)["ce_id"].decode() for entry in spool.pending()]
+        return [dict(entry.record.headers)["relay_id"].decode() for entry in spool.pending()]
     finally:
         await spool.close()
 

@@ -337,7 +337,7 @@ async def test_fuzz_every_profile_over_http(
             # From the headers: an authentic raw body may hold numbers some parsers refuse.
             # A CloudEvent is identified by source and id: two instances may share an id.
             headers = dict(record.headers)
-            event_ids[headers["ce_source"], headers["ce_id"]] += 1
+            event_ids[headers["relay_source"], headers["relay_id"]] += 1
     unexpected = set(record_tokens) - tally.accepted_tokens
     assert not unexpected, f"records published for refused requests: {sorted(unexpected)[:20]}"
     # Authentic hostile bodies may legitimately share an event id (a field the id is made of
