@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import shutil
@@ -46,6 +47,21 @@ RELAY_CASES = {
     "relay-redis": RelayCase("relay-redis", "Relay: redis dedup, dev broker", {"backend": "redis"}),
     "relay-spool": RelayCase(
         "relay-spool", "Relay: broker stopped, spool", {"backend": "memory"}, broker_down=True
+    ),
+    # Scale-out: one worker against two on this 2-core machine, both unpinned (the second
+    # worker needs the second core, which wrk then shares), sqlite dedup as --workers needs.
+    "relay-workers-1": RelayCase(
+        "relay-workers-1",
+        "Relay: 1 worker, unpinned, sqlite dedup",
+        {"backend": "sqlite"},
+        pinned=False,
+    ),
+    "relay-workers-2": RelayCase(
+        "relay-workers-2",
+        "Relay: 2 workers, unpinned, sqlite dedup",
+        {"backend": "sqlite"},
+        workers=2,
+        pinned=False,
     ),
     "relay-apache-kafka": RelayCase(
         "relay-apache-kafka",
@@ -202,9 +218,9 @@ def _run_relay_case(
         with start_valkey() as valkey:
             case = RelayCase(case.name, case.title, {"backend": "redis", "url": valkey.url})
             return relay_case(settings, case, tansu_bootstrap, ceiling_rps)
-    if case.name == "relay-sqlite":
+    if case.dedup["backend"] == "sqlite":
         path = str(settings.work_dir / case.name / "dedup.sqlite3")
-        case = RelayCase(case.name, case.title, {"backend": "sqlite", "path": path})
+        case = dataclasses.replace(case, dedup={"backend": "sqlite", "path": path})
     if case.broker_down:
         port = free_port()
 
