@@ -9,6 +9,10 @@ came to, its exact body, the headers worth keeping, when it arrived, the
 how-many-th attempt this is (a replay is the next attempt of a dead letter)
 and, when tracing is on, the trace context its records carry.
 
+Verifying and delivering are methods of their own (``_verify``, ``_deliver``)
+so that :class:`relay.tracing.TracedPipeline` can put a span around each; this
+class knows nothing of tracing.
+
 Acknowledgement rule: a :class:`Result` comes back only once the event (or its
 dead letter) is durable, in Kafka or in the spool, or is a duplicate of one
 that is. Anything else raises, and the HTTP layer answers with an error the
@@ -53,6 +57,7 @@ from schemas import (
     NormalizationError,
     NormalizeContext,
 )
+from verifiers import Verified
 
 log = logging.getLogger("relay.pipeline")
 
@@ -131,9 +136,7 @@ class Pipeline:
         ``traceparent``: the receive span's, when tracing is on.
         """
         profile = instance.profile
-        verified = profile.scheme.verify(
-            body, headers, instance.params, instance.keys, received_at.timestamp()
-        )
+        verified = self._verify(instance, body, headers, received_at)
         kept = {name: headers[name] for name in profile.kept_headers if name in headers}
         if instance.id_header and instance.id_header in headers:
             kept[instance.id_header] = headers[instance.id_header]
@@ -236,7 +239,7 @@ class Pipeline:
             break
         reserve = min(remaining * SPOOL_RESERVE_FRACTION, SPOOL_RESERVE_MAX_S)
         try:
-            durability = await self._delivery.deliver(record, remaining - reserve, key)
+            durability = await self._deliver(record, remaining - reserve, key)
         except BaseException:
             await self._release(key)
             raise
@@ -247,6 +250,20 @@ class Pipeline:
             # may publish it again, which consumers absorb by CloudEvent id.
             log.error("dedup mark_done failed after durable delivery", extra={"key": key})
         return durability
+
+    def _verify(
+        self,
+        instance: ProviderInstance,
+        body: bytes,
+        headers: Mapping[str, str],
+        received_at: datetime,
+    ) -> Verified:
+        return instance.profile.scheme.verify(
+            body, headers, instance.params, instance.keys, received_at.timestamp()
+        )
+
+    async def _deliver(self, record: KafkaRecord, kafka_wait_s: float, key: str) -> Durability:
+        return await self._delivery.deliver(record, kafka_wait_s, key)
 
     async def _release(self, key: str) -> None:
         try:
