@@ -18,7 +18,7 @@ Spans, one trace per webhook (children indented)::
       publish
 
 Normalize and dedup get no span of their own: with the SDK, a recorded span
-costs about as much CPU as normalizing a webhook (README, Tracing), and the
+costs more CPU than normalizing a webhook does (README, Tracing), and the
 receive span already says what they decided (outcome, dead-letter reason).
 
 A webhook's trace starts at Relay. The provider is outside and unauthenticated
