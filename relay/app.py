@@ -1,10 +1,11 @@
 """Building the aiohttp application and the lifecycle of what it owns.
 
 Resources open in dependency order and close in reverse (aiohttp
-``cleanup_ctx``): dedup store, spool, Kafka sink, delivery and its drainer.
-On shutdown aiohttp first stops accepting and lets in-flight requests finish
-(they reach durability or answer 503); then the drainer gets a last bounded
-pass, the producer flushes, the spool closes, and the dedup store closes last.
+``cleanup_ctx``): the tracer (when tracing is on), dedup store, spool, Kafka
+sink, delivery and its drainer. On shutdown aiohttp first stops accepting and
+lets in-flight requests finish (they reach durability or answer 503); then the
+drainer gets a last bounded pass, the producer flushes, the spool closes, the
+dedup store closes, and the tracer exports its last spans.
 """
 
 from __future__ import annotations
@@ -13,27 +14,35 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from relay.config import Config
 from relay.dedup import open_configured
 from relay.delivery import Delivery
-from relay.http import SERVICES, Services, add_routes, error_middleware
+from relay.http import SERVICES, Services, add_routes, error_middleware, tracing_middleware
 from relay.kafka import KafkaSink
 from relay.metrics import SPOOL_DEPTH, SPOOL_OLDEST_AGE
 from relay.pipeline import Pipeline
 from relay.spool import Spool
+from relay.tracing import TracedPipeline, open_tracer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 
-def build_app(config: Config) -> web.Application:
+def build_app(config: Config, *, span_exporter: SpanExporter | None = None) -> web.Application:
+    """``span_exporter`` replaces OTLP when tracing is on (tests pass an in-memory one)."""
     server = config.server
+    # Tracing off: no middleware, so requests pay nothing for it.
+    tracing = [tracing_middleware] if config.tracing.enabled else []
     app = web.Application(
         # The outer cap for any body aiohttp reads itself. The webhook handler reads its own
         # (relay.body) under the instance's max_body_bytes, which the config loader keeps at
         # or below this.
         client_max_size=server.max_body_bytes,
-        middlewares=[error_middleware],
+        middlewares=[*tracing, error_middleware],
         # Limits aiohttp's connection handler applies before any of our code runs; being
         # handler_args, they hold for every runner, the test client's included.
         handler_args={
@@ -56,12 +65,15 @@ def build_app(config: Config) -> web.Application:
         },
     )
     add_routes(app)
-    app.cleanup_ctx.append(_services(config))
+    app.cleanup_ctx.append(_services(config, span_exporter))
     return app
 
 
-def _services(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+def _services(
+    config: Config, span_exporter: SpanExporter | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        tracer = open_tracer(config.tracing, span_exporter)
         dedup = open_configured(config.dedup)
         spool = Spool.open(Path(config.spool.path), max_bytes=config.spool.max_bytes)
         sink = KafkaSink(config.kafka)
@@ -73,7 +85,12 @@ def _services(config: Config) -> Callable[[web.Application], AsyncIterator[None]
             dedup=dedup,
             spool=spool,
             sink=sink,
-            pipeline=Pipeline(config, dedup, delivery),
+            pipeline=(
+                Pipeline(config, dedup, delivery)
+                if tracer is None
+                else TracedPipeline(config, dedup, delivery, tracer)
+            ),
+            tracer=tracer,
         )
         gauges = asyncio.create_task(_publish_spool_gauges(spool), name="spool-gauges")
         try:
@@ -84,6 +101,8 @@ def _services(config: Config) -> Callable[[web.Application], AsyncIterator[None]
             await sink.stop()
             await spool.close()
             await dedup.close()
+            if tracer is not None:
+                tracer.shutdown()
 
     return lifecycle
 

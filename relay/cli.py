@@ -22,14 +22,16 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from relay import __version__
-from relay.config import Config, ConfigError, check_paths, load_config
+from relay.config import Config, ConfigError, check_paths, check_tracing, load_config
 from relay.devbroker import DevBrokerError
 from relay.errors import StartupError
 from relay.settings import KafkaConfig
@@ -164,6 +166,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     _quiet_kafka_client()
     config = load_config(_config_path(args))
+    check_tracing(config)
     summary = asyncio.run(
         replay(
             config,
@@ -233,6 +236,7 @@ def _serve(args: argparse.Namespace) -> int:
     path = _config_path(args)
     config = load_config(path)
     check_paths(config)
+    check_tracing(config)
     run(config, path, args.workers)
     return 0
 
@@ -373,6 +377,25 @@ def _tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _otlp_traces_endpoint(env: Mapping[str, str]) -> str:
+    """Where the OTLP exporter sends spans and which variable says so, read as the exporter
+    reads them; a user and password in the URL are not shown."""
+    url = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    source = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    if not url:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        source = (
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+            if base
+            else "the default; set OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        url = f"{(base or 'http://localhost:4318').rstrip('/')}/v1/traces"
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        url = urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    return f"{url} ({source})"
+
+
 def _describe(event: Event) -> str:
     parts = [rfc3339(event.received_at), event.type, f"id={event.id}"]
     if event.subject is not None:
@@ -399,7 +422,13 @@ def _check_config(args: argparse.Namespace) -> int:
     path = args.file or _config_path(args)
     config = load_config(path)
     check_paths(config)
+    check_tracing(config)
     print(f"{path}: OK ({len(config.providers)} providers: {', '.join(config.providers)})")
+    if config.tracing.enabled:
+        print(
+            f"tracing: on, {config.tracing.sample_ratio:.0%} of webhooks recorded, spans to "
+            f"{_otlp_traces_endpoint(os.environ)}"
+        )
     for instance in config.providers.values():
         if instance.profile.flows and instance.flow is None:
             choices = " or ".join(f'"{flow}"' for flow in instance.profile.flows)

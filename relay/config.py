@@ -41,6 +41,7 @@ from relay.settings import (
     KafkaConfig,
     ServerConfig,
     SpoolConfig,
+    TracingConfig,
 )
 from schemas.values import STATUSES
 from verifiers import VerificationError
@@ -103,6 +104,7 @@ class Config:
     dedup: DedupConfig
     spool: SpoolConfig
     providers: Mapping[str, ProviderInstance]
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
 
 # Instance keys every profile accepts; the scheme's Params fields come on top.
@@ -143,7 +145,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
 
 def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
-    _only(document, {"server", "kafka", "dedup", "spool", "providers"}, "")
+    _only(document, {"server", "kafka", "dedup", "spool", "tracing", "providers"}, "")
     server = _server(document.get("server", {}), env)
     kafka = _section(KafkaConfig, document.get("kafka", {}), "kafka", env)
     if env.get("RELAY_KAFKA_BOOTSTRAP_SERVERS"):
@@ -151,6 +153,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     _check_kafka_security(kafka)
     dedup = _section(DedupConfig, document.get("dedup", {}), "dedup", env)
     spool = _section(SpoolConfig, document.get("spool", {}), "spool", env)
+    tracing = _tracing(document.get("tracing", {}), env)
     if not 0 <= server.port <= 65535:
         # 0 asks the OS for a free port (tests); anything else out of range fails only at bind.
         raise ConfigError("server.port", "must be between 0 and 65535")
@@ -174,7 +177,41 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     }
     if not providers:
         raise ConfigError("providers", "no provider instance is configured")
-    return Config(server, kafka, dedup, spool, types.MappingProxyType(providers))
+    return Config(server, kafka, dedup, spool, types.MappingProxyType(providers), tracing)
+
+
+# What `[tracing] enabled = true` imports: the SDK, and the exporter that sends spans.
+_TRACING_MODULES = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http")
+
+
+def check_tracing(config: Config) -> None:
+    """Raise :class:`ConfigError` when tracing is on but the ``tracing`` extra is missing.
+
+    Only for the commands that trace (``relay serve``, ``relay replay``) and ``relay
+    check-config``: a laptop tailing with the production config needs no tracing.
+    """
+    if config.tracing.enabled and not all(map(_installed, _TRACING_MODULES)):
+        raise ConfigError(
+            "tracing.enabled",
+            "tracing is on but OpenTelemetry is not installed: "
+            "pip install 'webhook-relay[tracing]', or set enabled = false",
+        )
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing or broken
+        return False
+
+
+def _tracing(table: Any, env: Mapping[str, str]) -> TracingConfig:
+    tracing: TracingConfig = _section(TracingConfig, table, "tracing", env)
+    if not tracing.service_name.strip():
+        raise ConfigError("tracing.service_name", "must not be empty")
+    if not 0 <= tracing.sample_ratio <= 1:
+        raise ConfigError("tracing.sample_ratio", "must be between 0 and 1")
+    return tracing
 
 
 _TLS_KEYS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")

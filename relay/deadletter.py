@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from relay import __version__
 from relay.records import KafkaRecord
-from schemas.records import DeadLetter, dead_letter_headers
+from schemas.records import DeadLetter, dead_letter_headers, trace_headers
 
 
 def dead_letter_id(provider: str, identity: str) -> str:
@@ -53,14 +53,17 @@ def make_dead_letter(
     )
 
 
-def dead_letter_record(letter: DeadLetter, topic: str) -> KafkaRecord:
+def dead_letter_record(
+    letter: DeadLetter, topic: str, traceparent: str | None = None
+) -> KafkaRecord:
     """The record that files ``letter``: keyed by provider and letter id, so one
-    letter's attempts stay in order on one partition."""
+    letter's attempts stay in order on one partition. ``traceparent`` (tracing on) is
+    the span's that filed it, which ``relay replay`` links its own trace to."""
     return KafkaRecord(
         topic=topic,
         key=f"{letter.provider}:{letter.id}".encode(),
         value=letter.to_json(),
-        headers=dead_letter_headers(letter),
+        headers=dead_letter_headers(letter) + trace_headers(traceparent),
     )
 
 

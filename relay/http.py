@@ -5,7 +5,9 @@ route, enforces the IP allow-list and the content type, reads the body under
 the instance's size limit and the read timeout, undoing an accepted
 ``Content-Encoding`` (:mod:`relay.body`), hands bytes and headers to the
 pipeline, and answers with the provider's acknowledgement. One middleware
-renders every error as ``{"error": code, "message": ...}``.
+renders every error as ``{"error": code, "message": ...}``; with tracing on, a
+second one around it holds each webhook's receive span (:mod:`relay.tracing`),
+which the webhook's one log line completes with its outcome and status.
 
 The allow-list checks the TCP peer, or, when the peer is one of
 ``[server] trusted_proxies``, the rightmost ``X-Forwarded-For`` address that
@@ -47,6 +49,7 @@ from relay.pipeline import Outcome, Pipeline, Result
 from relay.settings import IpNetwork
 from relay.sink import Sink
 from relay.spool import Spool, SpoolUnavailable
+from relay.tracing import Span, Tracer
 from verifiers import VerificationError
 
 log = logging.getLogger("relay.http")
@@ -65,9 +68,13 @@ class Services:
     spool: Spool
     sink: Sink
     pipeline: Pipeline
+    tracer: Tracer | None = None
+    """None when tracing is off."""
 
 
 SERVICES = web.AppKey("services", Services)
+RECEIVE_SPAN = web.RequestKey("receive_span", Span)
+"""The webhook's receive span; set only when tracing is on."""
 
 # aiohttp's own HTTP errors (404 no route, 405, 413 from client_max_size) get our codes too.
 _HTTP_CODES = {
@@ -118,6 +125,35 @@ async def error_middleware(
         return error_response(500, "internal_error", "unexpected error; the provider may retry")
 
 
+@web.middleware
+async def tracing_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Each webhook request inside its receive span (installed only when tracing is on).
+
+    Outside :func:`error_middleware`, so that the span is still current when the error
+    path writes the webhook's log line (:func:`_write_line` completes the span there).
+    """
+    tracer = request.app[SERVICES].tracer
+    provider = _webhook_provider(request)
+    if tracer is None or provider is None:
+        return await handler(request)
+    # A valid W3C traceparent from the sender is linked, never continued (relay.tracing).
+    with tracer.receive(provider, request.headers.get("traceparent")) as span:
+        request[RECEIVE_SPAN] = span
+        return await handler(request)
+
+
+def _webhook_provider(request: web.Request) -> str | None:
+    """The instance a webhook request is for (``unknown`` for an unconfigured route, so
+    scanners cannot create names); None for any other route."""
+    resource = request.match_info.route.resource
+    if resource is None or resource.canonical != WEBHOOK_ROUTE:
+        return None
+    name = request.match_info.get("provider", "")
+    return name if name in request.app[SERVICES].config.providers else "unknown"
+
+
 def _record_error(
     request: web.Request,
     status: int,
@@ -128,12 +164,9 @@ def _record_error(
     traceback: bool = False,
 ) -> None:
     """Count a webhook answered with an error and write its one log line."""
-    if request.match_info.route.resource is None or (
-        request.match_info.route.resource.canonical != WEBHOOK_ROUTE
-    ):
+    provider = _webhook_provider(request)
+    if provider is None:
         return
-    name = request.match_info.get("provider", "")
-    provider = name if name in request.app[SERVICES].config.providers else "unknown"
     if status == 503:
         outcome, level = "unavailable", logging.ERROR
     elif status >= 500:
@@ -153,11 +186,13 @@ def _record_error(
         "detail": message,
     }
     if provider == "unknown":
-        fields["route"] = name[:64]
-    log.log(level, "webhook", exc_info=traceback, extra=fields)
+        fields["route"] = request.match_info.get("provider", "")[:64]
+    _write_line(request.get(RECEIVE_SPAN), level, fields, traceback)
 
 
-def _record_result(instance: ProviderInstance, result: Result, seconds: float) -> None:
+def _record_result(
+    instance: ProviderInstance, result: Result, seconds: float, span: Span | None
+) -> None:
     """Count a webhook that got the provider's acknowledgement and write its one log line."""
     provider, level = instance.name, logging.INFO
     if result.outcome is Outcome.ACCEPTED:
@@ -172,24 +207,54 @@ def _record_result(instance: ProviderInstance, result: Result, seconds: float) -
         DEAD_LETTERS.labels(provider, result.reason or "unknown").inc()
     webhooks(provider, outcome).inc()
     ack_latency(provider).observe(seconds)
-    log.log(
-        level,
-        "webhook",
-        extra={
-            "provider": provider,
-            # For a dead letter, the letter's id (`relay dlq show ID`).
-            "event_id": result.event_id,
-            "outcome": outcome,
-            "reason": result.reason,
-            "status": instance.ack.status,
-            "latency_ms": round(seconds * 1000, 2),
-        },
-    )
+    fields: dict[str, object] = {
+        "provider": provider,
+        # For a dead letter, the letter's id (`relay dlq show ID`).
+        "event_id": result.event_id,
+        "outcome": outcome,
+        "reason": result.reason,
+        "status": instance.ack.status,
+        "latency_ms": round(seconds * 1000, 2),
+    }
+    _write_line(span, level, fields)
+
+
+def _write_line(
+    span: Span | None, level: int, fields: dict[str, object], traceback: bool = False
+) -> None:
+    """A webhook's one log line; with tracing on, its receive span gets the same outcome,
+    and the line the trace id."""
+    if span is not None:
+        _complete_receive_span(span, fields)
+        fields["trace_id"] = span.trace_id
+    log.log(level, "webhook", exc_info=traceback, extra=fields)
+
+
+_SPAN_ATTRIBUTES = (
+    ("outcome", "relay.outcome"),
+    ("reason", "relay.reason"),
+    ("event_id", "cloudevents.event_id"),
+)
+
+
+def _complete_receive_span(span: Span, fields: dict[str, object]) -> None:
+    """What the log line says, on the receive span: outcome, codes, ids, status."""
+    for field, attribute in _SPAN_ATTRIBUTES:
+        value = fields[field]
+        if value is not None:
+            span.set(attribute, str(value))
+    status = fields["status"]
+    if isinstance(status, int):
+        span.set("http.response.status_code", status)
+        if status >= 400:
+            # Not acknowledged: refused (4xx, with its code) or failed (5xx).
+            span.fail(str(fields["reason"]))
 
 
 async def receive_webhook(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     started = time.perf_counter()
+    span = request.get(RECEIVE_SPAN)  # None unless tracing is on
     instance = services.config.providers.get(request.match_info["provider"])
     if instance is None:
         raise UnknownProvider(f"no provider is configured at {request.path}")
@@ -209,8 +274,10 @@ async def receive_webhook(request: web.Request) -> web.Response:
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
         headers.setdefault(name.lower(), value)
-    result = await services.pipeline.receive(instance, body, headers, received_at)
-    _record_result(instance, result, time.perf_counter() - started)
+    result = await services.pipeline.receive(
+        instance, body, headers, received_at, None if span is None else span.traceparent
+    )
+    _record_result(instance, result, time.perf_counter() - started, span)
     return web.Response(
         status=instance.ack.status, body=instance.ack.body, content_type=instance.ack.content_type
     )

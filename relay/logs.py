@@ -2,7 +2,8 @@
 
 Fields passed with ``extra=`` become keys of the line; every line also has
 ``ts``, ``level``, ``logger``, ``msg`` and ``pid`` (which worker, with
-``--workers N``). The level comes from ``RELAY_LOG_LEVEL`` (default INFO), so
+``--workers N``). With tracing on, a webhook's line also has ``trace_id``
+(:mod:`relay.http` adds it from the receive span). The level comes from ``RELAY_LOG_LEVEL`` (default INFO), so
 worker processes inherit it.
 
 Nothing secret is ever passed to a logger: instances log their name, never
@@ -121,6 +122,7 @@ def effective_config(config: Config) -> dict[str, Any]:
         "kafka": kafka,
         "dedup": dedup,
         "spool": dataclasses.asdict(config.spool),
+        "tracing": dataclasses.asdict(config.tracing),
         "providers": {name: _instance(instance) for name, instance in config.providers.items()},
     }
 

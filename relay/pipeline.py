@@ -5,8 +5,13 @@
 verification, with a message that was verified when it first arrived.
 
 An authentic message travels as one :class:`Inbound` value: the instance it
-came to, its exact body, the headers worth keeping, when it arrived and the
-how-many-th attempt this is (a replay is the next attempt of a dead letter).
+came to, its exact body, the headers worth keeping, when it arrived, the
+how-many-th attempt this is (a replay is the next attempt of a dead letter)
+and, when tracing is on, the trace context its records carry.
+
+Verifying and delivering are methods of their own (``_verify``, ``_deliver``)
+so that :class:`relay.tracing.TracedPipeline` can put a span around each; this
+class knows nothing of tracing.
 
 Acknowledgement rule: a :class:`Result` comes back only once the event (or its
 dead letter) is durable, in Kafka or in the spool, or is a duplicate of one
@@ -52,6 +57,7 @@ from schemas import (
     NormalizationError,
     NormalizeContext,
 )
+from verifiers import Verified
 
 log = logging.getLogger("relay.pipeline")
 
@@ -79,6 +85,9 @@ class Inbound:
     """When Relay first received it; a replay keeps the original time."""
     attempts: int = 1
     """1 when received; a replay of a letter filed after n attempts is attempt n + 1."""
+    traceparent: str | None = None
+    """The W3C trace context of the span handling it (receive or replay), which its event
+    or dead letter carries; None when tracing is off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +111,7 @@ def normalize(inbound: Inbound) -> CanonicalEvent:
         flow=instance.flow,
         status_overrides=instance.status_overrides,
         id_header=instance.id_header,
+        traceparent=inbound.traceparent,
     )
     payload = instance.profile.payload(inbound.body, instance.params)
     return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)
@@ -119,18 +129,20 @@ class Pipeline:
         body: bytes,
         headers: Mapping[str, str],
         received_at: datetime,
+        traceparent: str | None = None,
     ) -> Result:
-        """Verify, then process. Raises ``VerificationError`` for anything not provably authentic."""
+        """Verify, then process. Raises ``VerificationError`` for anything not provably authentic.
+
+        ``traceparent``: the receive span's, when tracing is on.
+        """
         profile = instance.profile
-        verified = profile.scheme.verify(
-            body, headers, instance.params, instance.keys, received_at.timestamp()
-        )
+        verified = self._verify(instance, body, headers, received_at)
         kept = {name: headers[name] for name in profile.kept_headers if name in headers}
         if instance.id_header and instance.id_header in headers:
             kept[instance.id_header] = headers[instance.id_header]
         # A signed timestamp inside its tolerance already bounds replays.
         max_age_s = instance.max_age_s if verified.timestamp is None else None
-        inbound = Inbound(instance, body, kept, received_at)
+        inbound = Inbound(instance, body, kept, received_at, traceparent=traceparent)
         return await self.process(inbound, max_age_s=max_age_s)
 
     async def process(
@@ -192,7 +204,9 @@ class Pipeline:
             identity=identity,
             attempts=inbound.attempts,
         )
-        record = dead_letter_record(letter, self._config.kafka.dead_letter_topic)
+        record = dead_letter_record(
+            letter, self._config.kafka.dead_letter_topic, inbound.traceparent
+        )
         self._check_size(record, "the dead letter")
         # Debug only: the HTTP layer's one line per webhook says it at warning level already.
         log.debug(
@@ -225,7 +239,7 @@ class Pipeline:
             break
         reserve = min(remaining * SPOOL_RESERVE_FRACTION, SPOOL_RESERVE_MAX_S)
         try:
-            durability = await self._delivery.deliver(record, remaining - reserve, key)
+            durability = await self._deliver(record, remaining - reserve, key)
         except BaseException:
             await self._release(key)
             raise
@@ -236,6 +250,20 @@ class Pipeline:
             # may publish it again, which consumers absorb by CloudEvent id.
             log.error("dedup mark_done failed after durable delivery", extra={"key": key})
         return durability
+
+    def _verify(
+        self,
+        instance: ProviderInstance,
+        body: bytes,
+        headers: Mapping[str, str],
+        received_at: datetime,
+    ) -> Verified:
+        return instance.profile.scheme.verify(
+            body, headers, instance.params, instance.keys, received_at.timestamp()
+        )
+
+    async def _deliver(self, record: KafkaRecord, kafka_wait_s: float, key: str) -> Durability:
+        return await self._delivery.deliver(record, kafka_wait_s, key)
 
     async def _release(self, key: str) -> None:
         try:

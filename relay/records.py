@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.event import CanonicalEvent
-from schemas.records import event_headers
+from schemas.records import event_headers, trace_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,5 +62,6 @@ def to_kafka_record(event: CanonicalEvent, topic: str) -> KafkaRecord:
         topic=topic,
         key=record_key(event),
         value=event.to_json(),
-        headers=event_headers(event.id, event.type, event.source),
+        headers=event_headers(event.id, event.type, event.source)
+        + trace_headers(event.traceparent),
     )

@@ -17,6 +17,12 @@ A run handles only letters filed before it started. When it meets a newer
 one (its own re-filed failures, or letters the server files meanwhile) it
 pauses that partition without committing, so the next run starts there; this
 is also what ends a run instead of chasing its own re-filed letters forever.
+
+With tracing on, each replayed letter gets a ``replay`` span (its steps as
+children): a new trace, linked to the trace that filed the letter (the
+``traceparent`` header of its record, when it has one). What the replay
+publishes or files again carries the replay span's ``traceparent``. A dry run
+traces nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from relay.config import Config
 from relay.dedup import open_configured
@@ -38,9 +44,13 @@ from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
 from relay.pipeline import Inbound, Outcome, Pipeline, normalize
 from relay.sink import KafkaUnavailable
+from relay.tracing import TracedPipeline, Tracer, open_tracer
 from schemas import NormalizationError
 from schemas.decoder import DecodeError, decode_dead_letter
 from schemas.records import DeadLetter
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 # Replay waits longer than the producer's request timeout, so a failure is a real failure.
 REPLAY_BUDGET_MARGIN_S = 5.0
@@ -137,12 +147,17 @@ async def replay(
     progress: TextIO | None = None,
     group_id: str | None = None,
     limit: int | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> ReplaySummary:
-    """Replay matching letters; ``limit`` stops after that many (tests interrupt with it)."""
+    """Replay matching letters; ``limit`` stops after that many (tests interrupt with it).
+
+    ``span_exporter`` replaces OTLP when tracing is on (tests pass an in-memory one).
+    """
     summary = ReplaySummary()
     group = group_id or f"relay-replay{letter_filter.group_suffix()}"
     sink = KafkaSink(config.kafka)
     dedup = None
+    tracer: Tracer | None = None
     try:
         async with TopicReader(
             config.kafka,
@@ -160,7 +175,12 @@ async def replay(
                         f"kafka: cannot publish to {config.kafka.bootstrap_servers} "
                         f"({sink.last_error or 'no connection within 15 s'})"
                     )
-                pipeline = Pipeline(config, dedup, DirectDelivery(sink))
+                tracer = open_tracer(config.tracing, span_exporter)
+                pipeline = (
+                    Pipeline(config, dedup, DirectDelivery(sink))
+                    if tracer is None
+                    else TracedPipeline(config, dedup, DirectDelivery(sink), tracer)
+                )
             pace = _Pacer(rate)
             started = time.monotonic()
             now = datetime.now(UTC)
@@ -180,8 +200,10 @@ async def replay(
                     await pace.wait()
                     if pipeline is None:
                         _dry_run(config, letter, summary)
-                    else:
+                    elif tracer is None:
                         await _replay_one(config, pipeline, letter, summary)
+                    else:
+                        await _replay_traced(config, pipeline, letter, summary, tracer, record)
                 if not dry_run:
                     await reader.commit(record)
                 if progress is not None:
@@ -192,17 +214,25 @@ async def replay(
         await sink.stop()
         if dedup is not None:
             await dedup.close()
+        if tracer is not None:
+            tracer.shutdown()
     return summary
 
 
 async def _replay_one(
-    config: Config, pipeline: Pipeline, letter: DeadLetter, summary: ReplaySummary
-) -> None:
-    inbound = _inbound(config, letter)
+    config: Config,
+    pipeline: Pipeline,
+    letter: DeadLetter,
+    summary: ReplaySummary,
+    traceparent: str | None = None,
+) -> tuple[str, str | None]:
+    """Replay one letter: its outcome (``replayed``, ``duplicate``, ``failed``) and, when it
+    failed again, the reason."""
+    inbound = _inbound(config, letter, traceparent)
     if inbound is None:
         summary.failed["unknown_provider"] += 1
         REPLAYED.labels("failed").inc()
-        return
+        return "failed", "unknown_provider"
     result = await pipeline.process(
         inbound,
         budget_s=config.kafka.request_timeout_ms / 1000 + REPLAY_BUDGET_MARGIN_S,
@@ -210,12 +240,34 @@ async def _replay_one(
     if result.outcome is Outcome.ACCEPTED:
         summary.replayed += 1
         REPLAYED.labels("replayed").inc()
-    elif result.outcome is Outcome.DUPLICATE:
+        return "replayed", None
+    if result.outcome is Outcome.DUPLICATE:
         summary.duplicates += 1
         REPLAYED.labels("duplicate").inc()
-    else:
-        summary.failed[result.reason or "unknown"] += 1
-        REPLAYED.labels("failed").inc()
+        return "duplicate", None
+    summary.failed[result.reason or "unknown"] += 1
+    REPLAYED.labels("failed").inc()
+    return "failed", result.reason or "unknown"
+
+
+async def _replay_traced(
+    config: Config,
+    pipeline: Pipeline,
+    letter: DeadLetter,
+    summary: ReplaySummary,
+    tracer: Tracer,
+    record: ReadRecord,
+) -> None:
+    """:func:`_replay_one` in a replay span linked to the trace that filed the letter."""
+    filed_under = next(
+        (value.decode("latin-1") for name, value in record.headers if name == "traceparent"), None
+    )
+    with tracer.replay(letter.provider, letter.id, filed_under) as span:
+        span.set("relay.attempt", letter.attempts + 1)
+        outcome, reason = await _replay_one(config, pipeline, letter, summary, span.traceparent)
+        span.set("relay.outcome", outcome)
+        if reason is not None:
+            span.fail(reason)
 
 
 def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None:
@@ -232,12 +284,19 @@ def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None
     summary.would_replay += 1
 
 
-def _inbound(config: Config, letter: DeadLetter) -> Inbound | None:
+def _inbound(config: Config, letter: DeadLetter, traceparent: str | None = None) -> Inbound | None:
     """The letter as the next attempt of its message; None when its instance is gone."""
     instance = config.providers.get(letter.provider)
     if instance is None:
         return None
-    return Inbound(instance, letter.body, letter.headers, letter.received_at, letter.attempts + 1)
+    return Inbound(
+        instance,
+        letter.body,
+        letter.headers,
+        letter.received_at,
+        letter.attempts + 1,
+        traceparent=traceparent,
+    )
 
 
 class _Pacer:

@@ -120,3 +120,19 @@ class DedupConfig:
 class SpoolConfig:
     path: str = "var/spool"
     max_bytes: int = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """``[tracing]``: OpenTelemetry spans, off by default (they need the ``tracing`` extra).
+
+    Where spans go is not configured here: the OTLP exporter reads the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables (endpoint, headers, timeout, certificate), as every
+    OpenTelemetry SDK does, so a collector's address and its credentials stay out of this file.
+    """
+
+    enabled: bool = False
+    service_name: str = "relay"
+    """The ``service.name`` resource attribute; ``OTEL_SERVICE_NAME``, when set, wins."""
+    sample_ratio: float = 1.0
+    """Share of webhooks (and replayed letters) traced, 0 to 1, decided per trace id."""

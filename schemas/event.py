@@ -56,7 +56,8 @@ class NormalizeContext:
     the flow for profiles that serve several; ``status_overrides`` maps extra
     provider status values (instance config) to canonical statuses;
     ``id_header`` names the header holding the sender's webhook id where the
-    profile lets the instance choose it (generic ``hmac``).
+    profile lets the instance choose it (generic ``hmac``); ``traceparent`` is
+    the W3C trace context Relay handles the message under, when tracing is on.
     """
 
     provider: str
@@ -66,11 +67,16 @@ class NormalizeContext:
     flow: str | None = None
     status_overrides: Mapping[str, str] = field(default_factory=dict)
     id_header: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CanonicalEvent:
-    """One canonical event; :meth:`to_json` is the Kafka record value."""
+    """One canonical event; :meth:`to_json` is the Kafka record value.
+
+    ``traceparent`` is the CloudEvents distributed-tracing extension attribute: the W3C
+    trace context of Relay's span that received the message (only when tracing is on).
+    """
 
     id: str
     type: str
@@ -80,6 +86,7 @@ class CanonicalEvent:
     dataschema: str
     relayreceivedat: str
     data: dict[str, Any]
+    traceparent: str | None = None
 
     def envelope(self) -> dict[str, Any]:
         envelope: dict[str, Any] = {
@@ -95,6 +102,8 @@ class CanonicalEvent:
         envelope["datacontenttype"] = "application/json"
         envelope["dataschema"] = self.dataschema
         envelope["relayreceivedat"] = self.relayreceivedat
+        if self.traceparent is not None:
+            envelope["traceparent"] = self.traceparent
         envelope["data"] = self.data
         return envelope
 
@@ -141,6 +150,7 @@ def payment_event(
         dataschema=PAYMENT_SCHEMA,
         relayreceivedat=rfc3339(ctx.received_at),
         data=data,
+        traceparent=ctx.traceparent,
     )
 
 
@@ -167,6 +177,7 @@ def webhook_event(
             "profile": ctx.profile,
             "raw": orjson.Fragment(message.body),
         },
+        traceparent=ctx.traceparent,
     )
 
 

@@ -44,6 +44,12 @@ _CLOUDEVENTS_CONTENT_TYPE = CLOUDEVENTS_CONTENT_TYPE.encode()
 _DEAD_LETTER_CONTENT_TYPE = DEAD_LETTER_CONTENT_TYPE.encode()
 
 
+def trace_headers(traceparent: str | None) -> Headers:
+    """The W3C ``traceparent`` header of a record written under a traced span; none when
+    tracing is off. Written on event and dead-letter records alike, after their own headers."""
+    return () if traceparent is None else (("traceparent", traceparent.encode()),)
+
+
 def event_headers(id_: str, type_: str, source: str) -> Headers:
     """An event record's headers: what a router reads without parsing the value (no ``ce_*``)."""
     return (

@@ -36,6 +36,9 @@ SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 EVENT_SCHEMA_PATH = SPEC_PATH.parent / "payment-event.schema.json"
 RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 KAFKA = KafkaConfig()
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01"
+# Written only when tracing is on: documented, never required.
+OPTIONAL_HEADERS = {"traceparent"}
 
 
 def _resolve(ref: str) -> Any:
@@ -62,14 +65,16 @@ def _message(name: str) -> dict[str, Any]:
     return SPEC["components"]["messages"][name]
 
 
-def _context(provider: str, profile: str) -> NormalizeContext:
-    return NormalizeContext(provider=provider, profile=profile, received_at=RECEIVED_AT)
+def _context(provider: str, profile: str, traceparent: str | None = None) -> NormalizeContext:
+    return NormalizeContext(
+        provider=provider, profile=profile, received_at=RECEIVED_AT, traceparent=traceparent
+    )
 
 
-def _payment_record() -> KafkaRecord:
+def _payment_record(traceparent: str | None = None) -> KafkaRecord:
     body = b'{"invoice_reference":"ORDER-1","status":"confirmed","amount_usdt_exact":"150.0000"}'
     message = Message(body, parse_payload(body), {"x-webhook-id": "whl_1"})
-    event = usdt_invoice.normalize(message, _context("invoices", "usdt-invoice"))
+    event = usdt_invoice.normalize(message, _context("invoices", "usdt-invoice", traceparent))
     return to_kafka_record(event, KAFKA.topic)
 
 
@@ -93,7 +98,7 @@ def _webhook_record() -> KafkaRecord:
     return to_kafka_record(event, KAFKA.topic)
 
 
-def _dead_letter_record() -> KafkaRecord:
+def _dead_letter_record(traceparent: str | None = None) -> KafkaRecord:
     letter = make_dead_letter(
         provider="collect",
         profile="usdt-collect-pay",
@@ -103,7 +108,7 @@ def _dead_letter_record() -> KafkaRecord:
         headers={"x-webhook-id": "whl_1"},
         body=b'{"status":9}',
     )
-    return dead_letter_record(letter, KAFKA.dead_letter_topic)
+    return dead_letter_record(letter, KAFKA.dead_letter_topic, traceparent)
 
 
 def _header_names(record: KafkaRecord) -> list[str]:
@@ -175,8 +180,10 @@ def test_event_payload_is_the_published_json_schema() -> None:
         ("canonicalEvent", _payment_record(), CLOUDEVENTS_CONTENT_TYPE),
         ("canonicalEvent", _webhook_record(), CLOUDEVENTS_CONTENT_TYPE),
         ("deadLetter", _dead_letter_record(), DEAD_LETTER_CONTENT_TYPE),
+        ("canonicalEvent", _payment_record(TRACEPARENT), CLOUDEVENTS_CONTENT_TYPE),
+        ("deadLetter", _dead_letter_record(TRACEPARENT), DEAD_LETTER_CONTENT_TYPE),
     ],
-    ids=["payment event", "webhook event", "dead letter"],
+    ids=["payment event", "webhook event", "dead letter", "traced event", "traced dead letter"],
 )
 def test_headers_match_the_records_relay_writes(
     message: str, record: KafkaRecord, content_type: str
@@ -184,8 +191,8 @@ def test_headers_match_the_records_relay_writes(
     spec = _message(message)
     headers = spec["headers"]
     names = _header_names(record)
-    assert set(headers["properties"]) == set(names)
-    assert set(headers["required"]) == set(names)
+    assert set(headers["properties"]) == set(names) | OPTIONAL_HEADERS
+    assert set(headers["required"]) == set(names) - OPTIONAL_HEADERS
     jsonschema.Draft7Validator(headers).validate(_headers_document(record))
     assert spec["contentType"] == content_type
     assert headers["properties"]["content-type"]["const"] == content_type
