@@ -322,7 +322,9 @@ def test_dockerfile_is_multi_stage_python_311_slim() -> None:
 
 def test_dockerfile_installs_the_package_with_redis_and_without_dev() -> None:
     installs = [run for run in docker("RUN") if "pip install" in run]
-    assert any('".[redis]"' in run or "'.[redis]'" in run for run in installs), installs
+    assert any('".[${RELAY_EXTRAS}]"' in run for run in installs), installs
+    (extras,) = [a.split("=", 1)[1] for a in docker("ARG") if a.startswith("RELAY_EXTRAS=")]
+    assert extras.split(",") == ["redis"], "the image's default extras: redis, nothing more"
     assert not any("dev" in run for run in installs), "no dev extras in the image"
 
 
