@@ -5,7 +5,7 @@
     relay send PROVIDER [--event NAME | --body FILE] [--url URL]
     relay tail [--type T] [--json]               print canonical events as they arrive
     relay replay [--provider P] [--reason R] [--since T] [--until T] [--id ID] [--dry-run] [--rate N]
-    relay dlq list [filters] / relay dlq show ID inspect dead letters
+    relay dlq list [filters] / relay dlq show ID inspect dead letters and their replays
     relay check-config [FILE | --config FILE]    validate a config, name the bad key
     relay --version
 
@@ -24,7 +24,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,11 +32,14 @@ from relay import __version__
 from relay.config import Config, ConfigError, check_paths, load_config
 from relay.devbroker import DevBrokerError
 from relay.errors import StartupError
+from relay.sink import KafkaUnavailable
+from schemas import NormalizationError, parse_payload
 from schemas.decoder import DecodeError, Event, PaymentEvent, decode_event
+from schemas.records import ReplayOutcome, ReplayResult
 from schemas.values import rfc3339
 
 if TYPE_CHECKING:
-    from relay.replay import LetterFilter
+    from relay.replay import FiledLetter, LetterFilter
 
 # Package data (deploy/dev.toml links to it), so a plain `pip install .` has it too.
 DEV_CONFIG = Path(__file__).resolve().parent / "dev.toml"
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except (StartupError, DevBrokerError) as error:
         # What the operator can fix, in one line: a taken port, a locked spool, no dev broker.
         print(f"relay: {error}", file=sys.stderr)
+        return 1
+    except KafkaUnavailable as error:
+        print(f"relay: cannot reach Kafka: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -100,17 +106,20 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show what would happen, change nothing"
     )
     replay.add_argument("--rate", type=float, help="at most N letters per second")
+    _json_option(replay, "print the summary as one JSON object")
     replay.set_defaults(run=_replay)
 
     dlq = commands.add_parser("dlq", help="inspect dead letters")
     dlq_commands = dlq.add_subparsers(metavar="ACTION", required=True)
-    dlq_list = dlq_commands.add_parser("list", help="list dead letters")
+    dlq_list = dlq_commands.add_parser("list", help="list dead letters and their last replay")
     _config_option(dlq_list)
     _filter_options(dlq_list)
+    _json_option(dlq_list, "one JSON object per letter (JSON Lines)")
     dlq_list.set_defaults(run=_dlq_list)
-    dlq_show = dlq_commands.add_parser("show", help="show one dead letter")
+    dlq_show = dlq_commands.add_parser("show", help="show one dead letter and its replays")
     _config_option(dlq_show)
     dlq_show.add_argument("letter_id", metavar="ID")
+    _json_option(dlq_show, "one JSON object")
     dlq_show.set_defaults(run=_dlq_show)
 
     check = commands.add_parser("check-config", help="validate a config file")
@@ -124,6 +133,10 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, help="TOML config (default: $RELAY_CONFIG or deploy/dev.toml)"
     )
+
+
+def _json_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=what)
 
 
 def _filter_options(parser: argparse.ArgumentParser) -> None:
@@ -160,6 +173,7 @@ def _replay(args: argparse.Namespace) -> int:
     from relay.replay import progress_stream, replay
 
     config = load_config(_config_path(args))
+    _quiet_kafka_client()
     summary = asyncio.run(
         replay(
             config,
@@ -169,7 +183,7 @@ def _replay(args: argparse.Namespace) -> int:
             progress=progress_stream(),
         )
     )
-    print(summary.table(args.dry_run))
+    print(summary.to_json(args.dry_run).decode() if args.json else summary.table(args.dry_run))
     return 1 if summary.failed_total else 0
 
 
@@ -177,13 +191,23 @@ def _dlq_list(args: argparse.Namespace) -> int:
     from relay.replay import list_letters
 
     config = load_config(_config_path(args))
+    _quiet_kafka_client()
     letters = asyncio.run(list_letters(config, _letter_filter(args)))
-    print(f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  attempts")
-    for letter in letters:
+    if args.json:
+        for filed in letters:
+            print(orjson.dumps(_letter_document(config, filed, with_body=False)).decode())
+    else:
         print(
-            f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  "
-            f"{rfc3339(letter.received_at):24}  {letter.attempts}"
+            f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  {'attempts':8}  "
+            "last replay"
         )
+        for filed in letters:
+            letter = filed.letter
+            print(
+                f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  "
+                f"{rfc3339(letter.received_at):24}  {letter.attempts:<8}  "
+                f"{_describe_replay(filed.last_replay)}"
+            )
     print(f"{len(letters)} dead letter(s)", file=sys.stderr)
     return 0
 
@@ -192,19 +216,70 @@ def _dlq_show(args: argparse.Namespace) -> int:
     from relay.replay import LetterFilter, list_letters
 
     config = load_config(_config_path(args))
+    _quiet_kafka_client()
     letters = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id)))
     if not letters:
         print(f"no dead letter {args.letter_id!r}", file=sys.stderr)
         return 1
-    for letter in letters:
-        document = orjson.loads(letter.to_json())
+    if args.json:
+        documents = [_letter_document(config, filed, with_body=True) for filed in letters]
+        print(orjson.dumps({"id": args.letter_id, "letters": documents}).decode())
+        return 0
+    for filed in letters:
+        document = _letter_document(config, filed, with_body=True)
         document.pop("body_base64")
+        body = filed.letter.body
         try:
-            document["body"] = orjson.loads(letter.body)
-        except orjson.JSONDecodeError:
-            document["body_text"] = letter.body.decode("utf-8", errors="replace")
+            parse_payload(body)
+        except NormalizationError:
+            document["body_text"] = body.decode("utf-8", errors="replace")
+        else:
+            # As received, byte for byte: a parsed and re-written body could turn 12.50 into 12.5.
+            document["body"] = orjson.Fragment(body)
         print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     return 0
+
+
+def _letter_document(config: Config, filed: FiledLetter, *, with_body: bool) -> dict[str, Any]:
+    """A letter as ``relay dlq`` prints it in JSON: the dead-letter document (the body only
+    ``with_body``), the order it names, where it is, and its replays (oldest first)."""
+    from relay.replay import letter_order_id
+
+    document: dict[str, Any] = orjson.loads(filed.letter.to_json())
+    if not with_body:
+        del document["body_base64"]
+    document.update(
+        order_id=letter_order_id(config, filed.letter),
+        topic=filed.topic,
+        partition=filed.partition,
+        offset=filed.offset,
+        replays=[_replay_document(outcome) for outcome in filed.replays],
+    )
+    return document
+
+
+def _replay_document(outcome: ReplayOutcome) -> dict[str, Any]:
+    document: dict[str, Any] = orjson.loads(outcome.to_json())
+    for about_the_letter in ("letter_id", "provider", "attempts"):
+        del document[about_the_letter]
+    return document
+
+
+def _describe_replay(outcome: ReplayOutcome | None) -> str:
+    if outcome is None:
+        return "-"
+    at = rfc3339(outcome.at)
+    if outcome.outcome is ReplayResult.REPLAYED:
+        return f"replayed {at}"
+    if outcome.outcome is ReplayResult.DUPLICATE:
+        return f"duplicate {at} (already published)"
+    filed_again = f", filed again as attempt {outcome.new_attempts}" if outcome.new_attempts else ""
+    return f"failed again {at}: {outcome.reason}{filed_again}"
+
+
+def _quiet_kafka_client() -> None:
+    """aiokafka logs each failed connection; the command's one line says it better."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def _config_path(args: argparse.Namespace) -> Path:

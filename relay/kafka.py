@@ -479,7 +479,13 @@ class TopicReader:
         )
 
     async def __aenter__(self) -> TopicReader:
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._consumer.stop(), 5)
+            # aiokafka's text starts with its class name.
+            raise KafkaUnavailable(str(exc), kind=type(exc).__name__) from exc
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
