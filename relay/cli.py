@@ -4,6 +4,7 @@
     relay dev                                    dev broker + server with deploy/dev.toml
     relay send PROVIDER [--event NAME | --body FILE] [--url URL]
     relay tail [--type T] [--json]               print canonical events as they arrive
+    relay find (--order ID | --id ID | --provider P) [--since T] [--until T] [--json]
     relay replay [--provider P] [--reason R] [--since T] [--until T] [--id ID] [--dry-run] [--rate N]
     relay dlq list [filters] / relay dlq show ID inspect dead letters and their replays
     relay check-config [FILE | --config FILE]    validate a config, name the bad key
@@ -22,6 +23,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +111,30 @@ def _parser() -> argparse.ArgumentParser:
     _json_option(replay, "print the summary as one JSON object")
     replay.set_defaults(run=_replay)
 
+    find = commands.add_parser("find", help="find events and dead letters by order, id or provider")
+    _config_option(find)
+    find.add_argument(
+        "--order",
+        metavar="ID",
+        help="merchant order id (the provider's order id where it sends none)",
+    )
+    find.add_argument("--id", dest="record_id", metavar="ID", help="event id or dead letter id")
+    find.add_argument("--provider", metavar="NAME", help="provider instance")
+    find.add_argument(
+        "--since",
+        type=_moment,
+        metavar="T",
+        help="received at or after (ISO 8601; UTC if no zone; default: 24 hours before --until)",
+    )
+    find.add_argument(
+        "--until",
+        type=_moment,
+        metavar="T",
+        help="received before (ISO 8601; UTC if no zone; default: now)",
+    )
+    _json_option(find, "one JSON object per match (JSON Lines)")
+    find.set_defaults(run=_find)
+
     dlq = commands.add_parser("dlq", help="inspect dead letters")
     dlq_commands = dlq.add_subparsers(metavar="ACTION", required=True)
     dlq_list = dlq_commands.add_parser("list", help="list dead letters and their last replay")
@@ -185,6 +211,77 @@ def _replay(args: argparse.Namespace) -> int:
     )
     print(summary.to_json(args.dry_run).decode() if args.json else summary.table(args.dry_run))
     return 1 if summary.failed_total else 0
+
+
+def _find(args: argparse.Namespace) -> int:
+    """Exit 0 when something was found, 1 when nothing was, 2 when the search could not run."""
+    from relay.find import DEFAULT_WINDOW, FindQuery, find
+
+    criteria = {"--order": args.order, "--id": args.record_id, "--provider": args.provider}
+    if all(value is None for value in criteria.values()):
+        print(
+            "relay find: say what to find: --order ID, --id ID or --provider NAME", file=sys.stderr
+        )
+        return 2
+    for option, value in criteria.items():
+        if value == "":
+            print(f"relay find: {option} is empty", file=sys.stderr)
+            return 2
+    since = args.since or (args.until or datetime.now(UTC)) - DEFAULT_WINDOW
+    if args.until is not None and since >= args.until:
+        print(
+            f"relay find: --since {rfc3339(since)} is not before --until {rfc3339(args.until)}",
+            file=sys.stderr,
+        )
+        return 2
+    config = load_config(_config_path(args))
+    _quiet_kafka_client()
+    query = FindQuery(
+        since=since,
+        until=args.until,
+        order=args.order,
+        id=args.record_id,
+        provider=args.provider,
+    )
+    try:
+        result = asyncio.run(find(config, query, err=sys.stderr, show_progress=sys.stderr.isatty()))
+    except KafkaUnavailable as error:
+        print(
+            f"relay find: cannot read from Kafka at {config.kafka.bootstrap_servers}: {error}",
+            file=sys.stderr,
+        )
+        return 2
+    for topic in result.missing_topics:
+        print(f"relay find: topic {topic!r} does not exist: nothing read there", file=sys.stderr)
+    if args.json:
+        for match in result.matches:
+            print(match.to_json().decode())
+    elif result.matches:
+        rows = [
+            (
+                rfc3339(match.received_at),
+                match.kind.value,
+                match.provider,
+                match.describe(),
+                match.id,
+                match.order_id or "-",
+                f"{match.partition}@{match.offset}",
+            )
+            for match in result.matches
+        ]
+        header = ("received_at", "kind", "provider", "type / reason", "id", "order", "at")
+        print(_table(header, rows))
+    print(result.summary(query), file=sys.stderr)
+    return 0 if result.matches else 1
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, two spaces apart; the last one unpadded."""
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
 
 
 def _dlq_list(args: argparse.Namespace) -> int:

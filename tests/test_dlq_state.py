@@ -9,9 +9,10 @@ process and as the command a user runs.
 
 from __future__ import annotations
 
+import io
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 from relay import __version__
 from relay.config import Config
 from relay.deadletter import make_dead_letter, make_replay_outcome, replay_outcome_record
+from relay.find import FindQuery, find
 from relay.replay import FiledLetter, LetterFilter, list_letters, replay
 from schemas.decoder import (
     HeaderMismatch,
@@ -172,6 +174,18 @@ async def test_each_letter_shows_what_every_replay_did_with_it(
     assert (again.matched, again.duplicates, again.failed_total) == (2, 2, 0)
     records = await read_topic(kafka_bootstrap, before.kafka.dead_letter_topic, expect=7)
     assert len(records) == 7  # the dry run filed nothing; the real one two duplicates
+
+    # relay find: the order's whole story, from the letters' bodies and the event.
+    err = io.StringIO()
+    found = await find(
+        after, FindQuery(since=started - timedelta(hours=1), order="ORD-S1"), err=err, idle_s=0.5
+    )
+    assert [(m.kind.value, m.attempts) for m in found.matches] == [
+        ("dead-letter", 1),
+        ("dead-letter", 2),
+        ("event", None),
+    ]
+    assert err.getvalue() == ""
 
 
 def _config_file(config: Config, path: Path, statuses: str = "") -> Path:
