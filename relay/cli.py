@@ -4,8 +4,9 @@
     relay dev                                    dev broker + server with deploy/dev.toml
     relay send PROVIDER [--event NAME | --body FILE] [--url URL]
     relay tail [--type T] [--json]               print canonical events as they arrive
+    relay find (--order ID | --id ID | --provider P) [--since T] [--until T] [--json]
     relay replay [--provider P] [--reason R] [--since T] [--until T] [--id ID] [--dry-run] [--rate N]
-    relay dlq list [filters] / relay dlq show ID inspect dead letters
+    relay dlq list [filters] / relay dlq show ID inspect dead letters and their replays
     relay check-config [FILE | --config FILE]    validate a config, name the bad key
     relay --version
 
@@ -22,10 +23,10 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -36,11 +37,13 @@ from relay.devbroker import DevBrokerError
 from relay.errors import StartupError
 from relay.settings import KafkaConfig
 from relay.sink import KafkaUnavailable
+from schemas import NormalizationError, parse_payload
 from schemas.decoder import DecodeError, Event, PaymentEvent, decode_event
+from schemas.records import ReplayOutcome, ReplayResult
 from schemas.values import rfc3339
 
 if TYPE_CHECKING:
-    from relay.replay import LetterFilter
+    from relay.replay import FiledLetter, LetterFilter
 
 # Package data (deploy/dev.toml links to it), so a plain `pip install .` has it too.
 DEV_CONFIG = Path(__file__).resolve().parent / "dev.toml"
@@ -105,17 +108,44 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show what would happen, change nothing"
     )
     replay.add_argument("--rate", type=float, help="at most N letters per second")
+    _json_option(replay, "print the summary as one JSON object")
     replay.set_defaults(run=_replay)
+
+    find = commands.add_parser("find", help="find events and dead letters by order, id or provider")
+    _config_option(find)
+    find.add_argument(
+        "--order",
+        metavar="ID",
+        help="merchant order id (the provider's order id where it sends none)",
+    )
+    find.add_argument("--id", dest="record_id", metavar="ID", help="event id or dead letter id")
+    find.add_argument("--provider", metavar="NAME", help="provider instance")
+    find.add_argument(
+        "--since",
+        type=_moment,
+        metavar="T",
+        help="received at or after (ISO 8601; UTC if no zone; default: 24 hours before --until)",
+    )
+    find.add_argument(
+        "--until",
+        type=_moment,
+        metavar="T",
+        help="received before (ISO 8601; UTC if no zone; default: now)",
+    )
+    _json_option(find, "one JSON object per match (JSON Lines)")
+    find.set_defaults(run=_find)
 
     dlq = commands.add_parser("dlq", help="inspect dead letters")
     dlq_commands = dlq.add_subparsers(metavar="ACTION", required=True)
-    dlq_list = dlq_commands.add_parser("list", help="list dead letters")
+    dlq_list = dlq_commands.add_parser("list", help="list dead letters and their last replay")
     _config_option(dlq_list)
     _filter_options(dlq_list)
+    _json_option(dlq_list, "one JSON object per letter (JSON Lines)")
     dlq_list.set_defaults(run=_dlq_list)
-    dlq_show = dlq_commands.add_parser("show", help="show one dead letter")
+    dlq_show = dlq_commands.add_parser("show", help="show one dead letter and its replays")
     _config_option(dlq_show)
     dlq_show.add_argument("letter_id", metavar="ID")
+    _json_option(dlq_show, "one JSON object")
     dlq_show.set_defaults(run=_dlq_show)
 
     check = commands.add_parser("check-config", help="validate a config file")
@@ -129,6 +159,10 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", type=Path, help="TOML config (default: $RELAY_CONFIG or deploy/dev.toml)"
     )
+
+
+def _json_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=what)
 
 
 def _filter_options(parser: argparse.ArgumentParser) -> None:
@@ -176,8 +210,76 @@ def _replay(args: argparse.Namespace) -> int:
             progress=progress_stream(),
         )
     )
-    print(summary.table(args.dry_run))
+    print(summary.to_json(args.dry_run).decode() if args.json else summary.table(args.dry_run))
     return 1 if summary.failed_total else 0
+
+
+def _find(args: argparse.Namespace) -> int:
+    """Exit 0 when something was found, 1 when nothing was, 2 when the search could not run."""
+    from relay.find import DEFAULT_WINDOW, FindQuery, find
+
+    criteria = {"--order": args.order, "--id": args.record_id, "--provider": args.provider}
+    if all(value is None for value in criteria.values()):
+        print(
+            "relay find: say what to find: --order ID, --id ID or --provider NAME", file=sys.stderr
+        )
+        return 2
+    for option, value in criteria.items():
+        if value == "":
+            print(f"relay find: {option} is empty", file=sys.stderr)
+            return 2
+    since = args.since or (args.until or datetime.now(UTC)) - DEFAULT_WINDOW
+    if args.until is not None and since >= args.until:
+        print(
+            f"relay find: --since {rfc3339(since)} is not before --until {rfc3339(args.until)}",
+            file=sys.stderr,
+        )
+        return 2
+    config = load_config(_config_path(args))
+    _quiet_kafka_client()
+    query = FindQuery(
+        since=since,
+        until=args.until,
+        order=args.order,
+        id=args.record_id,
+        provider=args.provider,
+    )
+    try:
+        result = asyncio.run(find(config, query, err=sys.stderr, show_progress=sys.stderr.isatty()))
+    except KafkaUnavailable as error:
+        print(f"relay find: {error}", file=sys.stderr)
+        return 2
+    for topic in result.missing_topics:
+        print(f"relay find: topic {topic!r} does not exist: nothing read there", file=sys.stderr)
+    if args.json:
+        for match in result.matches:
+            print(match.to_json().decode())
+    elif result.matches:
+        rows = [
+            (
+                rfc3339(match.received_at),
+                match.kind.value,
+                match.provider,
+                match.describe(),
+                match.id,
+                match.order_id or "-",
+                f"{match.partition}@{match.offset}",
+            )
+            for match in result.matches
+        ]
+        header = ("received_at", "kind", "provider", "type / reason", "id", "order", "at")
+        print(_table(header, rows))
+    print(result.summary(query), file=sys.stderr)
+    return 0 if result.matches else 1
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, two spaces apart; the last one unpadded."""
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
@@ -186,12 +288,21 @@ def _dlq_list(args: argparse.Namespace) -> int:
     _quiet_kafka_client()
     config = load_config(_config_path(args))
     letters = asyncio.run(list_letters(config, _letter_filter(args)))
-    print(f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  attempts")
-    for letter in letters:
+    if args.json:
+        for filed in letters:
+            print(orjson.dumps(_letter_document(config, filed, with_body=False)).decode())
+    else:
         print(
-            f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  "
-            f"{rfc3339(letter.received_at):24}  {letter.attempts}"
+            f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  {'attempts':8}  "
+            "last replay"
         )
+        for filed in letters:
+            letter = filed.letter
+            print(
+                f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  "
+                f"{rfc3339(letter.received_at):24}  {letter.attempts:<8}  "
+                f"{_describe_replay(filed.last_replay)}"
+            )
     print(f"{len(letters)} dead letter(s)", file=sys.stderr)
     return 0
 
@@ -205,15 +316,60 @@ def _dlq_show(args: argparse.Namespace) -> int:
     if not letters:
         print(f"no dead letter {args.letter_id!r}", file=sys.stderr)
         return 1
-    for letter in letters:
-        document = orjson.loads(letter.to_json())
+    if args.json:
+        documents = [_letter_document(config, filed, with_body=True) for filed in letters]
+        print(orjson.dumps({"id": args.letter_id, "letters": documents}).decode())
+        return 0
+    for filed in letters:
+        document = _letter_document(config, filed, with_body=True)
         document.pop("body_base64")
+        body = filed.letter.body
         try:
-            document["body"] = orjson.loads(letter.body)
-        except orjson.JSONDecodeError:
-            document["body_text"] = letter.body.decode("utf-8", errors="replace")
+            parse_payload(body)
+        except NormalizationError:
+            document["body_text"] = body.decode("utf-8", errors="replace")
+        else:
+            # As received, byte for byte: a parsed and re-written body could turn 12.50 into 12.5.
+            document["body"] = orjson.Fragment(body)
         print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     return 0
+
+
+def _letter_document(config: Config, filed: FiledLetter, *, with_body: bool) -> dict[str, Any]:
+    """A letter as ``relay dlq`` prints it in JSON: the dead-letter document (the body only
+    ``with_body``), the order it names, where it is, and its replays (oldest first)."""
+    from relay.replay import letter_order_id
+
+    document: dict[str, Any] = orjson.loads(filed.letter.to_json())
+    if not with_body:
+        del document["body_base64"]
+    document.update(
+        order_id=letter_order_id(config, filed.letter),
+        topic=filed.topic,
+        partition=filed.partition,
+        offset=filed.offset,
+        replays=[_replay_document(outcome) for outcome in filed.replays],
+    )
+    return document
+
+
+def _replay_document(outcome: ReplayOutcome) -> dict[str, Any]:
+    document: dict[str, Any] = orjson.loads(outcome.to_json())
+    for about_the_letter in ("letter_id", "provider", "attempts"):
+        del document[about_the_letter]
+    return document
+
+
+def _describe_replay(outcome: ReplayOutcome | None) -> str:
+    if outcome is None:
+        return "-"
+    at = rfc3339(outcome.at)
+    if outcome.outcome is ReplayResult.REPLAYED:
+        return f"replayed {at}"
+    if outcome.outcome is ReplayResult.DUPLICATE:
+        return f"duplicate {at} (already published)"
+    filed_again = f", filed again as attempt {outcome.new_attempts}" if outcome.new_attempts else ""
+    return f"failed again {at}: {outcome.reason}{filed_again}"
 
 
 def _quiet_kafka_client() -> None:

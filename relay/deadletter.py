@@ -5,7 +5,9 @@ re-enters the pipeline at normalize): the instance, the exact body (base64),
 the allow-listed headers, when it was received, why it failed. It never holds
 a secret: only headers a profile lists as worth keeping are copied, and
 signature headers are never on those lists. The format is
-:class:`schemas.records.DeadLetter`; this module files letters as records.
+:class:`schemas.records.DeadLetter`; this module files letters as records,
+and the records of what a replay did with each
+(:class:`schemas.records.ReplayOutcome`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from datetime import UTC, datetime
 
 from relay import __version__
 from relay.records import KafkaRecord
-from schemas.records import DeadLetter, dead_letter_headers, trace_headers
+from schemas.records import (
+    DeadLetter,
+    ReplayOutcome,
+    ReplayResult,
+    dead_letter_headers,
+    replay_outcome_headers,
+    trace_headers,
+)
 
 
 def dead_letter_id(provider: str, identity: str) -> str:
@@ -64,6 +73,39 @@ def dead_letter_record(
         key=f"{letter.provider}:{letter.id}".encode(),
         value=letter.to_json(),
         headers=dead_letter_headers(letter) + trace_headers(traceparent),
+    )
+
+
+def make_replay_outcome(
+    letter: DeadLetter,
+    outcome: ReplayResult,
+    *,
+    reason: str | None = None,
+    event_id: str | None = None,
+    new_attempts: int | None = None,
+) -> ReplayOutcome:
+    """What this Relay's replay did with ``letter``, now."""
+    return ReplayOutcome(
+        letter_id=letter.id,
+        provider=letter.provider,
+        attempts=letter.attempts,
+        outcome=outcome,
+        at=_to_milliseconds(datetime.now(UTC)),
+        relay_version=__version__,
+        reason=reason,
+        event_id=event_id,
+        new_attempts=new_attempts,
+    )
+
+
+def replay_outcome_record(outcome: ReplayOutcome, topic: str) -> KafkaRecord:
+    """The record that files ``outcome``: keyed like its letter, so it lands on the
+    letter's partition, after the letter."""
+    return KafkaRecord(
+        topic=topic,
+        key=f"{outcome.provider}:{outcome.letter_id}".encode(),
+        value=outcome.to_json(),
+        headers=replay_outcome_headers(outcome),
     )
 
 

@@ -4,7 +4,7 @@
 producer (``acks="all"``, idempotence per config) and keeps trying to connect
 in the background, so Relay starts and serves (spooling) while Kafka is
 unreachable and connects when it appears. :class:`TopicReader` reads a topic
-back for ``relay tail``, ``relay dlq``, ``relay replay`` and the tests, with a
+back for ``relay tail``, ``relay find``, ``relay dlq``, ``relay replay`` and the tests, with a
 consumer configured the same way everywhere (:func:`open_consumer`).
 
 Every client is built by :func:`client_options` from the whole ``[kafka]``
@@ -36,6 +36,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -52,8 +53,9 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     UnknownTopicOrPartitionError,
     UnsupportedSaslMechanismError,
+    UnsupportedVersionError,
 )
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp
 
 from relay.kafka_auth import (
     TokenFunction,
@@ -615,6 +617,8 @@ class ReadRecord:
     key: bytes
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int = -1
+    """The record's Kafka timestamp (when its producer sent it); -1 when it has none."""
 
 
 class TopicReader:
@@ -669,6 +673,35 @@ class TopicReader:
         beginning; False when the topic does not exist. See :func:`assign_topic`."""
         return await assign_topic(self._consumer, self.topic, resume=resume)
 
+    async def assign_since(self, moment: datetime) -> bool:
+        """Read every partition from its first record written at or after ``moment``
+        (the brokers' time index); False when the topic does not exist.
+
+        A partition with no such record has nothing to read and is left out. A
+        broker that cannot look offsets up by time, or answers without a
+        timestamp (tansu does when nothing in the partition is that recent),
+        has that partition read from the beginning: slower, never wrong, as
+        callers filter by time themselves. Records' timestamps are their
+        producers' clocks (or the broker's, for a topic that appends its own).
+        """
+        partitions = await _partitions_for(self._consumer, self.topic)
+        if not partitions:
+            return False
+        wanted = [TopicPartition(self.topic, partition) for partition in sorted(partitions)]
+        moment_ms = max(0, int(moment.timestamp() * 1000))
+        try:
+            found = await self._consumer.offsets_for_times({tp: moment_ms for tp in wanted})
+        except UnsupportedVersionError:
+            found = dict.fromkeys(wanted, _UNKNOWN_START)
+        to_read = {tp: start for tp, start in found.items() if start is not None}
+        self._consumer.assign(list(to_read))
+        for tp, start in to_read.items():
+            if start.timestamp < 0:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, start.offset)
+        return True
+
     async def poll(self, timeout_s: float) -> list[ReadRecord]:
         """What has arrived, waiting up to ``timeout_s`` when nothing has."""
         batch = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000))
@@ -703,6 +736,10 @@ class TopicReader:
         await self._consumer.commit({partition: OffsetAndMetadata(record.offset + 1, "")})
 
 
+# A start the broker could not give: read the partition from the beginning.
+_UNKNOWN_START = OffsetAndTimestamp(offset=0, timestamp=-1)
+
+
 def _read_record(message: ConsumerRecord) -> ReadRecord:
     return ReadRecord(
         topic=message.topic,
@@ -712,4 +749,5 @@ def _read_record(message: ConsumerRecord) -> ReadRecord:
         key=message.key or b"",
         value=message.value or b"",
         headers=tuple(message.headers),
+        timestamp_ms=message.timestamp if message.timestamp is not None else -1,
     )

@@ -58,10 +58,16 @@ PayloadReader = Callable[[bytes, Any], Any]
 """``(body, params)`` to what the normalizer reads; raises ``NormalizationError``."""
 IdentityReader = Callable[[bytes, Any], str]
 """``(body, params)`` to the hex SHA-256 of the content the signature pins; never raises."""
+OrderReader = Callable[[Any], str | None]
+"""What the normalizer reads to the order its events are keyed by, or None; never raises."""
 
 
 def parsed_body(body: bytes, params: Any) -> Any:
     return parse_payload(body)
+
+
+def no_order(payload: Any) -> None:
+    return None
 
 
 def body_identity(body: bytes, params: Any) -> str:
@@ -128,6 +134,10 @@ class Profile:
     flows: tuple[str, ...] = ()
     """The flows an instance may set with ``flow``, for a profile that serves several;
     empty where the document fixes it (the ``flow`` option is then refused)."""
+    order_id: OrderReader = no_order
+    """The order a payload names, as its events' record key holds it (merchant order id,
+    else the provider's), read from a payload that may not normalize: ``relay find``
+    and ``relay dlq`` name dead letters' orders with it. Generic webhooks have none."""
 
 
 DOCUMENT_BODY_LIMIT = 64 * 1024
@@ -140,6 +150,7 @@ USDT_COLLECT_PAY = Profile(
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(),
     normalize=schemas.usdt_collect_pay.normalize,
+    order_id=schemas.usdt_collect_pay.order_id,
     samples=relay.samples.USDT_COLLECT_PAY,
     payload=signed_view,
     identity=signed_string_identity,
@@ -156,6 +167,7 @@ WALLET_TOPUP = Profile(
     scheme=verifiers.header_signature,
     params=verifiers.header_signature.Params(),
     normalize=schemas.wallet_topup.normalize,
+    order_id=schemas.wallet_topup.order_id,
     samples=relay.samples.WALLET_TOPUP,
     ack=Ack(body=b'{"status":"1"}', content_type="application/json"),
     timeout_s=10,
@@ -168,6 +180,7 @@ V2_PAYOUT = Profile(
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(key_suffix="", nested="sorted_compact", encoding="base64"),
     normalize=schemas.v2_payout.normalize,
+    order_id=schemas.v2_payout.order_id,
     samples=relay.samples.V2_PAYOUT,
     payload=signed_view,
     identity=signed_string_identity,
@@ -182,6 +195,7 @@ USDT_INVOICE = Profile(
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(header="x-webhook-signature"),
     normalize=schemas.usdt_invoice.normalize,
+    order_id=schemas.usdt_invoice.order_id,
     samples=relay.samples.USDT_INVOICE,
     identity=hmac_content_identity,
     ack=Ack(),
@@ -197,6 +211,7 @@ PAYIN_ORDER = Profile(
     scheme=verifiers.ed25519_header,
     params=verifiers.ed25519_header.Params(),
     normalize=schemas.payin_order.normalize,
+    order_id=schemas.payin_order.order_id,
     samples=relay.samples.PAYIN_ORDER,
     ack=Ack(),
     # The provider's documented default: the ack budget is 1 s.

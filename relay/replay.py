@@ -18,6 +18,12 @@ one (its own re-filed failures, or letters the server files meanwhile) it
 pauses that partition without committing, so the next run starts there; this
 is also what ends a run instead of chasing its own re-filed letters forever.
 
+Each letter handled (not in a dry run) gets a replay outcome record on the
+dead-letter topic, keyed like the letter (:class:`schemas.records.ReplayOutcome`:
+replayed, duplicate or failed again, when, the event id or the reason), written
+before the letter's progress is committed. ``relay dlq`` folds them into the
+letters they are about; replay itself skips them.
+
 With tracing on, each replayed letter gets a ``replay`` span (its steps as
 children): a new trace, linked to the trace that filed the letter (the
 ``traceparent`` header of its record, when it has one). What the replay
@@ -33,21 +39,25 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
+import orjson
+
 from relay.config import Config
+from relay.deadletter import make_replay_outcome, replay_outcome_record
 from relay.dedup import open_configured
 from relay.delivery import DirectDelivery
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
 from relay.pipeline import Inbound, Outcome, Pipeline, normalize
+from relay.profiles import PROFILES
 from relay.sink import KafkaUnavailable
 from relay.tracing import TracedPipeline, Tracer, open_tracer
 from schemas import NormalizationError
-from schemas.decoder import DecodeError, decode_dead_letter
-from schemas.records import DeadLetter
+from schemas.decoder import DecodeError, decode_dlq_record
+from schemas.records import DeadLetter, ReplayOutcome, ReplayResult
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -110,31 +120,92 @@ class ReplaySummary:
         lines += [f"{label.ljust(width)}  {count:5d}" for label, count in rows]
         return "\n".join(lines)
 
+    def to_json(self, dry_run: bool) -> bytes:
+        """The summary as one JSON object (``relay replay --json``); ``failed`` by reason
+        counts letters that failed again, or would fail in a dry run."""
+        return orjson.dumps(
+            {
+                "dry_run": dry_run,
+                "matched": self.matched,
+                "replayed": self.replayed,
+                "duplicates": self.duplicates,
+                "would_replay": self.would_replay,
+                "failed": dict(sorted(self.failed.items())),
+                "failed_total": self.failed_total,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FiledLetter:
+    """A dead letter as ``relay dlq`` shows it: where it is, and what replays did with it
+    (oldest first)."""
+
+    letter: DeadLetter
+    topic: str
+    partition: int
+    offset: int
+    replays: tuple[ReplayOutcome, ...] = ()
+
+    @property
+    def last_replay(self) -> ReplayOutcome | None:
+        return self.replays[-1] if self.replays else None
+
 
 async def read_letters(
     reader: TopicReader, idle_s: float
-) -> AsyncIterator[tuple[ReadRecord, DeadLetter | None]]:
-    """Records of the dead-letter topic until none arrives for ``idle_s``.
-
-    A record that is not a dead letter yields ``None``.
+) -> AsyncIterator[tuple[ReadRecord, DeadLetter | ReplayOutcome | None]]:
+    """Records of the dead-letter topic until none arrives for ``idle_s``: letters, and
+    what replays did with them. A record that is neither yields ``None``.
     """
     async for record in reader.until_idle(idle_s):
         try:
-            yield record, decode_dead_letter(record.value, record.headers)
+            yield record, decode_dlq_record(record.value, record.headers)
         except DecodeError:
             yield record, None
 
 
 async def list_letters(
     config: Config, letter_filter: LetterFilter, idle_s: float = 1.5
-) -> list[DeadLetter]:
+) -> list[FiledLetter]:
+    """The matching letters in the order read, each with the outcomes of its replays."""
     kafka = config.kafka
+    letters: list[FiledLetter] = []
+    replays: dict[tuple[str, str, int], list[ReplayOutcome]] = {}
     async with TopicReader(kafka, kafka.dead_letter_topic, subscribe=True) as reader:
-        return [
-            letter
-            async for _, letter in read_letters(reader, idle_s)
-            if letter is not None and letter_filter.matches(letter)
-        ]
+        async for record, item in read_letters(reader, idle_s):
+            if isinstance(item, ReplayOutcome):
+                replays.setdefault((item.provider, item.letter_id, item.attempts), []).append(item)
+            elif item is not None and letter_filter.matches(item):
+                letters.append(FiledLetter(item, record.topic, record.partition, record.offset))
+    # Outcomes follow their letter on its partition, in the order replays wrote them.
+    return [
+        replace(filed, replays=tuple(replays.get(_filing(filed.letter), ()))) for filed in letters
+    ]
+
+
+def letter_order_id(config: Config, letter: DeadLetter) -> str | None:
+    """The order a letter's body names, as its event's record key would hold it, or None.
+
+    Read with the profile it was filed under (and its instance's settings while the
+    instance still has that profile): a letter failed to normalize, so it names its
+    order only in its body.
+    """
+    profile = PROFILES.get(letter.profile)
+    if profile is None:
+        return None
+    instance = config.providers.get(letter.provider)
+    params = instance.params if instance is not None and instance.profile is profile else None
+    try:
+        payload = profile.payload(letter.body, params or profile.params)
+    except NormalizationError:
+        return None
+    return profile.order_id(payload)
+
+
+def _filing(letter: DeadLetter) -> tuple[str, str, int]:
+    """What names one filing of a letter, as its replay outcomes name it."""
+    return (letter.provider, letter.id, letter.attempts)
 
 
 async def replay(
@@ -187,9 +258,11 @@ async def replay(
             # Letters carry millisecond times: compare at that precision (a letter from the
             # same millisecond waits for the next run rather than risking an endless one).
             cutoff = now.replace(microsecond=now.microsecond // 1000 * 1000)
-            async for record, letter in read_letters(reader, idle_s):
+            async for record, item in read_letters(reader, idle_s):
                 if reader.paused(record):
                     continue  # records fetched before the pause took effect
+                # Outcome records (and foreign ones) are not letters: passed over, committed.
+                letter = item if isinstance(item, DeadLetter) else None
                 if letter is not None and letter.dead_lettered_at >= cutoff:
                     reader.pause(record)
                     continue
@@ -200,10 +273,17 @@ async def replay(
                     await pace.wait()
                     if pipeline is None:
                         _dry_run(config, letter, summary)
-                    elif tracer is None:
-                        await _replay_one(config, pipeline, letter, summary)
                     else:
-                        await _replay_traced(config, pipeline, letter, summary, tracer, record)
+                        outcome = (
+                            await _replay_one(config, pipeline, letter, summary)
+                            if tracer is None
+                            else await _replay_traced(
+                                config, pipeline, letter, summary, tracer, record
+                            )
+                        )
+                        await sink.send(
+                            replay_outcome_record(outcome, config.kafka.dead_letter_topic)
+                        )
                 if not dry_run:
                     await reader.commit(record)
                 if progress is not None:
@@ -225,14 +305,14 @@ async def _replay_one(
     letter: DeadLetter,
     summary: ReplaySummary,
     traceparent: str | None = None,
-) -> tuple[str, str | None]:
-    """Replay one letter: its outcome (``replayed``, ``duplicate``, ``failed``) and, when it
-    failed again, the reason."""
+) -> ReplayOutcome:
+    """Replay one letter; what became of it, to be filed next to it."""
     inbound = _inbound(config, letter, traceparent)
     if inbound is None:
         summary.failed["unknown_provider"] += 1
         REPLAYED.labels("failed").inc()
-        return "failed", "unknown_provider"
+        # Not filed again: no instance can replay it until the config names one.
+        return make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason="unknown_provider")
     result = await pipeline.process(
         inbound,
         budget_s=config.kafka.request_timeout_ms / 1000 + REPLAY_BUDGET_MARGIN_S,
@@ -240,14 +320,17 @@ async def _replay_one(
     if result.outcome is Outcome.ACCEPTED:
         summary.replayed += 1
         REPLAYED.labels("replayed").inc()
-        return "replayed", None
+        return make_replay_outcome(letter, ReplayResult.REPLAYED, event_id=result.event_id)
     if result.outcome is Outcome.DUPLICATE:
         summary.duplicates += 1
         REPLAYED.labels("duplicate").inc()
-        return "duplicate", None
-    summary.failed[result.reason or "unknown"] += 1
+        return make_replay_outcome(letter, ReplayResult.DUPLICATE, event_id=result.event_id)
+    reason = result.reason or "unknown"
+    summary.failed[reason] += 1
     REPLAYED.labels("failed").inc()
-    return "failed", result.reason or "unknown"
+    return make_replay_outcome(
+        letter, ReplayResult.FAILED_AGAIN, reason=reason, new_attempts=inbound.attempts
+    )
 
 
 async def _replay_traced(
@@ -257,17 +340,18 @@ async def _replay_traced(
     summary: ReplaySummary,
     tracer: Tracer,
     record: ReadRecord,
-) -> None:
+) -> ReplayOutcome:
     """:func:`_replay_one` in a replay span linked to the trace that filed the letter."""
     filed_under = next(
         (value.decode("latin-1") for name, value in record.headers if name == "traceparent"), None
     )
     with tracer.replay(letter.provider, letter.id, filed_under) as span:
         span.set("relay.attempt", letter.attempts + 1)
-        outcome, reason = await _replay_one(config, pipeline, letter, summary, span.traceparent)
-        span.set("relay.outcome", outcome)
-        if reason is not None:
-            span.fail(reason)
+        outcome = await _replay_one(config, pipeline, letter, summary, span.traceparent)
+        span.set("relay.outcome", outcome.outcome.value)
+        if outcome.reason is not None:
+            span.fail(outcome.reason)
+        return outcome
 
 
 def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None:

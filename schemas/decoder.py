@@ -6,7 +6,9 @@ JSON mode (DESIGN.md section 3) and each dead letter as a JSON document
 headers, into a frozen :class:`PaymentEvent` or :class:`WebhookEvent`;
 :func:`decode_dead_letter` turns a dead-letter record into a
 :class:`schemas.records.DeadLetter`, the format Relay writes (and ``relay
-replay`` reads with this same function). Anything that breaks the contract raises a
+replay`` reads with this same function); :func:`decode_dlq_record` reads any
+record of the dead-letter topic, a letter or a ``relay replay`` outcome
+(:class:`schemas.records.ReplayOutcome`). Anything that breaks the contract raises a
 :class:`DecodeError` subclass naming what is wrong, so a consumer can park the
 record instead of guessing. This module imports no Kafka client: pass
 ``record.value`` and ``record.headers``. Consumers install it without the
@@ -78,7 +80,14 @@ from enum import StrEnum
 from typing import Any, NoReturn, TypeVar
 
 from schemas.event import PAYMENT_SCHEMA, WEBHOOK_SCHEMA
-from schemas.records import CLOUDEVENTS_CONTENT_TYPE, DEAD_LETTER_CONTENT_TYPE, DeadLetter
+from schemas.records import (
+    CLOUDEVENTS_CONTENT_TYPE,
+    DEAD_LETTER_CONTENT_TYPE,
+    REPLAY_OUTCOME_CONTENT_TYPE,
+    DeadLetter,
+    ReplayOutcome,
+    ReplayResult,
+)
 
 KNOWN_SCHEMAS = (PAYMENT_SCHEMA, WEBHOOK_SCHEMA)
 
@@ -107,6 +116,14 @@ class InvalidDeadLetter(DecodeError):
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"invalid dead letter: {field} {problem}")
+        self.field = field
+
+
+class InvalidReplayOutcome(DecodeError):
+    """A replay outcome document's field is missing or has the wrong type; ``field`` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid replay outcome: {field} {problem}")
         self.field = field
 
 
@@ -344,6 +361,63 @@ def decode_dead_letter(
     return letter
 
 
+def decode_replay_outcome(
+    value: bytes, headers: Sequence[tuple[str, bytes]] | None = None
+) -> ReplayOutcome:
+    """Decode a replay outcome record of the dead-letter topic; pass ``record.headers`` to
+    check them too.
+
+    Raises :class:`InvalidReplayOutcome` naming a missing or ill-typed field,
+    :class:`MalformedRecord` for a value that is not a JSON object, and
+    :class:`HeaderMismatch` when headers are given and ``content-type`` is not
+    the replay outcome type, or ``relay_outcome``/``relay_provider`` differ
+    from the document.
+    """
+    named = dict(headers) if headers is not None else None
+    if named is not None:
+        _check_content_type(named, REPLAY_OUTCOME_CONTENT_TYPE)
+    document = _Fields(_parse(value), InvalidReplayOutcome)
+    outcome = ReplayOutcome(
+        letter_id=document.text("letter_id"),
+        provider=document.text("provider"),
+        attempts=document.positive_int("attempts"),
+        outcome=document.enum("outcome", ReplayResult),
+        at=document.time("at", document.present("at")),
+        relay_version=document.text("relay_version", empty=True),
+        reason=document.nullable_text("reason"),
+        event_id=document.nullable_text("event_id"),
+        new_attempts=(
+            None
+            if document.present("new_attempts") is None
+            else document.positive_int("new_attempts")
+        ),
+    )
+    if named is not None:
+        for name, expected in (
+            ("relay_outcome", outcome.outcome.value),
+            ("relay_provider", outcome.provider),
+        ):
+            if name in named:
+                _check_equal(named, name, expected)
+    return outcome
+
+
+def decode_dlq_record(
+    value: bytes, headers: Sequence[tuple[str, bytes]]
+) -> DeadLetter | ReplayOutcome:
+    """Decode any record of the dead-letter topic: a letter, or what a replay did with one.
+
+    The ``content-type`` header tells them apart: a record with neither type
+    raises :class:`HeaderMismatch`, and one that breaks its format raises as
+    :func:`decode_dead_letter` and :func:`decode_replay_outcome` do.
+    """
+    try:
+        _check_content_type(dict(headers), REPLAY_OUTCOME_CONTENT_TYPE)
+    except HeaderMismatch:
+        return decode_dead_letter(value, headers)
+    return decode_replay_outcome(value, headers)
+
+
 def _payment_data(data: _Fields, provider: str, profile: str) -> PaymentData:
     flow = data.enum("flow", Flow)
     status = data.enum("status", Status)
@@ -402,7 +476,7 @@ class _Fields:
     def __init__(
         self,
         document: dict[str, Any],
-        error: type[InvalidEvent | InvalidDeadLetter],
+        error: type[InvalidEvent | InvalidDeadLetter | InvalidReplayOutcome],
         prefix: str = "",
     ) -> None:
         self._document = document
@@ -434,6 +508,12 @@ class _Fields:
     def nullable_text(self, name: str) -> str | None:
         """A field that must be there, as null or a non-empty string."""
         return None if self.present(name) is None else self.text(name)
+
+    def positive_int(self, name: str) -> int:
+        value = self.present(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.fail(name, f"must be a positive integer, got {_show(value)}")
+        return value
 
     def decimal(self, name: str) -> Decimal | None:
         value = self.present(name)

@@ -51,6 +51,7 @@ from schemas.values import (
     asset_network,
     field,
     from_unix,
+    loose_text,
     map_status,
     require_object,
     required_text,
@@ -108,6 +109,16 @@ def normalize(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
             field(order, "receiving_address") or field(order, "address"), "receiving_address"
         ),
     )
+
+
+def order_id(payload: Any) -> str | None:
+    """The order this payload's events are keyed by (the order's ``reference_code``, else
+    its ``order_id``), read leniently (a dead letter's payload failed :func:`normalize`);
+    None when it names none."""
+    order = payload
+    if isinstance(payload, dict) and "data" in payload and "order_id" not in payload:
+        order = payload["data"]
+    return loose_text(order, "reference_code") or loose_text(order, "order_id")
 
 
 def _tx_hash(transactions: Any) -> str | None:

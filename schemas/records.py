@@ -1,4 +1,4 @@
-"""The two record formats Relay publishes, defined once: written here, read here.
+"""The record formats Relay publishes, defined once: written here, read here.
 
 An event record is a CloudEvent in structured JSON mode: its value is the
 event (:meth:`schemas.event.CanonicalEvent.to_json`), its headers the content
@@ -6,6 +6,10 @@ type and the ``relay_id``, ``relay_type`` and ``relay_source`` a router reads
 without parsing the value (:func:`event_headers`). A dead-letter record's value
 is a :class:`DeadLetter` document (:meth:`DeadLetter.to_json`), its headers the
 content type, the reason and the provider (:func:`dead_letter_headers`).
+The dead-letter topic also holds a :class:`ReplayOutcome` record for each
+letter a ``relay replay`` handled (:func:`replay_outcome_headers`): what
+became of a letter is kept next to it, so no other topic has to exist on a
+cluster that creates none on first use.
 
 No event record header starts with ``ce_``. The CloudEvents Kafka binding
 lets a structured-mode record repeat attributes as ``ce_*`` headers and tells
@@ -18,7 +22,7 @@ Records written before the rename carry ``ce_specversion``, ``ce_id``,
 ``ce_type`` and ``ce_source`` instead; ``schemas/decoder.py`` accepts either.
 
 Relay writes records with these functions (``relay/records.py``,
-``relay/deadletter.py``); ``schemas/decoder.py`` reads both back, and every
+``relay/deadletter.py``); ``schemas/decoder.py`` reads them back, and every
 reader (``relay replay``, ``relay dlq``, ``relay tail``, consumers) goes
 through it. Like the rest of ``schemas/``, this module imports nothing of
 ``relay`` and no Kafka client.
@@ -30,6 +34,7 @@ import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 import orjson
 
@@ -37,11 +42,13 @@ from schemas.values import rfc3339
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 DEAD_LETTER_CONTENT_TYPE = "application/vnd.relay.dead-letter+json"
+REPLAY_OUTCOME_CONTENT_TYPE = "application/vnd.relay.replay-outcome+json"
 
 Headers = tuple[tuple[str, bytes], ...]
 
 _CLOUDEVENTS_CONTENT_TYPE = CLOUDEVENTS_CONTENT_TYPE.encode()
 _DEAD_LETTER_CONTENT_TYPE = DEAD_LETTER_CONTENT_TYPE.encode()
+_REPLAY_OUTCOME_CONTENT_TYPE = REPLAY_OUTCOME_CONTENT_TYPE.encode()
 
 
 def trace_headers(traceparent: str | None) -> Headers:
@@ -107,4 +114,62 @@ def dead_letter_headers(letter: DeadLetter) -> Headers:
         ("content-type", _DEAD_LETTER_CONTENT_TYPE),
         ("relay_reason", letter.reason.encode()),
         ("relay_provider", letter.provider.encode()),
+    )
+
+
+class ReplayResult(StrEnum):
+    """What one ``relay replay`` did with one dead letter."""
+
+    REPLAYED = "replayed"
+    """Normalized and published: a new event on the topic."""
+    DUPLICATE = "duplicate"
+    """Normalized, and its event was already on the topic (the dedup store said so)."""
+    FAILED_AGAIN = "failed_again"
+    """Still not publishable; filed again as a new letter when its instance still exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    """What a replay did with one letter, filed on the dead-letter topic after it.
+
+    A letter is one filing: ``letter_id`` and ``attempts`` name it (a letter
+    that fails again is filed as a new one, same id, ``attempts`` + 1, which
+    ``new_attempts`` names). ``event_id`` is the event published or found
+    already published; ``reason`` why it failed again; ``at`` when the replay
+    handled it; ``relay_version`` the version that replayed it.
+    """
+
+    letter_id: str
+    provider: str
+    attempts: int
+    outcome: ReplayResult
+    at: datetime
+    relay_version: str
+    reason: str | None = None
+    event_id: str | None = None
+    new_attempts: int | None = None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "letter_id": self.letter_id,
+                "provider": self.provider,
+                "attempts": self.attempts,
+                "outcome": self.outcome.value,
+                "reason": self.reason,
+                "event_id": self.event_id,
+                "new_attempts": self.new_attempts,
+                "at": rfc3339(self.at),
+                "relay_version": self.relay_version,
+            }
+        )
+
+
+def replay_outcome_headers(outcome: ReplayOutcome) -> Headers:
+    """A replay outcome record's headers: its own content type, so that readers of
+    dead letters tell it apart unparsed (an older Relay skips it as not a letter)."""
+    return (
+        ("content-type", _REPLAY_OUTCOME_CONTENT_TYPE),
+        ("relay_outcome", outcome.outcome.value.encode()),
+        ("relay_provider", outcome.provider.encode()),
     )

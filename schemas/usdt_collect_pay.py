@@ -45,6 +45,7 @@ from schemas.values import (
     asset_network,
     field,
     from_local,
+    loose_text,
     map_status,
     require_object,
     stable_id,
@@ -107,6 +108,12 @@ def normalize(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
         address=text(field(payload, "bankNo") or field(payload, "accountNo"), "address"),
         failure_reason=text(field(payload, "errorMsg"), "errorMsg"),
     )
+
+
+def order_id(payload: Any) -> str | None:
+    """The order this payload's events are keyed by (``orderId``, else ``orderNo``), read leniently
+    (a dead letter's payload failed :func:`normalize`); None when it names none."""
+    return loose_text(payload, "orderId") or loose_text(payload, "orderNo")
 
 
 def _flow(payload: dict[str, Any], ctx: NormalizeContext) -> str:

@@ -14,12 +14,15 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas.event import CanonicalEvent, Message, NormalizeContext, header_id, payment_event
 from schemas.values import (
     amount,
     asset_network,
     field,
     from_iso,
+    loose_text,
     map_status,
     require_object,
     stable_id,
@@ -59,3 +62,9 @@ def normalize(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
         tx_hash=text(field(payload, "tx_hash"), "tx_hash"),
         address=text(field(payload, "payout_address"), "payout_address"),
     )
+
+
+def order_id(payload: Any) -> str | None:
+    """The order this payload's events are keyed by (``invoice_reference``), read leniently
+    (a dead letter's payload failed :func:`normalize`); None when it names none."""
+    return loose_text(payload, "invoice_reference")

@@ -26,11 +26,14 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas.event import CanonicalEvent, Message, NormalizeContext, payment_event
 from schemas.values import (
     amount,
     field,
     from_unix,
+    loose_text,
     map_status,
     require_object,
     required_text,
@@ -67,3 +70,9 @@ def normalize(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
         tx_hash=pay_hash,
         address=text(field(payload, "receiver"), "receiver"),
     )
+
+
+def order_id(payload: Any) -> str | None:
+    """The order this payload's events are keyed by (``merchantOrderNo``, else ``orderNo``), read leniently
+    (a dead letter's payload failed :func:`normalize`); None when it names none."""
+    return loose_text(payload, "merchantOrderNo") or loose_text(payload, "orderNo")

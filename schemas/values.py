@@ -71,6 +71,21 @@ def required_text(payload: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def loose_text(payload: Any, *path: str) -> str | None:
+    """The text at ``path`` in nested objects as :func:`text` reads it, or None wherever
+    that is absent or :func:`text` would refuse it: what a payload that failed to
+    normalize (a dead letter's) still names."""
+    value = payload
+    for name in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(name)
+    try:
+        return text(value, path[-1])
+    except NormalizationError:
+        return None
+
+
 def amount(value: Any, name: str) -> str | None:
     """A decimal string exactly as the provider meant it, or None.
 

@@ -34,12 +34,15 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas.errors import NormalizationError
 from schemas.event import CanonicalEvent, Message, NormalizeContext, payment_event
 from schemas.values import (
     amount,
     field,
     from_iso,
+    loose_text,
     map_status,
     require_object,
     required_text,
@@ -84,3 +87,9 @@ def normalize(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
         fiat_currency=text(field(quote, "sourceCurrency"), "sourceCurrency"),
         fiat_amount=amount(field(quote, "sourceAmount"), "sourceAmount"),
     )
+
+
+def order_id(payload: Any) -> str | None:
+    """The order this payload's events are keyed by (``data.orderId``), read leniently
+    (a dead letter's payload failed :func:`normalize`); None when it names none."""
+    return loose_text(payload, "data", "orderId")

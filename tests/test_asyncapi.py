@@ -4,8 +4,9 @@ The AsyncAPI document is read by people and code generators in other
 languages, so it must not drift: its header names and content types are
 compared with the records built by ``relay.records.to_kafka_record`` and
 ``relay.deadletter.dead_letter_record``, its record-key patterns with their keys,
-its dead letter schema with ``DeadLetter.to_json``, and its topics with the config
-defaults. A renamed header or a new dead-letter field fails here.
+its dead letter and replay outcome schemas with ``DeadLetter.to_json`` and
+``ReplayOutcome.to_json``, and its topics with the config defaults. A renamed
+header or a new dead-letter field fails here.
 """
 
 from __future__ import annotations
@@ -22,14 +23,24 @@ import orjson
 import pytest
 import yaml
 
-from relay.deadletter import dead_letter_record, make_dead_letter
+from relay.deadletter import (
+    dead_letter_record,
+    make_dead_letter,
+    make_replay_outcome,
+    replay_outcome_record,
+)
 from relay.records import KafkaRecord, to_kafka_record
 from relay.settings import KafkaConfig
 from schemas import decoder, usdt_invoice, v2_payout
-from schemas.decoder import decode_event
+from schemas.decoder import decode_dead_letter, decode_event
 from schemas.event import Message, NormalizeContext, webhook_event
 from schemas.payload import parse_payload
-from schemas.records import CLOUDEVENTS_CONTENT_TYPE, DEAD_LETTER_CONTENT_TYPE
+from schemas.records import (
+    CLOUDEVENTS_CONTENT_TYPE,
+    DEAD_LETTER_CONTENT_TYPE,
+    REPLAY_OUTCOME_CONTENT_TYPE,
+    ReplayResult,
+)
 
 SPEC_PATH = Path(decoder.__file__).parent / "asyncapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
@@ -253,3 +264,54 @@ def test_the_example_is_a_valid_event_with_its_headers() -> None:
     headers = [(name, str(value).encode()) for name, value in example["headers"].items()]
     event = decode_event(json.dumps(example["payload"]).encode(), headers)
     assert event.id == example["payload"]["id"]
+
+
+def _replay_outcome_records() -> list[KafkaRecord]:
+    """One record per kind of outcome a replay files, about the letter above."""
+    letter = decode_dead_letter(_dead_letter_record().value)
+    outcomes = [
+        make_replay_outcome(letter, ReplayResult.REPLAYED, event_id="0d598d11d3643950"),
+        make_replay_outcome(letter, ReplayResult.DUPLICATE, event_id="0d598d11d3643950"),
+        make_replay_outcome(
+            letter, ReplayResult.FAILED_AGAIN, reason="unknown_status", new_attempts=2
+        ),
+        make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason="unknown_provider"),
+    ]
+    return [replay_outcome_record(outcome, KAFKA.dead_letter_topic) for outcome in outcomes]
+
+
+@pytest.mark.parametrize(
+    "record",
+    _replay_outcome_records(),
+    ids=["replayed", "duplicate", "failed again", "failed, instance gone"],
+)
+def test_replay_outcomes_match_their_message(record: KafkaRecord) -> None:
+    spec = _message("replayOutcome")
+    headers = spec["headers"]
+    assert set(headers["properties"]) == set(_header_names(record)) == set(headers["required"])
+    jsonschema.Draft7Validator(headers).validate(_headers_document(record))
+    assert spec["contentType"] == REPLAY_OUTCOME_CONTENT_TYPE
+    assert headers["properties"]["content-type"]["const"] == REPLAY_OUTCOME_CONTENT_TYPE
+    # Keyed like the letter: the same partition, after it.
+    assert record.key == _dead_letter_record().key
+    assert re.fullmatch(spec["bindings"]["kafka"]["key"]["pattern"], record.key.decode())
+    schema = spec["payload"]["schema"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    document = orjson.loads(record.value)
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(
+        document
+    )
+    assert set(schema["properties"]) == set(document) == set(schema["required"])
+    assert set(schema["properties"]["outcome"]["enum"]) == {result.value for result in ReplayResult}
+    assert headers["properties"]["relay_outcome"]["enum"] == schema["properties"]["outcome"]["enum"]
+
+
+def test_the_dead_letter_channel_carries_both_kinds_of_record() -> None:
+    channel = SPEC["channels"]["deadLetters"]
+    assert set(channel["messages"]) == {"deadLetter", "replayOutcome"}
+    for operation in ("publishDeadLetter", "receiveDeadLetter"):
+        messages = {ref["$ref"] for ref in SPEC["operations"][operation]["messages"]}
+        assert messages == {
+            "#/channels/deadLetters/messages/deadLetter",
+            "#/channels/deadLetters/messages/replayOutcome",
+        }

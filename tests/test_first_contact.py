@@ -61,7 +61,7 @@ def test_a_port_in_use_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["dlq", "list"], ["dlq", "show", "0" * 32], ["replay"], ["tail"]]
+    "command", [["dlq", "list"], ["dlq", "show", "0" * 32], ["replay", "--json"], ["tail"]]
 )
 def test_kafka_commands_without_a_broker_say_so_in_one_line(
     tmp_path: Path, command: list[str]

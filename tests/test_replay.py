@@ -11,6 +11,7 @@ import orjson
 
 from relay.config import Config
 from relay.replay import LetterFilter, list_letters, replay
+from schemas.decoder import decode_dlq_record
 from tests.conftest import (
     INVOICE_SECRET,
     event_of,
@@ -100,8 +101,14 @@ async def test_a_letter_that_fails_again_stays_for_a_later_replay(
     await _post_letters(aiohttp_client, before, [("invoices", _refund("ORD-F1"))])
     failed = await replay(before, LetterFilter(), idle_s=0.5)
     assert dict(failed.failed) == {"unknown_status": 1}
-    letters = await read_topic(kafka_bootstrap, before.kafka.dead_letter_topic, expect=2)
-    assert [orjson.loads(r.value)["attempts"] for r in letters] == [1, 2]
+    records = await read_topic(kafka_bootstrap, before.kafka.dead_letter_topic, expect=3)
+    # One partition (one key): the letter, the letter filed again, what the replay did.
+    filed = [decode_dlq_record(record.value, record.headers) for record in records]
+    assert [(type(item).__name__, item.attempts) for item in filed] == [
+        ("DeadLetter", 1),
+        ("DeadLetter", 2),
+        ("ReplayOutcome", 1),
+    ]
 
     later = await replay(after, LetterFilter(), idle_s=0.5)
     assert later.replayed == 1
@@ -124,15 +131,15 @@ async def test_filters_select_exactly_and_dry_run_changes_nothing(
         ],
     )
     dlq = before.kafka.dead_letter_topic
-    everything = await list_letters(before, LetterFilter(), idle_s=0.5)
+    everything = [filed.letter for filed in await list_letters(before, LetterFilter(), idle_s=0.5)]
     assert len(everything) == 4
     by_provider = await list_letters(before, LetterFilter(provider="invoices-b"), idle_s=0.5)
-    assert [letter.provider for letter in by_provider] == ["invoices-b"]
+    assert [filed.letter.provider for filed in by_provider] == ["invoices-b"]
     by_reason = await list_letters(before, LetterFilter(reason="malformed_json"), idle_s=0.5)
-    assert [letter.body for letter in by_reason] == [malformed]
+    assert [filed.letter.body for filed in by_reason] == [malformed]
     one = everything[1]
     assert [
-        letter.id for letter in await list_letters(before, LetterFilter(id=one.id), idle_s=0.5)
+        filed.letter.id for filed in await list_letters(before, LetterFilter(id=one.id), idle_s=0.5)
     ] == [one.id]
     received = sorted(letter.received_at for letter in everything)
     since = received[2]

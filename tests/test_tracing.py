@@ -241,7 +241,7 @@ async def test_each_replay_is_a_new_trace_linked_to_the_one_that_filed_the_lette
     assert first.kind is SpanKind.CONSUMER
     assert_linked_to(first, receive)
     assert (first.attributes or {})["relay.attempt"] == 2
-    assert (first.attributes or {})["relay.outcome"] == "failed"
+    assert (first.attributes or {})["relay.outcome"] == "failed_again"
     assert first.status.description == "unknown_status"
     assert_child_of(spans["publish"][0], first)
     letters = await read_topic(kafka_bootstrap, before.kafka.dead_letter_topic, expect=2)
