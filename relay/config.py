@@ -224,19 +224,14 @@ def _check_kafka_security(kafka: KafkaConfig) -> None:
     """Settings that cannot work together, and files and hooks that cannot be used, are
     config errors now rather than a broker refusing Relay later."""
     protocol = kafka.security_protocol
-    if not uses_tls(kafka):
-        for key in _TLS_KEYS:
-            if getattr(kafka, key):
+    for keys, in_use, protocols in (
+        (_TLS_KEYS, uses_tls(kafka), '"SSL" or "SASL_SSL"'),
+        (_SASL_KEYS, uses_sasl(kafka), '"SASL_SSL" or "SASL_PLAINTEXT"'),
+    ):
+        for key in keys:
+            if not in_use and getattr(kafka, key):
                 raise ConfigError(
-                    f"kafka.{key}",
-                    f'needs security_protocol = "SSL" or "SASL_SSL" (not {protocol})',
-                )
-    if not uses_sasl(kafka):
-        for key in _SASL_KEYS:
-            if getattr(kafka, key):
-                raise ConfigError(
-                    f"kafka.{key}",
-                    f'needs security_protocol = "SASL_SSL" or "SASL_PLAINTEXT" (not {protocol})',
+                    f"kafka.{key}", f"needs security_protocol = {protocols} (not {protocol})"
                 )
     if kafka.ssl_keyfile and not kafka.ssl_certfile:
         raise ConfigError("kafka.ssl_keyfile", "needs ssl_certfile, the certificate it belongs to")

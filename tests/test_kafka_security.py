@@ -103,6 +103,14 @@ async def read_events(config: Config, expect: int, timeout_s: float = 20.0) -> l
     return records
 
 
+def configured(
+    apache_kafka: ApacheKafka, topic: str, tmp_path: Path, kafka: dict[str, Any]
+) -> tuple[Config, Path]:
+    """The config of ``kafka`` settings (topics created), and the same written to a file."""
+    config = secure_config(apache_kafka, topic, tmp_path, dict(kafka))
+    return config, write_toml(tmp_path / "relay.toml", config, kafka)
+
+
 def write_toml(path: Path, config: Config, kafka: dict[str, Any]) -> Path:
     document = {
         "kafka": {"topic": config.kafka.topic, **kafka},
@@ -176,8 +184,7 @@ async def test_check_config_logs_in_and_finds_the_topics(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     kafka = sasl_ssl(apache_kafka, "SCRAM-SHA-512", **login("SCRAM-SHA-512", scram_users))
-    config = secure_config(apache_kafka, topic, tmp_path, dict(kafka))
-    config_file = write_toml(tmp_path / "relay.toml", config, kafka)
+    _, config_file = configured(apache_kafka, topic, tmp_path, kafka)
     assert await asyncio.to_thread(relay_cli, ["check-config", str(config_file)]) == 0
     said = capsys.readouterr().out
     assert "(SASL_SSL, logged in with SCRAM-SHA-512): topics" in said
@@ -193,8 +200,7 @@ async def test_tail_dlq_and_replay_through_sasl_ssl(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     kafka = sasl_ssl(apache_kafka, "SCRAM-SHA-256", **login("SCRAM-SHA-256", scram_users))
-    config = secure_config(apache_kafka, topic, tmp_path, dict(kafka))
-    config_file = write_toml(tmp_path / "relay.toml", config, kafka)
+    config, config_file = configured(apache_kafka, topic, tmp_path, kafka)
     relay = await start_relay(aiohttp_client, config)
     assert (await relay.post(signed_webhook(config, order="ORD-OPS-1"))).status == 200
     refund = orjson.dumps(
@@ -309,8 +315,7 @@ async def test_check_config_says_in_one_line_what_the_broker_refused(
     case: str,
 ) -> None:
     [(_, kafka, expected)] = [r for r in _refusals(apache_kafka, scram_users) if r[0] == case]
-    config = secure_config(apache_kafka, topic, tmp_path, dict(kafka))
-    config_file = write_toml(tmp_path / "relay.toml", config, kafka)
+    _, config_file = configured(apache_kafka, topic, tmp_path, kafka)
     assert await asyncio.to_thread(relay_cli, ["check-config", str(config_file)]) == 1
     said = capsys.readouterr()
     [line] = said.err.splitlines()
@@ -330,8 +335,7 @@ async def test_operator_commands_name_a_refused_login(
     kafka = sasl_ssl(
         apache_kafka, "SCRAM-SHA-512", sasl_username=user, sasl_password="not-the-password"
     )
-    config = secure_config(apache_kafka, topic, tmp_path, dict(kafka))
-    config_file = write_toml(tmp_path / "relay.toml", config, kafka)
+    _, config_file = configured(apache_kafka, topic, tmp_path, kafka)
     for command in (["dlq", "list"], ["replay"]):
         assert await asyncio.to_thread(relay_cli, [*command, "--config", str(config_file)]) == 1
         assert capsys.readouterr().err == (
