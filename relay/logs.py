@@ -112,10 +112,13 @@ def effective_config(config: Config) -> dict[str, Any]:
     """The config as Relay runs it (defaults filled in, env expanded), safe to log.
 
     Secrets are counted, public keys shown as fingerprints (to check which key
-    a replica really has after a rotation), a signing key only as present or
-    not, and credentials in the Redis URL masked.
+    a replica really has after a rotation), a signing key and the Kafka
+    passwords only as present or not, and credentials in the Redis URL masked.
     """
     kafka = dataclasses.asdict(config.kafka) | {"dlq_topic": config.kafka.dead_letter_topic}
+    for secret in (f for f in dataclasses.fields(config.kafka) if not f.repr):
+        # The passwords: whether one is set, never what it is.
+        kafka[secret.name] = "(set)" if kafka[secret.name] else ""
     dedup = dataclasses.asdict(config.dedup) | {"url": _mask_credentials(config.dedup.url)}
     return {
         "server": dataclasses.asdict(config.server),

@@ -22,10 +22,12 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from relay.config import Config, ConfigError, parse_config
 from relay.logs import JsonFormatter, effective_config
 from relay.samples import signed_sample
+from tests.apache_kafka.secure import make_pki
 from tests.conftest import make_config, read_topic, start_relay
 from tests.fuzz.instances import fuzz_providers, signature_of
 from tests.fuzz.mutations import Fuzzer, Request, flipped_signature, slot_text
@@ -172,6 +174,37 @@ def test_no_secret_in_the_repr_of_config_objects(tmp_path: Path) -> None:
     texts += [repr(dataclasses.asdict(config.server))]
     texts.append(orjson.dumps(effective_config(config), default=str).decode())
     assert_no_secret("a repr", texts)
+
+
+def test_no_kafka_password_in_the_config_relay_logs(tmp_path: Path) -> None:
+    """``serving`` logs the effective config: the SASL password and the client key's
+    password say only that they are set."""
+    pki = make_pki(tmp_path / "pki")
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), password=None)
+    encrypted_key = tmp_path / "relay-key.enc.pem"
+    encrypted_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"key-password-material"),
+        )
+    )
+    kafka = {
+        "security_protocol": "SASL_SSL",
+        "ssl_cafile": str(pki.ca_file),
+        "ssl_certfile": str(pki.client_certificate),
+        "ssl_keyfile": str(encrypted_key),
+        "ssl_key_password": "key-password-material",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "relay",
+        "sasl_password": "sasl-password-material",
+    }
+    config = make_config(bootstrap="localhost:9093", topic="t", var=tmp_path, kafka=kafka)
+    logged = effective_config(config)["kafka"]
+    assert (logged["sasl_password"], logged["ssl_key_password"]) == ("(set)", "(set)")
+    texts = [orjson.dumps(effective_config(config)).decode(), repr(config), repr(config.kafka)]
+    for text in texts:
+        assert "password-material" not in text
 
 
 @pytest.mark.parametrize(
