@@ -36,6 +36,7 @@ from relay.body import read_body
 from relay.config import Config, ProviderInstance
 from relay.dedup import DedupStore
 from relay.errors import ForbiddenAddress, RelayError, UnknownProvider, UnsupportedMediaType
+from relay.logs import LineLog
 from relay.metrics import (
     DEAD_LETTERS,
     DEDUP_HITS,
@@ -53,6 +54,7 @@ from relay.tracing import Span, Tracer
 from verifiers import VerificationError
 
 log = logging.getLogger("relay.http")
+webhook_line = LineLog(log, "webhook")
 
 WEBHOOK_ROUTE = "/webhooks/{provider}"
 HEALTH_ROUTE = "/healthz"
@@ -227,7 +229,7 @@ def _write_line(
     if span is not None:
         _complete_receive_span(span, fields)
         fields["trace_id"] = span.trace_id
-    log.log(level, "webhook", exc_info=traceback, extra=fields)
+    webhook_line.write(level, fields, exc_info=traceback)
 
 
 _SPAN_ATTRIBUTES = (

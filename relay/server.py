@@ -156,6 +156,7 @@ async def serve_forever(config: Config, *, reuse_port: bool = False) -> None:
     def on_signal() -> None:
         if stop.is_set():
             log.warning("second signal: exiting now")
+            logging.shutdown()  # os._exit skips it: the lines still buffered (relay.logs)
             os._exit(1)
         stop.set()
 
