@@ -66,6 +66,7 @@ from relay.kafka_auth import (
     uses_tls,
 )
 from relay.metrics import KAFKA_PUBLISH
+from relay.partitioner import partition_for
 from relay.records import KafkaRecord
 from relay.settings import KafkaConfig
 from relay.sink import KafkaUnavailable, RecordRejected, SendError
@@ -258,6 +259,7 @@ class KafkaSink:
                 if self._config.compression == "none"
                 else self._config.compression,
                 linger_ms=self._config.linger_ms,
+                partitioner=partition_for,
                 # Our own size check runs first (413 before any ack); this is the client's backstop.
                 max_request_size=self._config.max_message_bytes + 65536,
             )
