@@ -55,6 +55,42 @@ class Deliverer(Protocol):
     ) -> Durability: ...
 
 
+class _Deadline:
+    """One delivery's time budget: while the record is being handed over, running out
+    interrupts the hand-over (the task is cancelled, as ``asyncio.timeout`` does);
+    afterwards it only ends the wait for the acknowledgement (:attr:`waiter`)."""
+
+    __slots__ = ("_cancelling", "_expired", "_handing_over", "_task", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = asyncio.current_task(loop)
+        assert task is not None, "a delivery runs in a task"
+        self.waiter: asyncio.Future[None] = loop.create_future()
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._handing_over = True
+        self._expired = False
+
+    def expire(self) -> None:
+        self._expired = True
+        if self._handing_over:
+            self._task.cancel()
+        elif not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def handed_over(self) -> None:
+        self._handing_over = False
+
+    def settled(self, acknowledged: asyncio.Future[None]) -> None:
+        if not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def interrupted_hand_over(self) -> bool:
+        """After a CancelledError out of the hand-over: True when the deadline caused it
+        (and nothing else asked to cancel the task too), so the cancellation is spent."""
+        return self._expired and self._task.uncancel() <= self._cancelling
+
+
 class DirectDelivery:
     """Kafka only, for ``relay replay``: it commits its progress only for what Kafka took."""
 
@@ -90,22 +126,20 @@ class Delivery:
         if self._spool.contains_pending() or not self._sink.connected:
             await self._append(record, dedup_key)
             return Durability.SPOOL
-        # One deadline for handing the record over (the producer may wait for room or
-        # metadata) and for the acknowledgement: a timer, not a task per webhook.
-        acknowledged: asyncio.Future[None] | None = None
         try:
-            async with asyncio.timeout(max(kafka_wait_s, 0.0)):
-                acknowledged = await self._sink.submit(record)
-                # Shielded: giving up waiting does not take the send back.
-                await asyncio.shield(acknowledged)
-            return Durability.KAFKA
+            acknowledged = await self._hand_over(record, kafka_wait_s)
         except KafkaUnavailable:
+            acknowledged = None
+        if acknowledged is not None and acknowledged.done():
+            error = acknowledged.exception()
+            if error is None:
+                return Durability.KAFKA
+            if not isinstance(error, KafkaUnavailable):
+                raise error  # RecordRejected: Kafka never will take it
+        if acknowledged is None or acknowledged.done():
+            # Not handed over, or failed: no acknowledgement can come late.
             await self._append(record, dedup_key)
             return Durability.SPOOL
-        except TimeoutError:
-            if acknowledged is None:  # never handed over: no acknowledgement can come late
-                await self._append(record, dedup_key)
-                return Durability.SPOOL
         # Tracked before the append starts: once the entry is in the spool the drainer may
         # look at it, and it must already know that a late acknowledgement can still come.
         appended: asyncio.Future[SpoolEntry] = asyncio.get_running_loop().create_future()
@@ -116,6 +150,37 @@ class Delivery:
             appended.cancel()
             raise
         return Durability.SPOOL
+
+    async def _hand_over(
+        self, record: KafkaRecord, kafka_wait_s: float
+    ) -> asyncio.Future[None] | None:
+        """Hand the record over and wait for its acknowledgement, within ``kafka_wait_s``.
+
+        Returns the acknowledgement (done, or still pending when the time ran out: a
+        late send), or None when the producer did not take the record in time. One
+        timer bounds both steps: ``asyncio.timeout`` and ``asyncio.shield`` around them
+        measured 16 us per webhook in the running server (thread CPU time), and the
+        delivery 7 us more than with this.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = _Deadline(loop)
+        timer = loop.call_later(max(kafka_wait_s, 0.0), deadline.expire)
+        try:
+            try:
+                acknowledged = await self._sink.submit(record)
+            except asyncio.CancelledError:
+                if deadline.interrupted_hand_over():
+                    return None
+                raise
+            deadline.handed_over()
+            if not acknowledged.done():
+                acknowledged.add_done_callback(deadline.settled)
+                # Our own future, not the acknowledgement: giving up waiting (the deadline,
+                # or a cancelled request) does not take the send back.
+                await deadline.waiter
+            return acknowledged
+        finally:
+            timer.cancel()
 
     def start_drainer(self) -> None:
         self._drainer = asyncio.create_task(self._drain_forever(), name="spool-drainer")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.delivery import DRAIN_BATCH, Delivery, DirectDelivery, Durability
+from relay.delivery import DRAIN_BATCH, Delivery, DirectDelivery, Durability, _Deadline
 from relay.errors import Unavailable
 from relay.memory_sink import MemorySink, Reply
 from relay.records import KafkaRecord
@@ -173,6 +173,58 @@ async def test_a_record_the_producer_cannot_take_within_the_budget_is_spooled_an
     await eventually(lambda: spool.depth == 0)
     await asyncio.sleep(QUIET_S)
     assert sent(sink) == [record(1)]
+
+
+async def test_a_cancelled_request_stops_waiting_but_leaves_its_send_to_settle(
+    spool: Spool, deliveries: MakeDelivery
+) -> None:
+    """Cancelling a delivery (its request went away, the server stops) while Kafka has
+    the record ends the wait; it neither takes the send back nor spools the record."""
+    sink = MemorySink(Reply.HOLD)
+    delivery = deliveries(sink, spool)
+    waiting = asyncio.create_task(delivery.deliver(record(1), BUDGET_S, "k1"))
+    await eventually(lambda: len(sink.held()) == 1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    [send] = sink.held()
+    assert not send.outcome.cancelled()
+    send.ack()
+    assert sink.published == [record(1)]
+    assert spool.depth == 0
+
+
+async def test_a_cancelled_hand_over_is_a_cancellation_not_a_spooled_record(
+    spool: Spool, deliveries: MakeDelivery
+) -> None:
+    sink = CrowdedSink()
+    delivery = deliveries(sink, spool)
+    handing_over = asyncio.create_task(delivery.deliver(record(1), BUDGET_S, "k1"))
+    await asyncio.sleep(BUDGET_S / 4)
+    handing_over.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await handing_over
+    assert spool.depth == 0
+
+
+async def test_a_cancellation_that_meets_the_deadline_is_still_a_cancellation(
+    spool: Spool, deliveries: MakeDelivery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline interrupts the hand-over with a cancellation of its own; one asked for
+    by someone else in the same moment must not be swallowed as "spool it"."""
+    sink = CrowdedSink()
+    delivery = deliveries(sink, spool)
+    expire = _Deadline.expire
+
+    def expire_and_cancel(deadline: _Deadline) -> None:
+        expire(deadline)
+        handing_over.cancel()
+
+    monkeypatch.setattr(_Deadline, "expire", expire_and_cancel)
+    handing_over = asyncio.create_task(delivery.deliver(record(1), BUDGET_S, "k1"))
+    with pytest.raises(asyncio.CancelledError):
+        await handing_over
+    assert spool.depth == 0
 
 
 async def test_a_record_neither_kafka_nor_the_spool_takes_is_unavailable(
