@@ -6,6 +6,7 @@ naming the field, so a dead letter says exactly what was wrong.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -291,10 +292,24 @@ def asset_network(code: Any) -> tuple[str | None, str | None]:
     """
     if code is None or code == "":
         return None, None
-    parts = [part for part in re.split(r"[_\-\s]+", str(code).upper()) if part]
+    upper = str(code).upper()
+    # A provider sends a handful of codes, so the split is remembered; only for short codes,
+    # so that the cache stays a few kilobytes whatever a sender writes.
+    if len(upper) <= _CACHED_CODE_CHARS:
+        return _split_known_code(upper)
+    return _split_code(upper)
+
+
+def _split_code(upper: str) -> tuple[str | None, str | None]:
+    parts = [part for part in _CODE_SEPARATORS.split(upper) if part]
     asset = next((part for part in parts if part in _ASSETS), None)
     rest = [part for part in parts if part not in _ASSETS]
     network = None
     if rest:
         network = _NETWORKS.get(rest[0], rest[0])
     return asset, network
+
+
+_CODE_SEPARATORS = re.compile(r"[_\-\s]+")
+_CACHED_CODE_CHARS = 32
+_split_known_code = functools.lru_cache(maxsize=256)(_split_code)
