@@ -144,16 +144,18 @@ def payment_event(
         **fields,
         "raw": orjson.Fragment(message.body),
     }
+    # Positional, in the field order: matching nine keywords is a quarter of building the
+    # event. The golden files pin every field.
     return CanonicalEvent(
-        id=event_id,
-        type=f"payment.{flow}.{canonical_status}",
-        source=f"relay/{ctx.provider}",
-        subject=fields.get("merchant_order_id"),
-        time=time,
-        dataschema=PAYMENT_SCHEMA,
-        relayreceivedat=rfc3339(ctx.received_at),
-        data=data,
-        traceparent=ctx.traceparent,
+        event_id,  # id
+        f"payment.{flow}.{canonical_status}",  # type
+        f"relay/{ctx.provider}",  # source
+        fields.get("merchant_order_id"),  # subject
+        time,
+        PAYMENT_SCHEMA,  # dataschema
+        rfc3339(ctx.received_at),  # relayreceivedat
+        data,
+        ctx.traceparent,
     )
 
 
