@@ -111,12 +111,13 @@ def amount(value: Any, name: str) -> str | None:
         return _plain(value, name)
     if isinstance(value, str):
         stripped = value.strip()
+        # Canonical first: most amounts are, and every canonical one is a loose one too.
+        if _CANONICAL_DECIMAL.fullmatch(stripped):
+            return stripped
         if not _LOOSE_DECIMAL.fullmatch(stripped):
             raise NormalizationError(
                 "invalid_amount", f"the amount {name!r} is not a plain decimal number"
             )
-        if _CANONICAL_DECIMAL.fullmatch(stripped):
-            return stripped
         return _plain(Decimal(stripped), name)
     raise NormalizationError("invalid_amount", f"the amount {name!r} is not a decimal")
 
