@@ -103,15 +103,18 @@ class Result:
 def normalize(inbound: Inbound) -> CanonicalEvent:
     """The instance's normalizer with its settings; raises ``NormalizationError``."""
     instance = inbound.instance
+    # Positional, in the field order (provider, profile, received_at, timezone, flow,
+    # status_overrides, id_header, traceparent): matching eight keywords costs a quarter
+    # of building the context, once per webhook.
     ctx = NormalizeContext(
-        provider=instance.name,
-        profile=instance.profile.name,
-        received_at=inbound.received_at,
-        timezone=instance.timezone,
-        flow=instance.flow,
-        status_overrides=instance.status_overrides,
-        id_header=instance.id_header,
-        traceparent=inbound.traceparent,
+        instance.name,
+        instance.profile.name,
+        inbound.received_at,
+        instance.timezone,
+        instance.flow,
+        instance.status_overrides,
+        instance.id_header,
+        inbound.traceparent,
     )
     payload = instance.profile.payload(inbound.body, instance.params)
     return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)

@@ -37,6 +37,9 @@ PAYMENT_FIELDS = (
     "failure_reason",
 )
 _PAYMENT_FIELD_SET = frozenset(PAYMENT_FIELDS)
+# Every payment field null, in PAYMENT_FIELDS order: the fields a normalizer passes
+# overwrite their values in place, so the order of ``data`` is always this one.
+_ABSENT_PAYMENT_FIELDS: dict[str, str | None] = dict.fromkeys(PAYMENT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +129,8 @@ def payment_event(
     **fields: str | None,
 ) -> CanonicalEvent:
     """A payment event. ``fields`` are the names in ``PAYMENT_FIELDS``; absent ones are null."""
-    unknown = fields.keys() - _PAYMENT_FIELD_SET
-    if unknown:
-        raise TypeError(f"not payment fields: {sorted(unknown)}")
+    if not _PAYMENT_FIELD_SET.issuperset(fields):
+        raise TypeError(f"not payment fields: {sorted(fields.keys() - _PAYMENT_FIELD_SET)}")
     canonical_status, final = status
     _require_utf8(event_id=event_id, provider_status=str(provider_status), **fields)
     data: dict[str, Any] = {
@@ -138,19 +140,22 @@ def payment_event(
         "status": canonical_status,
         "final": final,
         "provider_status": None if provider_status is None else str(provider_status),
+        **_ABSENT_PAYMENT_FIELDS,
+        **fields,
+        "raw": orjson.Fragment(message.body),
     }
-    data.update({name: fields.get(name) for name in PAYMENT_FIELDS})
-    data["raw"] = orjson.Fragment(message.body)
+    # Positional, in the field order: matching nine keywords is a quarter of building the
+    # event. The golden files pin every field.
     return CanonicalEvent(
-        id=event_id,
-        type=f"payment.{flow}.{canonical_status}",
-        source=f"relay/{ctx.provider}",
-        subject=fields.get("merchant_order_id"),
-        time=time,
-        dataschema=PAYMENT_SCHEMA,
-        relayreceivedat=rfc3339(ctx.received_at),
-        data=data,
-        traceparent=ctx.traceparent,
+        event_id,  # id
+        f"payment.{flow}.{canonical_status}",  # type
+        f"relay/{ctx.provider}",  # source
+        fields.get("merchant_order_id"),  # subject
+        time,
+        PAYMENT_SCHEMA,  # dataschema
+        rfc3339(ctx.received_at),  # relayreceivedat
+        data,
+        ctx.traceparent,
     )
 
 
@@ -191,7 +196,8 @@ def header_id(message: Message, ctx: NormalizeContext) -> str | None:
 def _require_utf8(**values: str | None) -> None:
     """Refuse lone surrogates (valid in JSON text, not in UTF-8): the event could not be written."""
     for name, value in values.items():
-        if value is None:
+        # isascii() only reads a flag of the string: only non-ASCII text can hold a surrogate.
+        if value is None or value.isascii():
             continue
         try:
             value.encode("utf-8")

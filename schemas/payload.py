@@ -27,6 +27,16 @@ def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     if _nesting_exceeds(text, max_depth):
         raise NormalizationError("malformed_json", f"the JSON nests deeper than {max_depth} levels")
     try:
+        # decode is raw_decode between two regex scans for whitespace: a body that starts
+        # with its value, and has only JSON whitespace after it, is done here. Anything
+        # else (leading whitespace, extra data, any error) goes through decode, whose
+        # answer and error message are the ones Relay gives.
+        value, end = _DECODER.raw_decode(text)
+        if not text[end:].strip(_JSON_WHITESPACE):
+            return value
+    except (ValueError, RecursionError):
+        pass
+    try:
         return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise NormalizationError("malformed_json", f"the body is not valid JSON: {exc}") from exc
@@ -44,6 +54,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         raise ValueError(f"duplicate key {duplicate!r}")
     return result
 
+
+# What json.decoder's WHITESPACE pattern skips after the value.
+_JSON_WHITESPACE = " \t\n\r"
 
 # Made once: json.loads with options builds a decoder (and its C scanner) per call.
 _DECODER = json.JSONDecoder(

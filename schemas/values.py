@@ -6,6 +6,7 @@ naming the field, so a dead letter says exactly what was wrong.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -110,12 +111,13 @@ def amount(value: Any, name: str) -> str | None:
         return _plain(value, name)
     if isinstance(value, str):
         stripped = value.strip()
+        # Canonical first: most amounts are, and every canonical one is a loose one too.
+        if _CANONICAL_DECIMAL.fullmatch(stripped):
+            return stripped
         if not _LOOSE_DECIMAL.fullmatch(stripped):
             raise NormalizationError(
                 "invalid_amount", f"the amount {name!r} is not a plain decimal number"
             )
-        if _CANONICAL_DECIMAL.fullmatch(stripped):
-            return stripped
         return _plain(Decimal(stripped), name)
     raise NormalizationError("invalid_amount", f"the amount {name!r} is not a decimal")
 
@@ -141,9 +143,12 @@ def _plain(value: Decimal, name: str) -> str:
 
 def rfc3339(moment: datetime) -> str:
     """UTC RFC 3339 with ``Z``; milliseconds only when the moment has a fraction."""
-    utc = moment.astimezone(UTC)
+    # Most moments are UTC already (received times, ``Z`` times): astimezone is a call for
+    # nothing then. A UTC moment's isoformat ends in "+00:00", which "Z" replaces (cheaper
+    # than a naive copy by replace() to format).
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     spec = "milliseconds" if utc.microsecond else "seconds"
-    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    return utc.isoformat(timespec=spec)[:-6] + "Z"
 
 
 def from_unix(value: Any, name: str, *, unit: str = "s") -> str | None:
@@ -288,10 +293,24 @@ def asset_network(code: Any) -> tuple[str | None, str | None]:
     """
     if code is None or code == "":
         return None, None
-    parts = [part for part in re.split(r"[_\-\s]+", str(code).upper()) if part]
+    upper = str(code).upper()
+    # A provider sends a handful of codes, so the split is remembered; only for short codes,
+    # so that the cache stays a few kilobytes whatever a sender writes.
+    if len(upper) <= _CACHED_CODE_CHARS:
+        return _split_known_code(upper)
+    return _split_code(upper)
+
+
+def _split_code(upper: str) -> tuple[str | None, str | None]:
+    parts = [part for part in _CODE_SEPARATORS.split(upper) if part]
     asset = next((part for part in parts if part in _ASSETS), None)
     rest = [part for part in parts if part not in _ASSETS]
     network = None
     if rest:
         network = _NETWORKS.get(rest[0], rest[0])
     return asset, network
+
+
+_CODE_SEPARATORS = re.compile(r"[_\-\s]+")
+_CACHED_CODE_CHARS = 32
+_split_known_code = functools.lru_cache(maxsize=256)(_split_code)

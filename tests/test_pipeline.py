@@ -3,10 +3,12 @@ what gets published when an attacker re-sends a captured, validly signed message
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -16,8 +18,9 @@ from relay.deadletter import dead_letter_id
 from relay.dedup import DedupUnavailable, MemoryDedup, dead_letter_key, dedup_key
 from relay.delivery import Durability
 from relay.errors import Unavailable
-from relay.pipeline import Inbound, Outcome, Pipeline, Result
+from relay.pipeline import Inbound, Outcome, Pipeline, Result, normalize
 from relay.records import KafkaRecord
+from schemas import Message, NormalizationError, NormalizeContext
 from tests.conftest import INVOICE_SECRET, make_config, signed_webhook
 
 
@@ -243,3 +246,42 @@ async def test_a_signed_timestamp_is_the_freshness_guard(tmp_path: Path) -> None
     webhook = signed_webhook(config, "pay", body=old)
     result = await _post(pipeline, config, "pay", webhook.body, webhook.headers)
     assert result.outcome is Outcome.ACCEPTED
+
+
+def test_normalize_hands_the_normalizer_every_instance_setting(tmp_path: Path) -> None:
+    # relay.pipeline.normalize builds the context positionally: a field order change shows here.
+    config = make_config(bootstrap="127.0.0.1:9", topic="t", var=tmp_path)
+    contexts: list[NormalizeContext] = []
+
+    def capture(message: Message, ctx: NormalizeContext) -> NoReturn:
+        contexts.append(ctx)
+        raise NormalizationError("captured", "the context is all this test needs")
+
+    invoices = config.providers["invoices"]
+    instance = dataclasses.replace(
+        invoices,
+        profile=dataclasses.replace(invoices.profile, normalize=capture),
+        timezone=ZoneInfo("Asia/Shanghai"),
+        flow="payout",
+        status_overrides={"held": "under_review"},
+        id_header="x-delivery",
+    )
+    received_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    inbound = Inbound(instance, b'{"status": "held"}', {}, received_at, traceparent=traceparent)
+
+    with pytest.raises(NormalizationError):
+        normalize(inbound)
+
+    assert contexts == [
+        NormalizeContext(
+            provider="invoices",
+            profile="usdt-invoice",
+            received_at=received_at,
+            timezone=ZoneInfo("Asia/Shanghai"),
+            flow="payout",
+            status_overrides={"held": "under_review"},
+            id_header="x-delivery",
+            traceparent=traceparent,
+        )
+    ]
