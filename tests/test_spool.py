@@ -226,7 +226,11 @@ def run_writer_until_killed(path: Path, start: int, appended_before_kill: int) -
         lines.append(line)
         appended += line.startswith("appended ")
     proc.send_signal(signal.SIGKILL)
-    rest, stderr = proc.communicate(timeout=30)
+    # Read through proc.stdout, not communicate(): that reads the pipe itself, past the
+    # text readline() already buffered, and so began mid-line (a torn "\n" line).
+    assert proc.stderr is not None
+    rest, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, stderr
     assert appended == appended_before_kill, stderr
     return [line for line in lines + rest.splitlines(keepends=True) if line.endswith("\n")]
