@@ -39,7 +39,7 @@ _RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("record build", ("(relay/records.py", "(schemas/records.py", "to_json (schemas/event.py")),
     ("normalize", ("(schemas/", "normalize (relay/pipeline.py")),
     ("dedup", ("(relay/dedup",)),
-    ("Kafka client", ("(aiokafka/",)),
+    ("Kafka client", ("(aiokafka/", "(relay/partitioner.py")),
     ("body read", ("(relay/body.py",)),
     ("aiohttp request handling", ("(aiohttp/", "(yarl/", "(multidict/")),
     ("Relay's glue (pipeline, delivery, handler)", ("(relay/",)),

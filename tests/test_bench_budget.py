@@ -26,6 +26,10 @@ def test_the_innermost_frame_that_names_a_line_decides() -> None:
         + "KafkaSink.submit (relay/kafka.py:1);AIOKafkaProducer.send (aiokafka/producer/producer.py:1)"
     )
     assert charged(sending) == "Kafka client: send path"
+    partitioning = sending + ";AIOKafkaProducer._partition (aiokafka/producer/producer.py:1)"
+    assert charged(partitioning + ";murmur2 (relay/partitioner.py:1)") == "Kafka client: send path"
+    flushing = LOOP + "JsonLineHandler.flush (relay/logs.py:1)"
+    assert charged(flushing) == "log line"  # the lines of one loop pass, written together
     assert charged(LOOP + "Sender._sender_routine (aiokafka/producer/sender.py:1)") == (
         "Kafka client: background"
     )
