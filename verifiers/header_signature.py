@@ -84,7 +84,7 @@ def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: fl
         if len(provided) != hashlib.sha256().digest_size:
             raise MalformedSignature(f"{what} has the wrong length")
         for index, secret in enumerate(keys.secrets):
-            if matches(provided, [hmac.digest(secret.value, body, "sha256")]):
+            if matches(provided, [secret.mac(body, "sha256")]):
                 return Verified(key_index=index)
     raise SignatureMismatch(f"{what} does not match the body")
 

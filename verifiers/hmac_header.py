@@ -101,7 +101,7 @@ def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: fl
         if restringified is not None and restringified != body:
             messages.append(_message(restringified, params, stamp_text))
     for index, secret in enumerate(keys.secrets):
-        digests = [hmac.digest(secret.value, message, params.algorithm) for message in messages]
+        digests = [secret.mac(message, params.algorithm) for message in messages]
         if matches(provided, digests):
             return Verified(key_index=index, timestamp=timestamp)
     raise SignatureMismatch(f"the {params.header} signature does not match the body")

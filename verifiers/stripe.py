@@ -65,7 +65,7 @@ def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: fl
     check_tolerance(timestamp, now, params.timestamp_tolerance_s)
     payload = _payload(timestamp, body)
     for index, secret in enumerate(keys.secrets):
-        if matches(hmac.digest(secret.value, payload, "sha256"), signatures):
+        if matches(secret.mac(payload, "sha256"), signatures):
             return Verified(key_index=index, timestamp=float(timestamp))
     raise SignatureMismatch("no v1 signature of the Stripe-Signature header matches the body")
 

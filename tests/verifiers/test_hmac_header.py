@@ -337,3 +337,11 @@ def test_an_hmac_signature_with_unused_bits_set_is_refused() -> None:
         hmac_header.verify(
             BODY, {"x-webhook-signature": respelled}, Params(encoding="base64"), RING, NOW
         )
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256", "sha512"])
+def test_a_secret_macs_as_hmac_digest_every_time(algorithm: str) -> None:
+    secret = Secret.of(SECRET)
+    for message in (BODY, b"", BODY * 3, BODY):  # the keyed state is copied, never used up
+        assert secret.mac(message, algorithm) == hmac.digest(SECRET.encode(), message, algorithm)
+    assert "invoice-webhook-secret" not in repr(secret)
