@@ -155,6 +155,30 @@ async def test_bad_signatures_are_401_and_publish_nothing(
     assert records == []
 
 
+@pytest.mark.parametrize("valid_first", [True, False])
+async def test_of_repeated_headers_the_first_counts(
+    relay_app: RelayUnderTest, valid_first: bool
+) -> None:
+    """Written by hand: aiohttp's client keeps only the last of a repeated header."""
+    webhook = signed_webhook(relay_app.config)
+    signature = "x-webhook-signature"
+    signatures = [
+        f"X-Webhook-Signature: {webhook.headers[signature]}",
+        f"x-webhook-signature: {'00' * 32}",  # names ignore case
+    ]
+    if not valid_first:
+        signatures.reverse()
+    others = [f"{name}: {value}" for name, value in webhook.headers.items() if name != signature]
+    start = [f"POST {webhook.path} HTTP/1.1", "Host: relay", "Connection: close"]
+    head = "\r\n".join([*start, f"Content-Length: {len(webhook.body)}", *others, *signatures])
+    url = relay_app.client.make_url("/")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(head.encode() + b"\r\n\r\n" + webhook.body)
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == (b"200" if valid_first else b"401")
+
+
 async def test_tampered_body_is_401(relay_app: RelayUnderTest) -> None:
     webhook = signed_webhook(relay_app.config)
     tampered = webhook.body.replace(b"150.0000", b"950.0000")
