@@ -24,6 +24,8 @@ never see each other's records.
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import time
 import uuid
@@ -40,6 +42,7 @@ from relay.config import Config, parse_config
 from relay.devbroker import DevBroker
 from relay.http import SERVICES, Services
 from relay.kafka import ReadRecord, TopicReader
+from relay.logs import setup_logging
 from relay.samples import signed_sample
 from relay.settings import KafkaConfig
 from tests.apache_kafka.launcher import ApacheKafka, ensure_jars, java_and_maven
@@ -342,3 +345,17 @@ async def relay_app(
     return await start_relay(
         aiohttp_client, make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path)
     )
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """Relay's real logging setup at DEBUG, writing its JSON lines into a buffer."""
+    root = logging.getLogger()
+    quieted = ("aiohttp.access", "aiokafka")
+    saved = (root.handlers[:], root.level, [logging.getLogger(n).level for n in quieted])
+    stream = io.StringIO()
+    setup_logging("DEBUG", stream=stream)
+    yield stream
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, level in zip(quieted, saved[2], strict=True):
+        logging.getLogger(name).setLevel(level)

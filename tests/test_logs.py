@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from relay.logs import JsonLineHandler, LineLog, setup_logging
+from relay.logs import JsonLineHandler, LineLog
 
 FIELDS: dict[str, object] = {
     "provider": "invoices",
@@ -29,27 +29,13 @@ FIELDS: dict[str, object] = {
 }
 
 
-@pytest.fixture
-def stream() -> Iterator[io.StringIO]:
-    """Relay's logging setup at INFO, writing into a buffer; the previous setup restored.
-
-    pytest adds its own capturing handlers to the root for each test's run, which
-    rightly sends every line through logging: :func:`relay_only` sets them aside.
-    """
-    root = logging.getLogger()
-    quieted = ("aiohttp.access", "aiokafka")
-    saved = (root.handlers[:], root.level, [logging.getLogger(n).level for n in quieted])
-    buffer = io.StringIO()
-    setup_logging("INFO", stream=buffer)
-    yield buffer
-    root.handlers[:], root.level = saved[0], saved[1]
-    for name, level in zip(quieted, saved[2], strict=True):
-        logging.getLogger(name).setLevel(level)
-
-
 @contextlib.contextmanager
 def relay_only() -> Iterator[None]:
-    """The root's handlers as ``relay serve`` has them: Relay's alone."""
+    """The root's handlers as ``relay serve`` has them: Relay's alone.
+
+    pytest adds its own capturing handlers to the root for each test's run, which
+    rightly sends every line through logging.
+    """
     root = logging.getLogger()
     saved = root.handlers[:]
     root.handlers[:] = [handler for handler in saved if isinstance(handler, JsonLineHandler)]
@@ -60,7 +46,9 @@ def relay_only() -> Iterator[None]:
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in buffer.getvalue().splitlines()]
+    """The lines of the test's own logger (at DEBUG, asyncio has lines of its own)."""
+    every = [orjson.loads(line) for line in buffer.getvalue().splitlines()]
+    return [line for line in every if line["logger"] == "relay.test-line"]
 
 
 class Records(logging.Handler):
@@ -72,12 +60,12 @@ class Records(logging.Handler):
         self.records.append(record)
 
 
-def test_direct_line_is_the_line_logging_writes(stream: io.StringIO) -> None:
+def test_direct_line_is_the_line_logging_writes(json_log: io.StringIO) -> None:
     logger = logging.getLogger("relay.test-line")
     with relay_only():
         LineLog(logger, "webhook").write(logging.WARNING, dict(FIELDS))
         logger.log(logging.WARNING, "webhook", extra=dict(FIELDS))
-    direct, logged = lines(stream)
+    direct, logged = lines(json_log)
     assert list(direct) == list(logged)  # the same keys in the same order
     assert direct.pop("ts")[:19] == logged.pop("ts")[:19]
     expected = {"level": "warning", "logger": "relay.test-line", "msg": "webhook"}
@@ -85,7 +73,7 @@ def test_direct_line_is_the_line_logging_writes(stream: io.StringIO) -> None:
 
 
 def test_direct_line_skips_the_logging_module(
-    stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+    json_log: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def no_record(*args: object, **kwargs: object) -> logging.LogRecord:
         raise AssertionError("a LogRecord was made")
@@ -93,17 +81,19 @@ def test_direct_line_skips_the_logging_module(
     monkeypatch.setattr(logging.Logger, "makeRecord", no_record)
     with relay_only():
         LineLog(logging.getLogger("relay.test-line"), "webhook").write(logging.INFO, dict(FIELDS))
-    assert [line["outcome"] for line in lines(stream)] == ["accepted"]
+    assert [line["outcome"] for line in lines(json_log)] == ["accepted"]
 
 
-def test_level_below_the_logger_writes_nothing(stream: io.StringIO) -> None:
-    with relay_only():
-        LineLog(logging.getLogger("relay.test-line"), "webhook").write(logging.DEBUG, dict(FIELDS))
-    assert stream.getvalue() == ""
+def test_level_below_the_logger_writes_nothing(json_log: io.StringIO) -> None:
+    with relay_only():  # json_log is at DEBUG
+        LineLog(logging.getLogger("relay.test-line"), "webhook").write(
+            logging.DEBUG - 1, dict(FIELDS)
+        )
+    assert lines(json_log) == []
 
 
 @pytest.mark.parametrize("where", ["root handler", "logger handler", "logger filter"])
-def test_anything_else_listening_gets_a_record(stream: io.StringIO, where: str) -> None:
+def test_anything_else_listening_gets_a_record(json_log: io.StringIO, where: str) -> None:
     logger = logging.getLogger("relay.test-line")
     records = Records()
     fence = logging.Filter("relay")  # lets the line through, but only logging can tell
@@ -122,10 +112,10 @@ def test_anything_else_listening_gets_a_record(stream: io.StringIO, where: str) 
     [record] = records.records
     assert (record.getMessage(), record.__dict__["outcome"]) == ("webhook", "accepted")
     # Propagated to Relay's handler as well, as one line.
-    assert [line["outcome"] for line in lines(stream)] == ["accepted"]
+    assert [line["outcome"] for line in lines(json_log)] == ["accepted"]
 
 
-def test_a_traceback_goes_through_logging(stream: io.StringIO) -> None:
+def test_a_traceback_goes_through_logging(json_log: io.StringIO) -> None:
     with relay_only():
         try:
             raise ValueError("boom")
@@ -133,31 +123,31 @@ def test_a_traceback_goes_through_logging(stream: io.StringIO) -> None:
             LineLog(logging.getLogger("relay.test-line"), "webhook").write(
                 logging.ERROR, dict(FIELDS), exc_info=True
             )
-    [line] = lines(stream)
+    [line] = lines(json_log)
     assert "ValueError: boom" in line["exc"]
 
 
-async def test_lines_on_the_loop_go_out_once_per_pass_in_order(stream: io.StringIO) -> None:
+async def test_lines_on_the_loop_go_out_once_per_pass_in_order(json_log: io.StringIO) -> None:
     line_log = LineLog(logging.getLogger("relay.test-line"), "webhook")
     with relay_only():
         for status in (200, 201):
             line_log.write(logging.INFO, {**FIELDS, "status": status})
         logging.getLogger("relay.test-line").info("through logging")
-        assert stream.getvalue() == ""  # still this pass
+        assert lines(json_log) == []  # still this pass
         await asyncio.sleep(0)
-    assert [line.get("status", line["msg"]) for line in lines(stream)] == [
+    assert [line.get("status", line["msg"]) for line in lines(json_log)] == [
         200,
         201,
         "through logging",
     ]
 
 
-async def test_a_line_off_the_loop_writes_the_pending_ones_first(stream: io.StringIO) -> None:
+async def test_a_line_off_the_loop_writes_the_pending_ones_first(json_log: io.StringIO) -> None:
     logger = logging.getLogger("relay.test-line")
     with relay_only():
         LineLog(logger, "webhook").write(logging.INFO, dict(FIELDS))
         await asyncio.to_thread(logger.warning, "from a thread")
-        assert [line["msg"] for line in lines(stream)] == ["webhook", "from a thread"]
+        assert [line["msg"] for line in lines(json_log)] == ["webhook", "from a thread"]
 
 
 def test_flush_writes_what_is_pending() -> None:

@@ -23,7 +23,7 @@ import sys
 import time
 import tomllib
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from relay.app import build_app
 from relay.config import Config, KafkaConfig, load_config, parse_config
 from relay.http import SERVICES
 from relay.kafka import KafkaSink
-from relay.logs import RepeatFilter, effective_config, setup_logging
+from relay.logs import RepeatFilter, effective_config
 from relay.records import KafkaRecord
 from relay.replay import LetterFilter, replay
 from relay.sink import KafkaUnavailable
@@ -226,20 +226,6 @@ async def test_metrics_after_a_mixed_run(
         value(after, replayed, outcome="replayed") - value(before, replayed, outcome="replayed")
         == 1
     )
-
-
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    """Relay's real logging setup at DEBUG, writing its JSON lines into a buffer."""
-    root = logging.getLogger()
-    quieted = ("aiohttp.access", "aiokafka")
-    saved = (root.handlers[:], root.level, [logging.getLogger(n).level for n in quieted])
-    stream = io.StringIO()
-    setup_logging("DEBUG", stream=stream)
-    yield stream
-    root.handlers[:], root.level = saved[0], saved[1]
-    for name, level in zip(quieted, saved[2], strict=True):
-        logging.getLogger(name).setLevel(level)
 
 
 def read_lines(stream: io.StringIO) -> list[dict[str, Any]]:
