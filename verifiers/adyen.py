@@ -116,7 +116,7 @@ _SIGNATURE_BYTES = hashlib.sha256().digest_size
 @dataclass(frozen=True, slots=True)
 class Params:
     form: Literal["items", "payload"] = "items"
-    header: str = "HmacSignature"
+    header: str = "hmacsignature"
     """The ``payload`` form's signature header."""
 
     def __post_init__(self) -> None:
