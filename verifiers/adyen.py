@@ -11,12 +11,15 @@ hex-decoded HMAC key, of eight of its fields joined by ``:``::
 
 A missing or null field is the empty string. Values are joined as they are,
 unescaped, as Adyen's SDKs build the string today (``Adyen/util.py``
-``generate_notification_sig``; the escaping of ``\\`` and ``:`` its older
-versions applied was removed in 2021 and 2023 and belongs to the hosted
-payment pages' signature, not to notifications). Every item must verify: a
-request with one bad item is refused whole, so that Adyen retries it whole.
-:func:`read` and :func:`verify_item` give the same checks item by item, for
-a pipeline that makes one event per item.
+``generate_notification_sig``). Its older versions escaped ``:`` (until 2021)
+and ``\\`` (until 2023) in notifications too; the SDK's own fixtures, items
+signed by Adyen's test platform with both characters in the merchant
+reference, verify unescaped. The SDKs escape only in the key-value signature
+of hosted payment pages.
+
+Every item must verify: a request with one bad item is refused whole, so
+that Adyen retries it whole. :func:`read` and :func:`verify_item` give the
+same checks item by item, for a pipeline that makes one event per item.
 
 **Balance Platform and Management webhooks** (``form="payload"``) carry the
 base64 HMAC-SHA256 of the raw body, keyed alike, in the ``HmacSignature``
