@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from verifiers.errors import (
+    AuthorizationMismatch,
     MalformedSignature,
     MalformedTimestamp,
     MissingSignature,
@@ -124,7 +126,7 @@ def require_header(headers: Headers, *names: str) -> str:
     raise MissingSignature(f"the {names[0]} header is missing")
 
 
-def matches(expected: bytes, candidates: list[bytes] | tuple[bytes, ...]) -> bool:
+def matches(expected: bytes, candidates: Sequence[bytes]) -> bool:
     """Constant-time membership test of ``expected`` among ``candidates``.
 
     Every candidate is compared with :func:`hmac.compare_digest` and the loop
@@ -135,6 +137,46 @@ def matches(expected: bytes, candidates: list[bytes] | tuple[bytes, ...]) -> boo
     for candidate in candidates:
         found |= hmac.compare_digest(expected, candidate)
     return found
+
+
+def matching_secret(
+    keys: KeyRing, message: bytes, signatures: Sequence[bytes], algorithm: str = "sha256"
+) -> int | None:
+    """Index of the first secret whose HMAC of ``message`` is among ``signatures``, else None."""
+    for index, secret in enumerate(keys.secrets):
+        if matches(secret.mac(message, algorithm), signatures):
+            return index
+    return None
+
+
+def check_authorization(headers: Headers, keys: KeyRing) -> None:
+    """When the ring holds ``authorizations``, the ``Authorization`` header must be one of them.
+
+    Cheap, so schemes call it before any signature work. The values are compared as
+    SHA-256 digests in constant time: :func:`hmac.compare_digest` returns early on
+    texts of different lengths, digests are all of one length.
+    """
+    if not keys.authorizations:
+        return
+    provided = headers.get("authorization")
+    if not provided:
+        raise AuthorizationMismatch("the Authorization header is missing")
+    try:
+        # surrogateescape gives back a header's original bytes where the HTTP layer
+        # decoded bytes that are not UTF-8 that way.
+        digest = hashlib.sha256(provided.encode("utf-8", "surrogateescape")).digest()
+    except UnicodeEncodeError as exc:
+        raise AuthorizationMismatch("the Authorization header is not valid text") from exc
+    accepted = [hashlib.sha256(value.value).digest() for value in keys.authorizations]
+    if not matches(digest, accepted):
+        raise AuthorizationMismatch("the Authorization header is not an accepted value")
+
+
+def authorization_header(keys: KeyRing) -> dict[str, str]:
+    """``sign``'s side of :func:`check_authorization`: the first accepted value, if any."""
+    if not keys.authorizations:
+        return {}
+    return {"authorization": keys.authorizations[0].value.decode("utf-8", "surrogateescape")}
 
 
 def decode_hex(text: str, what: str) -> bytes:
@@ -183,6 +225,22 @@ def decode_signature(text: str, encoding: Encoding, what: str) -> bytes:
     if encoding == "hex":
         return decode_hex(text, what)
     return decode_base64(text, what)
+
+
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON decoder's ``object_pairs_hook`` refusing (ValueError) a key given twice.
+
+    Readers differ on which of two equal keys wins; a signed body must read one way.
+    """
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def reject_constant(text: str) -> None:
+    """A JSON decoder's ``parse_constant``: ``NaN`` and ``Infinity`` are not JSON (ValueError)."""
+    raise ValueError(f"{text} is not JSON")
 
 
 # Longer than any UNIX time in milliseconds for the next few thousand years, and

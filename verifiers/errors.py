@@ -13,6 +13,7 @@ wrong and never contain a secret, a key or the expected signature.
     ├── MissingTimestamp / MalformedTimestamp
     ├── StaleTimestamp                outside the tolerance, past or future
     ├── AppIdMismatch                 a configured app id header does not match
+    ├── AuthorizationMismatch         a configured Authorization value is missing or wrong
     └── MalformedBody            400  the body cannot be read where the scheme must read it
         └── AmbiguousBody        400  the signed string would read the body's members differently
 """
@@ -23,10 +24,16 @@ from typing import ClassVar
 
 
 class VerificationError(Exception):
-    """Base class: the request is not provably from the provider."""
+    """Base class: the request is not provably from the provider.
+
+    ``status`` is the class's answer. A provider may document another status for a
+    refused request (GoCardless asks for 498 Token Invalid): the scheme then sets it
+    on the instance it raises, from its ``Params`` (``hmac_header``'s
+    ``refusal_status``), so the one middleware still renders every error alike.
+    """
 
     code: ClassVar[str] = "verification_failed"
-    status: ClassVar[int] = 401
+    status: int = 401
 
 
 class MissingSignature(VerificationError):
@@ -55,6 +62,13 @@ class StaleTimestamp(VerificationError):
 
 class AppIdMismatch(VerificationError):
     code = "app_id_mismatch"
+
+
+class AuthorizationMismatch(VerificationError):
+    """The instance configures ``Authorization`` values (HTTP Basic for Adyen, a chosen
+    token for Checkout.com) and the request carries none of them."""
+
+    code = "authorization_mismatch"
 
 
 class MalformedBody(VerificationError):

@@ -1,8 +1,20 @@
 """HMAC of the raw body (or of a template around it) carried in one header.
 
 Serves ``usdt-invoice`` (document 003: ``X-Webhook-Signature``, lowercase hex
-HMAC-SHA256 of the body), ``github`` (``X-Hub-Signature-256: sha256=<hex>``)
-and the generic ``hmac`` profile, whose every option is configuration.
+HMAC-SHA256 of the body), ``github`` (``X-Hub-Signature-256: sha256=<hex>``),
+the generic ``hmac`` profile, whose every option is configuration, and the
+providers that sign the raw body alike: GoCardless (``Webhook-Signature``),
+Razorpay (``X-Razorpay-Signature``), Checkout.com (``Cko-Signature``) and
+Coinbase Commerce (``X-CC-Webhook-Signature``), all lowercase hex
+HMAC-SHA256 keyed with the secret's text.
+
+Checkout.com also sends an ``Authorization`` value the merchant chooses: an
+instance whose key ring holds ``authorizations`` refuses a request without one
+of them (:func:`~verifiers.base.check_authorization`), before any HMAC work.
+``refusal_status`` is the HTTP status of a refused request where the provider
+documents one other than 401: GoCardless asks for 498 (Token Invalid). It
+replaces the 401 of every sender's failure; a body the scheme cannot read stays
+a 400 and a key that does not fit the scheme a 500.
 
 The signed message is ``template`` with ``{timestamp}`` taken from
 ``timestamp_header`` and ``{body}`` the exact raw bytes received. The body is
@@ -41,6 +53,8 @@ from verifiers.base import (
     Headers,
     SignedRequest,
     Verified,
+    authorization_header,
+    check_authorization,
     check_choices,
     check_tolerance,
     check_tolerance_option,
@@ -48,12 +62,15 @@ from verifiers.base import (
     decode_hex,
     matches,
     parse_digits,
+    reject_constant,
     require_header,
+    unique_members,
 )
 from verifiers.errors import (
     MalformedSignature,
     MissingTimestamp,
     SignatureMismatch,
+    VerificationError,
 )
 from verifiers.keys import KeyRing, first_secret
 
@@ -72,10 +89,13 @@ class Params:
     timestamp_header: str = ""
     timestamp_tolerance_s: int = 300
     json_stringify_fallback: bool = False
+    refusal_status: int = 401
 
     def __post_init__(self) -> None:
         check_choices(self)
         check_tolerance_option(self)
+        if not 400 <= self.refusal_status < 500:
+            raise ValueError("refusal_status must be a 4xx status")
         if self.template.count("{body}") != 1:
             raise ValueError("template must hold {body} exactly once")
         if bool(self.timestamp_header) != ("{timestamp}" in self.template):
@@ -93,18 +113,24 @@ _DIGEST_SIZES: dict[str, int] = {"sha256": 32, "sha1": 20, "sha512": 64}
 
 
 def verify(body: bytes, headers: Headers, params: Params, keys: KeyRing, now: float) -> Verified:
-    provided = _decode_signature(require_header(headers, params.header.lower()), params)
-    timestamp, stamp_text = _timestamp(headers, params, now)
-    messages = [_message(body, params, stamp_text)]
-    if params.json_stringify_fallback:
-        restringified = _json_stringify(body)
-        if restringified is not None and restringified != body:
-            messages.append(_message(restringified, params, stamp_text))
-    for index, secret in enumerate(keys.secrets):
-        digests = [secret.mac(message, params.algorithm) for message in messages]
-        if matches(provided, digests):
-            return Verified(key_index=index, timestamp=timestamp)
-    raise SignatureMismatch(f"the {params.header} signature does not match the body")
+    try:
+        check_authorization(headers, keys)
+        provided = _decode_signature(require_header(headers, params.header.lower()), params)
+        timestamp, stamp_text = _timestamp(headers, params, now)
+        messages = [_message(body, params, stamp_text)]
+        if params.json_stringify_fallback:
+            restringified = _json_stringify(body)
+            if restringified is not None and restringified != body:
+                messages.append(_message(restringified, params, stamp_text))
+        for index, secret in enumerate(keys.secrets):
+            digests = [secret.mac(message, params.algorithm) for message in messages]
+            if matches(provided, digests):
+                return Verified(key_index=index, timestamp=timestamp)
+        raise SignatureMismatch(f"the {params.header} signature does not match the body")
+    except VerificationError as error:
+        if error.status == 401:  # the sender's failures; not a 400 body or a 500 key
+            error.status = params.refusal_status
+        raise
 
 
 def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedRequest:
@@ -113,7 +139,7 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
         first_secret(keys, name).value, _message(body, params, stamp_text), params.algorithm
     )
     encoded = digest.hex() if params.encoding == "hex" else base64.b64encode(digest).decode()
-    headers = {params.header: params.prefix + encoded}
+    headers = {params.header: params.prefix + encoded, **authorization_header(keys)}
     if params.timestamp_header:
         headers[params.timestamp_header] = stamp_text
     return SignedRequest(body=body, headers=headers)
@@ -185,25 +211,14 @@ def _json_stringify(body: bytes) -> bytes | None:
             body.decode("utf-8"),
             parse_float=_javascript_number,
             parse_int=_javascript_number,
-            parse_constant=_reject,
-            object_pairs_hook=_unique_keys,
+            parse_constant=reject_constant,
+            object_pairs_hook=unique_members,
         )
         # orjson writes strings as JSON.stringify does; it refuses lone surrogates and
         # nesting past 254 levels (JSONEncodeError), which JSON.parse would not have read alike.
         return orjson.dumps(parsed)
     except (ValueError, RecursionError, orjson.JSONEncodeError):  # UnicodeError is a ValueError
         return None
-
-
-def _reject(text: str) -> None:
-    raise ValueError(f"{text} is not JSON")
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key")
-    return result
 
 
 def _javascript_number(text: str) -> orjson.Fragment:

@@ -89,16 +89,23 @@ class KeyRing:
 
     ``secrets`` and ``public_keys`` verify; ``private_key`` only signs (``relay
     send``, tests, the benchmark) and is absent in production configs.
+    ``authorizations`` are the ``Authorization`` header values an instance accepts
+    besides its signature (HTTP Basic credentials for Adyen, see
+    :func:`basic_authorization`; the token a Checkout.com merchant chooses), checked
+    by the schemes that read them (:func:`verifiers.base.check_authorization`); none
+    configured, none required.
     """
 
     secrets: tuple[Secret, ...] = ()
     public_keys: tuple[PublicKey, ...] = ()
     private_key: PrivateKey | None = field(default=None, repr=False)
+    authorizations: tuple[Secret, ...] = ()
 
     def __repr__(self) -> str:
         return (
             f"KeyRing(secrets={len(self.secrets)}, public_keys={len(self.public_keys)}, "
-            f"private_key={'yes' if self.private_key else 'no'})"
+            f"private_key={'yes' if self.private_key else 'no'}, "
+            f"authorizations={len(self.authorizations)})"
         )
 
 
@@ -130,6 +137,14 @@ def private_key_of(keys: KeyRing, kind: type[_Key], scheme: str) -> _Key:
             f"not an {_kind_name(type(key))} key"
         )
     return key
+
+
+def basic_authorization(username: str, password: str) -> Secret:
+    """The ``Authorization`` value HTTP Basic sends for these credentials (RFC 7617, UTF-8)."""
+    if ":" in username:
+        raise KeyLoadError("an HTTP Basic user name cannot contain ':' (it ends the user name)")
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return Secret.of(f"Basic {token}")
 
 
 def first_secret(keys: KeyRing, scheme: str) -> Secret:

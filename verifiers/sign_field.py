@@ -98,7 +98,9 @@ from verifiers.base import (
     decode_base64,
     decode_hex,
     matches,
+    reject_constant,
     sign_rsa,
+    unique_members,
     verify_rsa,
 )
 from verifiers.errors import (
@@ -379,22 +381,11 @@ class _Number:
         return format(abs(integral) if integral.is_zero() else integral, "f")
 
 
-def _unique_object(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in a nested object")
-    return result
-
-
-def _reject_constant(constant: str) -> None:
-    raise ValueError(f"{constant} is not JSON")
-
-
 _DECODER = json.JSONDecoder(
     parse_float=_Number,
     parse_int=_Number,
-    parse_constant=_reject_constant,
-    object_pairs_hook=_unique_object,
+    parse_constant=reject_constant,
+    object_pairs_hook=unique_members,
 )
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 # The json module's own string scanner (its C one where built): public, but not in typeshed.

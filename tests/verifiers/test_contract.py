@@ -15,10 +15,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from verifiers import (
+    adyen,
     ed25519_header,
     header_signature,
     hmac_header,
+    paddle,
     sign_field,
+    square,
     standard_webhooks,
     stripe,
 )
@@ -41,7 +44,18 @@ SCHEMES: list[tuple[ModuleType, object]] = [
     (standard_webhooks, standard_webhooks.Params(version="v1a")),
     (sign_field, sign_field.Params(algorithm="md5", key_suffix="", bare_secret=True)),
     (stripe, stripe.Params()),
+    (paddle, paddle.Params()),
+    (square, square.Params(notification_url="https://relay.example/webhooks/square")),
+    (adyen, adyen.Params()),
+    (adyen, adyen.Params(form="payload")),
+    (hmac_header, hmac_header.Params(header="webhook-signature", refusal_status=498)),
 ]
+# Adyen's items form signs a notification, not any body.
+ADYEN_BODY = (
+    b'{"live":"false","notificationItems":[{"NotificationRequestItem":{"pspReference":"P1",'
+    b'"merchantAccountCode":"M","merchantReference":"R","amount":{"value":15000,'
+    b'"currency":"EUR"},"eventCode":"AUTHORISATION","success":"true"}}]}'
+)
 IDS = [f"{module.name}:{index}" for index, (module, _) in enumerate(SCHEMES)]
 
 
@@ -56,9 +70,15 @@ def ring(
         isinstance(params, standard_webhooks.Params) and params.version == "v1a"
     )
     private = ed_private if uses_ed25519 else rsa_private
+    if isinstance(params, adyen.Params):  # Adyen's keys are hex
+        secret = secret.encode().hex()
     return KeyRing(
         secrets=(Secret.of(secret),), public_keys=(private.public_key(),), private_key=private
     )
+
+
+def body_for(params: object) -> bytes:
+    return ADYEN_BODY if isinstance(params, adyen.Params) and params.form == "items" else BODY
 
 
 @pytest.mark.parametrize(("module", "params"), SCHEMES, ids=IDS)
@@ -79,7 +99,7 @@ def test_sign_then_verify(
     ed_key: ed25519.Ed25519PrivateKey,
 ) -> None:
     keys = ring(GOOD_SECRET, rsa_key, ed_key, params)
-    signed = module.sign(BODY, params, keys, NOW)
+    signed = module.sign(body_for(params), params, keys, NOW)
     assert module.verify(signed.body, signed.headers, params, keys, NOW).key_index == 0
 
 
@@ -92,16 +112,25 @@ def test_mismatch_message_reveals_nothing(
     ed_key: ed25519.Ed25519PrivateKey,
     other_ed_key: ed25519.Ed25519PrivateKey,
 ) -> None:
-    expected = module.sign(BODY, params, ring(GOOD_SECRET, rsa_key, ed_key, params), NOW)
-    forged = module.sign(BODY, params, ring(BAD_SECRET, other_rsa_key, other_ed_key, params), NOW)
+    body = body_for(params)
+    expected = module.sign(body, params, ring(GOOD_SECRET, rsa_key, ed_key, params), NOW)
+    forged = module.sign(body, params, ring(BAD_SECRET, other_rsa_key, other_ed_key, params), NOW)
     verifier = ring(GOOD_SECRET, rsa_key, ed_key, params)
     with pytest.raises(SignatureMismatch) as caught:
         module.verify(forged.body, forged.headers, params, verifier, NOW)
     message = str(caught.value)
     assert GOOD_SECRET not in message and GOOD_SECRET.removeprefix("whsec_") not in message
+    assert GOOD_SECRET.encode().hex() not in message
     expected_signatures = list(expected.headers.values())
-    if expected.body != BODY:  # sign_field: the signature is in the body
-        expected_signatures.append(json.loads(expected.body)["sign"])
+    if expected.body != body:  # the signature is in the body
+        document = json.loads(expected.body)
+        if isinstance(params, adyen.Params):
+            expected_signatures += [
+                wrapper["NotificationRequestItem"]["additionalData"]["hmacSignature"]
+                for wrapper in document["notificationItems"]
+            ]
+        else:
+            expected_signatures.append(document["sign"])
     assert expected_signatures
     for signature in expected_signatures:
         assert signature not in message
