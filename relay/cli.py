@@ -557,7 +557,8 @@ def _describe(event: Event) -> str:
     if event.subject is not None:
         parts.append(f"order={event.subject}")
     if isinstance(event, PaymentEvent) and event.data.amount is not None:
-        parts.append(f"amount={event.data.amount} {event.data.asset or ''}".rstrip())
+        unit = event.data.asset or event.data.currency or ""
+        parts.append(f"amount={event.data.amount} {unit}".rstrip())
     return "  ".join(parts)
 
 

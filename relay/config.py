@@ -81,6 +81,9 @@ class ProviderInstance:
     flow: str | None = None
     status_overrides: Mapping[str, str] = field(default_factory=dict)
     id_header: str | None = None
+    order_id_metadata_key: str | None = None
+    """The key of the provider's merchant metadata that holds the merchant's order id
+    (Stripe's ``metadata``), for profiles whose payments carry such metadata."""
     max_body_bytes: int = 1048576
     """The effective body limit, on the wire and unpacked: the instance's ``max_body_bytes``
     option, else its profile's default, else ``[server] max_body_bytes``. Never above the
@@ -122,6 +125,7 @@ _INSTANCE_KEYS = {
     "ack_body",
     "ack_content_type",
     "id_header",
+    "order_id_metadata_key",
     "max_body_bytes",
     "content_encodings",
     "max_age_s",
@@ -382,6 +386,7 @@ def _instance(
         flow=_flow(table.get("flow"), profile, f"{where}.flow"),
         status_overrides=_statuses(table.get("statuses", {}), f"{where}.statuses"),
         id_header=_id_header(table, profile, where),
+        order_id_metadata_key=_metadata_key(table, profile, where),
         max_body_bytes=_body_limit(table.get("max_body_bytes"), profile, server, where),
         content_encodings=_content_encodings(table, where, env),
         max_age_s=_max_age(table, dedup, where),
@@ -398,6 +403,19 @@ def _id_header(table: Mapping[str, Any], profile: Profile, where: str) -> str | 
             f"the {profile.name} profile's event id is signed; it is not read from a header",
         )
     return str(_typed(table, "id_header", str, where, "")).lower() or None
+
+
+def _metadata_key(table: Mapping[str, Any], profile: Profile, where: str) -> str | None:
+    """The instance's ``order_id_metadata_key``, for a profile whose payments carry metadata."""
+    if "order_id_metadata_key" not in table:
+        return None
+    key = f"{where}.order_id_metadata_key"
+    if not profile.order_metadata:
+        raise ConfigError(key, f"the {profile.name} profile's payloads carry no merchant metadata")
+    value = table["order_id_metadata_key"]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a non-empty string")
+    return value
 
 
 def _max_age(table: Mapping[str, Any], dedup: DedupConfig, where: str) -> float:

@@ -207,7 +207,7 @@ def _event_match(record: ReadRecord, query: FindQuery) -> Match | None:
         data = event.data
         event_provider, order_id = data.provider, data.merchant_order_id or data.provider_order_id
         amount = None if data.amount is None else format(data.amount, "f")
-        asset = data.asset
+        asset = data.asset or data.currency  # the amount's unit: a token, or a fiat currency
     else:
         event_provider, order_id, amount, asset = event.provider, None, None, None
     if (

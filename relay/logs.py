@@ -267,6 +267,7 @@ def _instance(instance: ProviderInstance) -> dict[str, Any]:
         "flow": instance.flow,
         "statuses": dict(instance.status_overrides),
         "id_header": instance.id_header,
+        "order_id_metadata_key": instance.order_id_metadata_key,
         "timeout_s": instance.timeout_s,
         "ack_budget_s": instance.ack_budget_s,
         "max_body_bytes": instance.max_body_bytes,

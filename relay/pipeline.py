@@ -104,8 +104,8 @@ def normalize(inbound: Inbound) -> CanonicalEvent:
     """The instance's normalizer with its settings; raises ``NormalizationError``."""
     instance = inbound.instance
     # Positional, in the field order (provider, profile, received_at, timezone, flow,
-    # status_overrides, id_header, traceparent): matching eight keywords costs a quarter
-    # of building the context, once per webhook.
+    # status_overrides, id_header, traceparent, order_id_metadata_key): matching nine
+    # keywords costs a quarter of building the context, once per webhook.
     ctx = NormalizeContext(
         instance.name,
         instance.profile.name,
@@ -115,6 +115,7 @@ def normalize(inbound: Inbound) -> CanonicalEvent:
         instance.status_overrides,
         instance.id_header,
         inbound.traceparent,
+        instance.order_id_metadata_key,
     )
     payload = instance.profile.payload(inbound.body, instance.params)
     return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)

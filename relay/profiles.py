@@ -28,6 +28,7 @@ from typing import Any
 import relay.samples
 import schemas.generic
 import schemas.payin_order
+import schemas.stripe
 import schemas.usdt_collect_pay
 import schemas.usdt_invoice
 import schemas.v2_payout
@@ -58,16 +59,27 @@ PayloadReader = Callable[[bytes, Any], Any]
 """``(body, params)`` to what the normalizer reads; raises ``NormalizationError``."""
 IdentityReader = Callable[[bytes, Any], str]
 """``(body, params)`` to the hex SHA-256 of the content the signature pins; never raises."""
-OrderReader = Callable[[Any], str | None]
-"""What the normalizer reads to the order its events are keyed by, or None; never raises."""
+OrderReader = Callable[[Any, str | None], str | None]
+"""What the normalizer reads, and the instance's ``order_id_metadata_key``, to the order
+its events are keyed by, or None; never raises."""
 
 
 def parsed_body(body: bytes, params: Any) -> Any:
     return parse_payload(body)
 
 
-def no_order(payload: Any) -> None:
+def no_order(payload: Any, metadata_key: str | None) -> None:
     return None
+
+
+def fields_only(reader: Callable[[Any], str | None]) -> OrderReader:
+    """The order reader of a profile whose order ids are fields of its payload, never
+    merchant metadata: the instance's metadata key does not apply."""
+
+    def read(payload: Any, metadata_key: str | None) -> str | None:
+        return reader(payload)
+
+    return read
 
 
 def body_identity(body: bytes, params: Any) -> str:
@@ -138,6 +150,9 @@ class Profile:
     """The order a payload names, as its events' record key holds it (merchant order id,
     else the provider's), read from a payload that may not normalize: ``relay find``
     and ``relay dlq`` name dead letters' orders with it. Generic webhooks have none."""
+    order_metadata: bool = False
+    """Whether the provider's payments carry merchant metadata an instance can name the
+    order id's key in (``order_id_metadata_key``); the option is refused elsewhere."""
 
 
 DOCUMENT_BODY_LIMIT = 64 * 1024
@@ -150,7 +165,7 @@ USDT_COLLECT_PAY = Profile(
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(),
     normalize=schemas.usdt_collect_pay.normalize,
-    order_id=schemas.usdt_collect_pay.order_id,
+    order_id=fields_only(schemas.usdt_collect_pay.order_id),
     samples=relay.samples.USDT_COLLECT_PAY,
     payload=signed_view,
     identity=signed_string_identity,
@@ -167,7 +182,7 @@ WALLET_TOPUP = Profile(
     scheme=verifiers.header_signature,
     params=verifiers.header_signature.Params(),
     normalize=schemas.wallet_topup.normalize,
-    order_id=schemas.wallet_topup.order_id,
+    order_id=fields_only(schemas.wallet_topup.order_id),
     samples=relay.samples.WALLET_TOPUP,
     ack=Ack(body=b'{"status":"1"}', content_type="application/json"),
     timeout_s=10,
@@ -180,7 +195,7 @@ V2_PAYOUT = Profile(
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(key_suffix="", nested="sorted_compact", encoding="base64"),
     normalize=schemas.v2_payout.normalize,
-    order_id=schemas.v2_payout.order_id,
+    order_id=fields_only(schemas.v2_payout.order_id),
     samples=relay.samples.V2_PAYOUT,
     payload=signed_view,
     identity=signed_string_identity,
@@ -195,7 +210,7 @@ USDT_INVOICE = Profile(
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(header="x-webhook-signature"),
     normalize=schemas.usdt_invoice.normalize,
-    order_id=schemas.usdt_invoice.order_id,
+    order_id=fields_only(schemas.usdt_invoice.order_id),
     samples=relay.samples.USDT_INVOICE,
     identity=hmac_content_identity,
     ack=Ack(),
@@ -211,7 +226,7 @@ PAYIN_ORDER = Profile(
     scheme=verifiers.ed25519_header,
     params=verifiers.ed25519_header.Params(),
     normalize=schemas.payin_order.normalize,
-    order_id=schemas.payin_order.order_id,
+    order_id=fields_only(schemas.payin_order.order_id),
     samples=relay.samples.PAYIN_ORDER,
     ack=Ack(),
     # The provider's documented default: the ack budget is 1 s.
@@ -250,7 +265,9 @@ STRIPE = Profile(
     document=None,
     scheme=verifiers.stripe,
     params=verifiers.stripe.Params(),
-    normalize=schemas.generic.stripe,
+    normalize=schemas.stripe.normalize,
+    order_id=schemas.stripe.order_id,
+    order_metadata=True,
     samples=relay.samples.STRIPE,
     ack=Ack(),
     timeout_s=10,

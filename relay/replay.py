@@ -195,12 +195,14 @@ def letter_order_id(config: Config, letter: DeadLetter) -> str | None:
     if profile is None:
         return None
     instance = config.providers.get(letter.provider)
-    params = instance.params if instance is not None and instance.profile is profile else None
+    if instance is not None and instance.profile is not profile:
+        instance = None
+    params = instance.params if instance is not None else None
     try:
         payload = profile.payload(letter.body, params or profile.params)
     except NormalizationError:
         return None
-    return profile.order_id(payload)
+    return profile.order_id(payload, instance.order_id_metadata_key if instance else None)
 
 
 def _filing(letter: DeadLetter) -> tuple[str, str, int]:

@@ -46,9 +46,13 @@ Decisions:
 - Amounts are :class:`decimal.Decimal` built from the published strings (which
   must match the schema's one decimal notation), so ``150.0000`` keeps its
   four places; no value ever passes through a float.
+- Both versions of the payment event decode to :class:`PaymentEvent`:
+  version 2 (card and bank providers) is version 1 plus ``currency`` and more
+  flows and statuses; a version 1 event reads with ``currency`` None, and a
+  flow or status only version 2 has is an error in a version 1 event.
 - ``flow`` and ``status`` are :class:`Flow` and :class:`Status`, string enums:
-  a type checker sees every value version 1 can hold, and they still compare
-  equal to plain strings (``event.data.status == "succeeded"``).
+  a type checker sees every value the payment events can hold, and they still
+  compare equal to plain strings (``event.data.status == "succeeded"``).
 - ``raw`` is the provider's payload as parsed JSON: integers are ``int``,
   other numbers ``Decimal`` (their exact text), never ``float``.
 - Times are aware ``datetime`` objects in UTC. Relay writes ``Z`` times; any
@@ -79,7 +83,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NoReturn, TypeVar
 
-from schemas.event import PAYMENT_SCHEMA, WEBHOOK_SCHEMA
+from schemas.event import FLOWS_V1, PAYMENT_SCHEMA, PAYMENT_SCHEMA_V2, WEBHOOK_SCHEMA
 from schemas.records import (
     CLOUDEVENTS_CONTENT_TYPE,
     DEAD_LETTER_CONTENT_TYPE,
@@ -89,7 +93,7 @@ from schemas.records import (
     ReplayResult,
 )
 
-KNOWN_SCHEMAS = (PAYMENT_SCHEMA, WEBHOOK_SCHEMA)
+KNOWN_SCHEMAS = (PAYMENT_SCHEMA, PAYMENT_SCHEMA_V2, WEBHOOK_SCHEMA)
 
 # The schema's decimal pattern; written without \d, which also matches non-ASCII digits.
 _DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
@@ -152,6 +156,8 @@ class Flow(StrEnum):
     PAYIN = "payin"
     PAYOUT = "payout"
     TOPUP = "topup"
+    REFUND = "refund"
+    DISPUTE = "dispute"
 
 
 class Status(StrEnum):
@@ -164,6 +170,12 @@ class Status(StrEnum):
     OVERPAID = "overpaid"
     PARTIALLY_PAID = "partially_paid"
     UNDER_REVIEW = "under_review"
+    AUTHORIZED = "authorized"
+    CANCELED = "canceled"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    WON = "won"
+    LOST = "lost"
 
     @property
     def final(self) -> bool:
@@ -172,13 +184,39 @@ class Status(StrEnum):
 
 
 _FINAL_STATUSES = frozenset(
-    {Status.SUCCEEDED, Status.FAILED, Status.EXPIRED, Status.UNDERPAID, Status.OVERPAID}
+    {
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.EXPIRED,
+        Status.UNDERPAID,
+        Status.OVERPAID,
+        Status.CANCELED,
+        Status.REFUNDED,
+        Status.WON,
+        Status.LOST,
+    }
+)
+# What a version 1 event can hold.
+_V1_STATUSES = frozenset(
+    {
+        Status.PENDING,
+        Status.PROCESSING,
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.EXPIRED,
+        Status.UNDERPAID,
+        Status.OVERPAID,
+        Status.PARTIALLY_PAID,
+        Status.UNDER_REVIEW,
+    }
 )
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentData:
-    """``data`` of a ``urn:relay:payment-event:v1`` event; None where the provider sent nothing."""
+    """``data`` of a payment event (``urn:relay:payment-event:v1`` or ``v2``); None where
+    the provider sent nothing. ``currency`` (version 2) is the ISO 4217 code of ``amount``,
+    ``amount_received`` and ``fee``; None in every version 1 event."""
 
     provider: str
     profile: str
@@ -191,6 +229,7 @@ class PaymentData:
     amount: Decimal | None
     amount_received: Decimal | None
     fee: Decimal | None
+    currency: str | None
     asset: str | None
     network: str | None
     fiat_currency: str | None
@@ -203,7 +242,7 @@ class PaymentData:
 
 @dataclass(frozen=True, slots=True)
 class PaymentEvent:
-    """A payment provider's notification, normalized (``urn:relay:payment-event:v1``).
+    """A payment provider's notification, normalized (``urn:relay:payment-event:v1`` or ``v2``).
 
     ``id`` is the deduplication key (unique per ``source``); ``time`` is when
     the provider says it happened, ``received_at`` when Relay received it.
@@ -239,8 +278,8 @@ Event = PaymentEvent | WebhookEvent
 def decode_event(value: bytes, headers: Sequence[tuple[str, bytes]] | None = None) -> Event:
     """Decode a record of the events topic; pass ``record.headers`` to check them too.
 
-    Raises :class:`UnsupportedSchema` for a ``dataschema`` other than the two
-    v1 URNs, :class:`InvalidEvent` naming the attribute or field that is
+    Raises :class:`UnsupportedSchema` for a ``dataschema`` other than the
+    payment event's v1 and v2 and the webhook event's v1, :class:`InvalidEvent` naming the attribute or field that is
     missing or ill-typed, :class:`MalformedRecord` for a value that is not a
     JSON object, and :class:`HeaderMismatch` when headers are given and
     ``content-type`` is not CloudEvents JSON, neither ``relay_id`` nor (on
@@ -276,7 +315,7 @@ def decode_event(value: bytes, headers: Sequence[tuple[str, bytes]] | None = Non
     provider = data.text("provider")
     profile = data.text("profile")
     event: Event
-    if dataschema == PAYMENT_SCHEMA:
+    if dataschema != WEBHOOK_SCHEMA:
         event = PaymentEvent(
             id=id_,
             source=source,
@@ -284,7 +323,7 @@ def decode_event(value: bytes, headers: Sequence[tuple[str, bytes]] | None = Non
             subject=subject,
             time=time,
             received_at=received_at,
-            data=_payment_data(data, provider, profile),
+            data=_payment_data(data, provider, profile, version_2=dataschema == PAYMENT_SCHEMA_V2),
         )
     else:
         event = WebhookEvent(
@@ -418,9 +457,14 @@ def decode_dlq_record(
     return decode_replay_outcome(value, headers)
 
 
-def _payment_data(data: _Fields, provider: str, profile: str) -> PaymentData:
+def _payment_data(data: _Fields, provider: str, profile: str, *, version_2: bool) -> PaymentData:
     flow = data.enum("flow", Flow)
     status = data.enum("status", Status)
+    if not version_2:
+        if flow not in FLOWS_V1:
+            data.fail("flow", f"{flow.value!r} is not a flow of {PAYMENT_SCHEMA} events")
+        if status not in _V1_STATUSES:
+            data.fail("status", f"{status.value!r} is not a status of {PAYMENT_SCHEMA} events")
     final = data.present("final")
     if not isinstance(final, bool):
         data.fail("final", f"must be a boolean, got {_show(final)}")
@@ -438,6 +482,7 @@ def _payment_data(data: _Fields, provider: str, profile: str) -> PaymentData:
         amount=data.decimal("amount"),
         amount_received=data.decimal("amount_received"),
         fee=data.decimal("fee"),
+        currency=data.nullable_text("currency") if version_2 else None,
         asset=data.nullable_text("asset"),
         network=data.nullable_text("network"),
         fiat_currency=data.nullable_text("fiat_currency"),

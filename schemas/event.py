@@ -1,9 +1,20 @@
 """The canonical event: a CloudEvents 1.0 envelope around payment data.
 
-Normalizers build events with :func:`payment_event` or :func:`webhook_event`;
-nothing else decides the envelope's shape. ``data.raw`` is the provider's body
-embedded byte for byte (an :class:`orjson.Fragment`), so the original is never
-re-serialized, reordered or rounded.
+Normalizers build events with :func:`payment_event`, :func:`payment_event_v2` or
+:func:`webhook_event`; nothing else decides the envelope's shape. ``data.raw`` is
+the provider's body embedded byte for byte (an :class:`orjson.Fragment`), so the
+original is never re-serialized, reordered or rounded.
+
+Two versions of the payment event are published, each closed (a consumer that
+validates one sees every field it must handle). Version 1
+(``urn:relay:payment-event:v1``) is what the stablecoin profiles have always
+published, unchanged: flows ``FLOWS_V1``, statuses ``STATUSES_V1``. Version 2
+(``urn:relay:payment-event:v2``), for card and bank providers, is version 1 plus
+``currency`` (the ISO 4217 code of ``amount``, ``amount_received`` and ``fee``,
+converted from the provider's minor units) and the flows and statuses that card
+payments need (``FLOWS``, ``schemas.values.STATUSES``). A decoder that knows only
+version 1 refuses version 2 as an unsupported dataschema instead of misreading a
+refund as a pay-in.
 """
 
 from __future__ import annotations
@@ -17,10 +28,15 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from schemas.errors import NormalizationError
-from schemas.values import rfc3339
+from schemas.values import STATUSES_V1, rfc3339
 
 PAYMENT_SCHEMA = "urn:relay:payment-event:v1"
+PAYMENT_SCHEMA_V2 = "urn:relay:payment-event:v2"
 WEBHOOK_SCHEMA = "urn:relay:webhook-event:v1"
+
+# Which way the money moves (README, "The canonical event").
+FLOWS_V1 = frozenset({"payin", "payout", "topup"})
+FLOWS = FLOWS_V1 | {"refund", "dispute"}
 
 PAYMENT_FIELDS = (
     "merchant_order_id",
@@ -41,6 +57,11 @@ _PAYMENT_FIELD_SET = frozenset(PAYMENT_FIELDS)
 # overwrite their values in place, so the order of ``data`` is always this one.
 _ABSENT_PAYMENT_FIELDS: dict[str, str | None] = dict.fromkeys(PAYMENT_FIELDS)
 
+# Version 2: ``currency`` after the amounts it is the unit of.
+PAYMENT_FIELDS_V2 = (*PAYMENT_FIELDS[:5], "currency", *PAYMENT_FIELDS[5:])
+_PAYMENT_FIELD_SET_V2 = frozenset(PAYMENT_FIELDS_V2)
+_ABSENT_PAYMENT_FIELDS_V2: dict[str, str | None] = dict.fromkeys(PAYMENT_FIELDS_V2)
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -60,7 +81,10 @@ class NormalizeContext:
     provider status values (instance config) to canonical statuses;
     ``id_header`` names the header holding the sender's webhook id where the
     profile lets the instance choose it (generic ``hmac``); ``traceparent`` is
-    the W3C trace context Relay handles the message under, when tracing is on.
+    the W3C trace context Relay handles the message under, when tracing is on;
+    ``order_id_metadata_key`` names the key of the provider's merchant metadata
+    that holds the merchant's order id, for profiles whose payments carry such
+    metadata (Stripe's ``metadata``).
     """
 
     provider: str
@@ -71,6 +95,7 @@ class NormalizeContext:
     status_overrides: Mapping[str, str] = field(default_factory=dict)
     id_header: str | None = None
     traceparent: str | None = None
+    order_id_metadata_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +153,18 @@ def payment_event(
     time: str | None,
     **fields: str | None,
 ) -> CanonicalEvent:
-    """A payment event. ``fields`` are the names in ``PAYMENT_FIELDS``; absent ones are null."""
+    """A version 1 payment event. ``fields`` are the names in ``PAYMENT_FIELDS``; absent ones
+    are null. A status only version 2 has (an instance's ``statuses`` override can name one)
+    is ``unknown_status``: a version 1 event cannot carry it."""
     if not _PAYMENT_FIELD_SET.issuperset(fields):
         raise TypeError(f"not payment fields: {sorted(fields.keys() - _PAYMENT_FIELD_SET)}")
     canonical_status, final = status
+    if canonical_status not in STATUSES_V1:
+        raise NormalizationError(
+            "unknown_status",
+            f"the status {canonical_status!r} is not one this profile's events "
+            f"({PAYMENT_SCHEMA}) can carry",
+        )
     _require_utf8(event_id=event_id, provider_status=str(provider_status), **fields)
     data: dict[str, Any] = {
         "provider": ctx.provider,
@@ -153,6 +186,49 @@ def payment_event(
         fields.get("merchant_order_id"),  # subject
         time,
         PAYMENT_SCHEMA,  # dataschema
+        rfc3339(ctx.received_at),  # relayreceivedat
+        data,
+        ctx.traceparent,
+    )
+
+
+def payment_event_v2(
+    message: Message,
+    ctx: NormalizeContext,
+    *,
+    event_id: str,
+    flow: str,
+    status: tuple[str, bool],
+    provider_status: Any,
+    time: str | None,
+    **fields: str | None,
+) -> CanonicalEvent:
+    """A version 2 payment event (card and bank providers). ``fields`` are the names in
+    ``PAYMENT_FIELDS_V2``: those of version 1 and ``currency``; absent ones are null."""
+    if not _PAYMENT_FIELD_SET_V2.issuperset(fields):
+        raise TypeError(f"not payment fields: {sorted(fields.keys() - _PAYMENT_FIELD_SET_V2)}")
+    if flow not in FLOWS:
+        raise TypeError(f"not a canonical flow: {flow!r}")
+    canonical_status, final = status
+    _require_utf8(event_id=event_id, provider_status=str(provider_status), **fields)
+    data: dict[str, Any] = {
+        "provider": ctx.provider,
+        "profile": ctx.profile,
+        "flow": flow,
+        "status": canonical_status,
+        "final": final,
+        "provider_status": None if provider_status is None else str(provider_status),
+        **_ABSENT_PAYMENT_FIELDS_V2,
+        **fields,
+        "raw": orjson.Fragment(message.body),
+    }
+    return CanonicalEvent(
+        event_id,  # id
+        f"payment.{flow}.{canonical_status}",  # type
+        f"relay/{ctx.provider}",  # source
+        fields.get("merchant_order_id"),  # subject
+        time,
+        PAYMENT_SCHEMA_V2,  # dataschema
         rfc3339(ctx.received_at),  # relayreceivedat
         data,
         ctx.traceparent,

@@ -1,5 +1,8 @@
 """Normalizers for the profiles that are not payment providers: generic webhook events.
 
+(Stripe's event types that are not about a payment become generic events too, in
+:mod:`schemas.stripe`, the Stripe profile's one module.)
+
 Each profile's function reads the event id, the sender's event type and,
 where the sender states one, the event time; ``data`` is ``{provider,
 profile, raw}`` (see :func:`schemas.event.webhook_event`). Header names are
@@ -14,7 +17,6 @@ lower case: the HTTP layer lower-cases them once.
   re-sent with its headers stripped) but reads with a hash of the body as its
   id and ``github`` as its type, and is a duplicate of that body's first
   delivery.
-- ``stripe``: id, type and time (``created``, UNIX seconds) from the body.
 - ``standard_webhooks``: id ``webhook-id``, type the body's ``type`` when it is
   a string (the spec recommends one but does not require it), time
   ``webhook-timestamp`` (UNIX seconds, the signed timestamp).
@@ -34,7 +36,7 @@ from typing import Any
 
 from schemas.errors import NormalizationError
 from schemas.event import CanonicalEvent, Message, NormalizeContext, header_id, webhook_event
-from schemas.values import field, from_unix, require_object, required_text, stable_id
+from schemas.values import from_unix, stable_id
 
 
 def github(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
@@ -43,17 +45,6 @@ def github(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
         ctx,
         event_id=header_id(message, ctx) or _body_id(message),
         sender_type=message.headers.get("x-github-event") or None,
-    )
-
-
-def stripe(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
-    payload = require_object(message.payload)
-    return webhook_event(
-        message,
-        ctx,
-        event_id=required_text(payload, "id"),
-        sender_type=required_text(payload, "type"),
-        time=from_unix(field(payload, "created"), "created"),
     )
 
 

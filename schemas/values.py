@@ -20,8 +20,10 @@ from schemas.errors import NormalizationError
 
 _MISSING = object()
 
-# Canonical statuses and which of them end an order's life.
-STATUSES = frozenset(
+# Canonical statuses and which of them end a flow (README, "The canonical event").
+# Version 1 of the payment event carries STATUSES_V1; version 2 (card and bank
+# providers, see schemas.event) all of STATUSES.
+STATUSES_V1 = frozenset(
     {
         "pending",
         "processing",
@@ -34,7 +36,27 @@ STATUSES = frozenset(
         "under_review",
     }
 )
-FINAL_STATUSES = frozenset({"succeeded", "failed", "expired", "underpaid", "overpaid"})
+STATUSES = STATUSES_V1 | {
+    "authorized",
+    "canceled",
+    "refunded",
+    "partially_refunded",
+    "won",
+    "lost",
+}
+FINAL_STATUSES = frozenset(
+    {
+        "succeeded",
+        "failed",
+        "expired",
+        "underpaid",
+        "overpaid",
+        "canceled",
+        "refunded",
+        "won",
+        "lost",
+    }
+)
 
 
 def require_object(payload: Any, what: str = "the payload") -> dict[str, Any]:

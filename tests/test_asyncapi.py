@@ -31,7 +31,7 @@ from relay.deadletter import (
 )
 from relay.records import KafkaRecord, to_kafka_record
 from relay.settings import KafkaConfig
-from schemas import decoder, usdt_invoice, v2_payout
+from schemas import decoder, stripe, usdt_invoice, v2_payout
 from schemas.decoder import decode_dead_letter, decode_event
 from schemas.event import Message, NormalizeContext, webhook_event
 from schemas.payload import parse_payload
@@ -254,8 +254,10 @@ def test_dead_letter_schema_matches_the_document() -> None:
     assert set(schema["required"]) == set(document)
 
 
-def test_the_example_is_a_valid_event_with_its_headers() -> None:
-    example = _message("canonicalEvent")["examples"][0]
+@pytest.mark.parametrize(
+    "example", _message("canonicalEvent")["examples"], ids=lambda example: example["name"]
+)
+def test_each_example_is_a_valid_event_with_its_headers(example: dict[str, Any]) -> None:
     event_schema = json.loads(EVENT_SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator(
         event_schema, format_checker=jsonschema.FormatChecker()
@@ -264,6 +266,19 @@ def test_the_example_is_a_valid_event_with_its_headers() -> None:
     headers = [(name, str(value).encode()) for name, value in example["headers"].items()]
     event = decode_event(json.dumps(example["payload"]).encode(), headers)
     assert event.id == example["payload"]["id"]
+
+
+def test_the_card_example_is_what_the_stripe_normalizer_makes() -> None:
+    """The documented version 2 example is Relay's own output for its raw body."""
+    (example,) = [e for e in _message("canonicalEvent")["examples"] if e["name"] == "cardRefunded"]
+    payload = example["payload"]
+    body = orjson.dumps(payload["data"]["raw"])
+    received = datetime.fromisoformat(payload["relayreceivedat"])
+    context = NormalizeContext(
+        provider="cards", profile="stripe", received_at=received, order_id_metadata_key="order_id"
+    )
+    event = stripe.normalize(Message(body, parse_payload(body)), context)
+    assert json.loads(event.to_json()) == payload
 
 
 def _replay_outcome_records() -> list[KafkaRecord]:

@@ -181,6 +181,18 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         "providers.pay.id_header",
         "the stripe profile's event id is signed; it is not read from a header",
     ),
+    "order id metadata key on a profile without metadata": Case(
+        _with("secrets = [", 'order_id_metadata_key = "order_id"\nsecrets = ['),
+        "providers.invoices.order_id_metadata_key",
+        "the usdt-invoice profile's payloads carry no merchant metadata",
+    ),
+    "empty order id metadata key": Case(
+        BASE
+        + '\n[providers.pay]\nprofile = "stripe"\nsecrets = ["whsec_check-config"]\n'
+        + 'order_id_metadata_key = ""\n',
+        "providers.pay.order_id_metadata_key",
+        "must be a non-empty string",
+    ),
     "max age beyond the dedup window": Case(
         _with("secrets = [", "max_age_s = 700000\nsecrets = ["),
         "providers.invoices.max_age_s",

@@ -29,7 +29,7 @@ import pytest
 import relay
 from relay.deadletter import dead_letter_record, make_dead_letter
 from relay.records import KafkaRecord, to_kafka_record
-from schemas import decoder, usdt_invoice
+from schemas import decoder, stripe, usdt_invoice
 from schemas.decoder import (
     DecodeError,
     Flow,
@@ -46,8 +46,12 @@ from schemas.decoder import (
     decode_event,
 )
 from schemas.event import (
+    FLOWS,
+    FLOWS_V1,
     PAYMENT_FIELDS,
+    PAYMENT_FIELDS_V2,
     PAYMENT_SCHEMA,
+    PAYMENT_SCHEMA_V2,
     WEBHOOK_SCHEMA,
     CanonicalEvent,
     Message,
@@ -57,7 +61,7 @@ from schemas.event import (
 )
 from schemas.payload import parse_payload
 from schemas.records import DeadLetter
-from schemas.values import FINAL_STATUSES, STATUSES, rfc3339
+from schemas.values import FINAL_STATUSES, STATUSES, STATUSES_V1, rfc3339
 
 GOLDEN = Path(__file__).parent / "golden"
 SCHEMA = json.loads((Path(decoder.__file__).parent / "payment-event.schema.json").read_text())
@@ -141,6 +145,42 @@ def _payment_record(body: bytes | None = None) -> KafkaRecord:
     return to_kafka_record(event, TOPIC)
 
 
+# A Stripe charge.refunded event, trimmed to what the normalizer reads: a version 2 event.
+CHARGE_REFUNDED = {
+    "id": "evt_1PgcA17B7WZ01zgkWq4Ks9xRf",
+    "object": "event",
+    "created": 1721949720,
+    "type": "charge.refunded",
+    "data": {
+        "object": {
+            "id": "ch_3PgafyB7WZ01zgkW1X7dQ2mN",
+            "object": "charge",
+            "amount": 1099,
+            "amount_captured": 1099,
+            "amount_refunded": 400,
+            "captured": True,
+            "refunded": False,
+            "currency": "usd",
+            "metadata": {"order_id": "ORDER-1001"},
+            "payment_intent": "pi_3PgafyB7WZ01zgkW1r5Tq9Zc",
+            "status": "succeeded",
+        }
+    },
+}
+
+
+def _card_record() -> KafkaRecord:
+    body = orjson.dumps(CHARGE_REFUNDED)
+    context = NormalizeContext(
+        provider="cards",
+        profile="stripe",
+        received_at=RECEIVED_AT,
+        order_id_metadata_key="order_id",
+    )
+    event = stripe.normalize(Message(body, parse_payload(body)), context)
+    return to_kafka_record(event, TOPIC)
+
+
 def _webhook_record() -> KafkaRecord:
     body = b'{"type":"ping","reference":"r-1"}'
     event = webhook_event(
@@ -177,9 +217,9 @@ def _assert_utc(moment: datetime | None, text: str) -> None:
 
 
 def test_golden_events_cover_both_kinds() -> None:
-    """The parametrized round trip below is not vacuous: both dataschemas are there."""
+    """The parametrized round trip below is not vacuous: every dataschema is there."""
     kinds = {json.loads(golden.out)["dataschema"] for golden in GOLDEN_EVENTS}
-    assert kinds == {PAYMENT_SCHEMA, WEBHOOK_SCHEMA}
+    assert kinds == {PAYMENT_SCHEMA, PAYMENT_SCHEMA_V2, WEBHOOK_SCHEMA}
 
 
 @pytest.mark.parametrize("golden", GOLDEN_EVENTS, ids=[golden.name for golden in GOLDEN_EVENTS])
@@ -202,9 +242,11 @@ def test_decodes_golden_event(golden: GoldenEvent) -> None:
         assert event.time is None
 
     data = expected["data"]
-    if expected["dataschema"] == PAYMENT_SCHEMA:
+    if expected["dataschema"] != WEBHOOK_SCHEMA:
         assert isinstance(event, PaymentEvent)
         payment = event.data
+        # A version 1 event has no currency field; it decodes as None.
+        assert payment.currency == data.get("currency")
         for name in AMOUNT_FIELDS:
             value = getattr(payment, name)
             if data[name] is None:
@@ -233,16 +275,28 @@ def test_decodes_golden_event(golden: GoldenEvent) -> None:
 
 def test_payment_data_has_every_contract_field() -> None:
     names = [item.name for item in dataclasses.fields(PaymentData)]
-    assert set(PAYMENT_FIELDS) <= set(names)
-    assert set(names) == set(SCHEMA["$defs"]["paymentData"]["required"])
+    assert names[2:-1] == ["flow", "status", "final", "provider_status", *PAYMENT_FIELDS_V2]
+    assert set(names) == set(SCHEMA["$defs"]["paymentDataV2"]["required"])
+    assert set(SCHEMA["$defs"]["paymentData"]["required"]) == set(names) - {"currency"}
+    assert [name for name in PAYMENT_FIELDS_V2 if name != "currency"] == list(PAYMENT_FIELDS)
 
 
 def test_enums_match_the_contract() -> None:
-    assert {status.value for status in Status} == STATUSES
+    v1 = SCHEMA["$defs"]["paymentData"]["properties"]
+    v2 = SCHEMA["$defs"]["paymentDataV2"]["properties"]
+    assert {status.value for status in Status} == STATUSES == set(v2["status"]["enum"])
+    assert set(v1["status"]["enum"]) == STATUSES_V1
     assert {status.value for status in Status if status.final} == FINAL_STATUSES
-    assert [flow.value for flow in Flow] == SCHEMA["$defs"]["paymentData"]["properties"]["flow"][
-        "enum"
-    ]
+    assert (
+        set(SCHEMA["$defs"]["paymentDataV2"]["if"]["properties"]["status"]["enum"])
+        == FINAL_STATUSES
+    )
+    assert (
+        set(SCHEMA["$defs"]["paymentData"]["if"]["properties"]["status"]["enum"])
+        == FINAL_STATUSES & STATUSES_V1
+    )
+    assert [flow.value for flow in Flow] == v2["flow"]["enum"]
+    assert set(v2["flow"]["enum"]) == FLOWS and set(v1["flow"]["enum"]) == FLOWS_V1
     assert Status.SUCCEEDED == "succeeded"  # plain strings still compare equal
 
 
@@ -265,7 +319,7 @@ def test_decoder_imports_no_kafka_client_and_no_relay() -> None:
 
 
 @pytest.mark.parametrize(
-    "dataschema", ["urn:relay:payment-event:v2", "urn:relay:webhook-event:v2", "urn:other:v1"]
+    "dataschema", ["urn:relay:payment-event:v3", "urn:relay:webhook-event:v2", "urn:other:v1"]
 )
 def test_rejects_another_dataschema(dataschema: str) -> None:
     document = json.loads(_payment_record().value)
@@ -277,8 +331,33 @@ def test_rejects_another_dataschema(dataschema: str) -> None:
     message = str(info.value)
     assert dataschema in message
     assert PAYMENT_SCHEMA in message and WEBHOOK_SCHEMA in message
+    assert PAYMENT_SCHEMA_V2 in message
     assert info.value.dataschema == dataschema
-    assert set(info.value.known) == {PAYMENT_SCHEMA, WEBHOOK_SCHEMA}
+    assert set(info.value.known) == {PAYMENT_SCHEMA, PAYMENT_SCHEMA_V2, WEBHOOK_SCHEMA}
+
+
+def test_a_card_event_decodes_with_its_currency() -> None:
+    record = _card_record()
+    event = decode_event(record.value, record.headers)
+    assert isinstance(event, PaymentEvent)
+    assert event.type == "payment.payin.partially_refunded"
+    assert (event.data.flow, event.data.status, event.data.final) == (
+        Flow.PAYIN,
+        Status.PARTIALLY_REFUNDED,
+        False,
+    )
+    assert (event.data.amount, event.data.amount_received, event.data.currency) == (
+        Decimal("10.99"),
+        Decimal("10.99"),
+        "USD",
+    )
+    assert event.subject == event.data.merchant_order_id == "ORDER-1001"
+
+
+def test_a_version_1_event_has_no_currency() -> None:
+    event = decode_event(_payment_record().value)
+    assert isinstance(event, PaymentEvent)
+    assert event.data.currency is None
 
 
 # -- missing and ill-typed attributes ------------------------------------------
@@ -341,6 +420,10 @@ INVALID: list[tuple[str, str, Change, str]] = [
     ("tx_hash a number", "payment", _set("data.tx_hash", 5), "data.tx_hash"),
     ("asset empty", "payment", _set("data.asset", ""), "data.asset"),
     ("no raw", "payment", _drop("data.raw"), "data.raw"),
+    ("currency left out", "card", _drop("data.currency"), "data.currency"),
+    ("currency a number", "card", _set("data.currency", 840), "data.currency"),
+    ("card flow outside the enum", "card", _set("data.flow", "transfer"), "data.flow"),
+    ("card final disagreeing", "card", _set("data.final", True), "data.final"),
     ("webhook without profile", "webhook", _drop("data.profile"), "data.profile"),
     ("webhook provider a number", "webhook", _set("data.provider", 3), "data.provider"),
     ("webhook without raw", "webhook", _drop("data.raw"), "data.raw"),
@@ -353,7 +436,7 @@ INVALID: list[tuple[str, str, Change, str]] = [
     ids=[case[0] for case in INVALID],
 )
 def test_rejects_invalid_attribute(kind: str, change: Change, field: str) -> None:
-    record = _payment_record() if kind == "payment" else _webhook_record()
+    record = {"payment": _payment_record, "card": _card_record, "webhook": _webhook_record}[kind]()
     document = json.loads(record.value)
     change(document)
     assert not VALIDATOR.is_valid(document), "the published contract rejects it too"
@@ -361,6 +444,24 @@ def test_rejects_invalid_attribute(kind: str, change: Change, field: str) -> Non
         decode_event(json.dumps(document).encode())
     assert info.value.field == field
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (_set("data.flow", "dispute"), "data.flow"),
+        (_set("data.status", "authorized"), "data.status"),
+    ],
+    ids=["a version 2 flow", "a version 2 status"],
+)
+def test_a_version_1_event_holds_only_version_1_values(change: Change, field: str) -> None:
+    """A refund is never read as a version 1 event: consumers of version 1 know no refunds."""
+    document = json.loads(_payment_record().value)
+    change(document)
+    assert not VALIDATOR.is_valid(document)
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(json.dumps(document).encode())
+    assert info.value.field == field
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from relay.profiles import PROFILES as REGISTRY
 from schemas import (
     generic,
     payin_order,
+    stripe,
     usdt_collect_pay,
     usdt_invoice,
     v2_payout,
@@ -125,7 +126,7 @@ PROFILES: dict[str, Rules] = {
         _other(("Pending", "Processing", "Completed", "Expired", "Underpaid")),
     ),
     "github": Rules(generic.github, _header_id, None),
-    "stripe": Rules(generic.stripe, lambda message, ctx: message.payload["id"], None),
+    "stripe": Rules(stripe.normalize, lambda message, ctx: message.payload["id"], None),
     # A signed header: the scheme's, not an id header of the registry's.
     "standard-webhooks": Rules(
         generic.standard_webhooks, lambda message, ctx: message.headers.get("webhook-id"), None
@@ -154,6 +155,7 @@ class Case:
             status_overrides=self.context.get("status_overrides", {}),
             # As the config loader does: the instance's id header, else the profile's.
             id_header=self.context.get("id_header") or REGISTRY[self.profile].id_header or None,
+            order_id_metadata_key=self.context.get("order_id_metadata_key"),
         )
 
 
@@ -328,3 +330,25 @@ def test_schema_is_valid_draft_2020_12() -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$id"] and schema["title"] and schema["description"]
+
+
+CARD_SCHEMA_VIOLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "currency in lower case": lambda e: e["data"].update(currency="usd"),
+    "currency left out instead of null": lambda e: e["data"].pop("currency"),
+    "final disagreeing with a card status": lambda e: e["data"].update(final=False),
+    "a card event labelled version 1": lambda e: e.update(dataschema=PAYMENT_SCHEMA),
+    "a version 2 type under version 1": lambda e: (
+        e.update(dataschema=PAYMENT_SCHEMA),
+        e["data"].pop("currency"),
+    ),
+    "status outside the version 2 enum": lambda e: e["data"].update(status="captured"),
+}
+
+
+@pytest.mark.parametrize("why", CARD_SCHEMA_VIOLATIONS)
+def test_schema_rejects_in_a_card_event(why: str) -> None:
+    """Version 2 is closed too, and a version 1 reader never takes a refund for a pay-in."""
+    event = json.loads((GOLDEN / "stripe" / "charge_refunded_fully.out.json").read_text())
+    VALIDATOR.validate(event)
+    CARD_SCHEMA_VIOLATIONS[why](event)
+    assert not VALIDATOR.is_valid(event)

@@ -33,7 +33,11 @@ DEV_PROVIDERS: dict[str, Any] = tomllib.loads((ROOT / "deploy" / "dev.toml").rea
 ]
 PUBLIC_PROVIDERS: dict[str, Any] = {
     "hooks-github": {"profile": "github", "secrets": ["test-github-secret"]},
-    "hooks-stripe": {"profile": "stripe", "secrets": ["whsec_test_stripe_secret"]},
+    "hooks-stripe": {
+        "profile": "stripe",
+        "secrets": ["whsec_test_stripe_secret"],
+        "order_id_metadata_key": "order_id",
+    },
     "hooks-standard": {
         "profile": "standard-webhooks",
         "secrets": ["whsec_" + base64.b64encode(b"test-standard-webhooks-key").decode()],
