@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import relay.providers.generic
+import relay.providers.payin_order
+import relay.providers.usdt_collect_pay
+import relay.providers.usdt_invoice
+import relay.providers.v2_payout
+import relay.providers.wallet_topup
 import relay.samples
-import schemas.generic
-import schemas.payin_order
-import schemas.usdt_collect_pay
-import schemas.usdt_invoice
-import schemas.v2_payout
-import schemas.wallet_topup
 import verifiers.ed25519_header
 import verifiers.header_signature
 import verifiers.hmac_header
@@ -149,8 +149,8 @@ USDT_COLLECT_PAY = Profile(
     document="000",
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(),
-    normalize=schemas.usdt_collect_pay.normalize,
-    order_id=schemas.usdt_collect_pay.order_id,
+    normalize=relay.providers.usdt_collect_pay.normalize,
+    order_id=relay.providers.usdt_collect_pay.order_id,
     samples=relay.samples.USDT_COLLECT_PAY,
     payload=signed_view,
     identity=signed_string_identity,
@@ -166,8 +166,8 @@ WALLET_TOPUP = Profile(
     document="001",
     scheme=verifiers.header_signature,
     params=verifiers.header_signature.Params(),
-    normalize=schemas.wallet_topup.normalize,
-    order_id=schemas.wallet_topup.order_id,
+    normalize=relay.providers.wallet_topup.normalize,
+    order_id=relay.providers.wallet_topup.order_id,
     samples=relay.samples.WALLET_TOPUP,
     ack=Ack(body=b'{"status":"1"}', content_type="application/json"),
     timeout_s=10,
@@ -179,8 +179,8 @@ V2_PAYOUT = Profile(
     document="002",
     scheme=verifiers.sign_field,
     params=verifiers.sign_field.Params(key_suffix="", nested="sorted_compact", encoding="base64"),
-    normalize=schemas.v2_payout.normalize,
-    order_id=schemas.v2_payout.order_id,
+    normalize=relay.providers.v2_payout.normalize,
+    order_id=relay.providers.v2_payout.order_id,
     samples=relay.samples.V2_PAYOUT,
     payload=signed_view,
     identity=signed_string_identity,
@@ -194,8 +194,8 @@ USDT_INVOICE = Profile(
     document="003",
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(header="x-webhook-signature"),
-    normalize=schemas.usdt_invoice.normalize,
-    order_id=schemas.usdt_invoice.order_id,
+    normalize=relay.providers.usdt_invoice.normalize,
+    order_id=relay.providers.usdt_invoice.order_id,
     samples=relay.samples.USDT_INVOICE,
     identity=hmac_content_identity,
     ack=Ack(),
@@ -210,8 +210,8 @@ PAYIN_ORDER = Profile(
     document="004",
     scheme=verifiers.ed25519_header,
     params=verifiers.ed25519_header.Params(),
-    normalize=schemas.payin_order.normalize,
-    order_id=schemas.payin_order.order_id,
+    normalize=relay.providers.payin_order.normalize,
+    order_id=relay.providers.payin_order.order_id,
     samples=relay.samples.PAYIN_ORDER,
     ack=Ack(),
     # The provider's documented default: the ack budget is 1 s.
@@ -224,7 +224,7 @@ STANDARD_WEBHOOKS = Profile(
     document=None,
     scheme=verifiers.standard_webhooks,
     params=verifiers.standard_webhooks.Params(),
-    normalize=schemas.generic.standard_webhooks,
+    normalize=relay.providers.generic.standard_webhooks,
     samples=relay.samples.STANDARD_WEBHOOKS,
     ack=Ack(),
     timeout_s=15,
@@ -236,7 +236,7 @@ GITHUB = Profile(
     document=None,
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(header="x-hub-signature-256", prefix="sha256="),
-    normalize=schemas.generic.github,
+    normalize=relay.providers.generic.github,
     samples=relay.samples.GITHUB,
     identity=hmac_content_identity,
     ack=Ack(),
@@ -250,7 +250,7 @@ STRIPE = Profile(
     document=None,
     scheme=verifiers.stripe,
     params=verifiers.stripe.Params(),
-    normalize=schemas.generic.stripe,
+    normalize=relay.providers.generic.stripe,
     samples=relay.samples.STRIPE,
     ack=Ack(),
     timeout_s=10,
@@ -262,7 +262,7 @@ HMAC = Profile(
     document=None,
     scheme=verifiers.hmac_header,
     params=verifiers.hmac_header.Params(),
-    normalize=schemas.generic.hmac,
+    normalize=relay.providers.generic.hmac,
     samples=relay.samples.HMAC,
     id_header="",
     identity=hmac_content_identity,

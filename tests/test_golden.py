@@ -30,8 +30,9 @@ import jsonschema
 import orjson
 import pytest
 
+import schemas
 from relay.profiles import PROFILES as REGISTRY
-from schemas import (
+from relay.providers import (
     generic,
     payin_order,
     usdt_collect_pay,
@@ -50,7 +51,7 @@ from schemas.event import (
 from schemas.payload import parse_payload
 
 GOLDEN = Path(__file__).parent / "golden"
-SCHEMA_PATH = Path(usdt_invoice.__file__).parent / "payment-event.schema.json"
+SCHEMA_PATH = Path(schemas.__file__).parent / "payment-event.schema.json"
 UPDATE = os.environ.get("RELAY_GOLDEN_UPDATE") == "1"
 RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 AMOUNT_FIELDS = ("amount", "amount_received", "fee", "fiat_amount")

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from relay.deadletter import dead_letter_record, make_dead_letter
+from relay.providers import usdt_invoice
 from relay.records import to_kafka_record
-from schemas import usdt_invoice
 from schemas.event import Message, NormalizeContext
 from schemas.payload import parse_payload
 from tests.relay_process import REPO

@@ -1,0 +1,1 @@
+"""Providers: one module per provider Relay knows (its normalizer, for now)."""
