@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import orjson
-
 if TYPE_CHECKING:
     from relay.config import ProviderInstance
 
@@ -43,49 +41,6 @@ class SampleEvent:
 def iso_utc(now: float) -> str:
     """``now`` as the ISO 8601 the senders write: UTC, whole seconds, ``Z``."""
     return datetime.fromtimestamp(int(now), UTC).isoformat().replace("+00:00", "Z")
-
-
-def _github(now: float, order: str) -> Sample:
-    body = {
-        "action": "opened",
-        "issue": {"number": 1, "title": order},
-        "sender": {"login": "octocat"},
-    }
-    return Sample(
-        orjson.dumps(body), {"X-GitHub-Event": "issues", "X-GitHub-Delivery": str(uuid.uuid4())}
-    )
-
-
-def _stripe(now: float, order: str) -> Sample:
-    body = {
-        "id": f"evt_{uuid.uuid4().hex[:24]}",
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "created": int(now),
-        "data": {"object": {"id": f"pi_{order}", "amount": 2000, "currency": "usd"}},
-    }
-    return Sample(orjson.dumps(body))
-
-
-def _standard(now: float, order: str) -> Sample:
-    body = {"type": "invoice.paid", "timestamp": iso_utc(now), "data": {"invoice": order}}
-    return Sample(orjson.dumps(body), {"webhook-id": f"msg_{uuid.uuid4().hex}"})
-
-
-def _generic(now: float, order: str) -> Sample:
-    return Sample(
-        orjson.dumps({"type": "ping", "reference": order}), {"X-Event-Id": str(uuid.uuid4())}
-    )
-
-
-GITHUB: Mapping[str, SampleEvent] = {"issues": SampleEvent(_github, "github.issues")}
-STRIPE: Mapping[str, SampleEvent] = {
-    "payment_intent.succeeded": SampleEvent(_stripe, "stripe.payment_intent.succeeded")
-}
-STANDARD_WEBHOOKS: Mapping[str, SampleEvent] = {
-    "invoice.paid": SampleEvent(_standard, "standard-webhooks.invoice.paid")
-}
-HMAC: Mapping[str, SampleEvent] = {"ping": SampleEvent(_generic, "hmac.ping")}
 
 
 class UnknownSample(LookupError):

@@ -33,8 +33,11 @@ import pytest
 import schemas
 from relay.profiles import PROFILES as REGISTRY
 from relay.providers import (
-    generic,
+    github,
+    hmac,
     payin_order,
+    standard_webhooks,
+    stripe,
     usdt_collect_pay,
     usdt_invoice,
     v2_payout,
@@ -125,13 +128,13 @@ PROFILES: dict[str, Rules] = {
         _envelope_id,
         _other(("Pending", "Processing", "Completed", "Expired", "Underpaid")),
     ),
-    "github": Rules(generic.github, _header_id, None),
-    "stripe": Rules(generic.stripe, lambda message, ctx: message.payload["id"], None),
+    "github": Rules(github.normalize, _header_id, None),
+    "stripe": Rules(stripe.normalize, lambda message, ctx: message.payload["id"], None),
     # A signed header: the scheme's, not an id header of the registry's.
     "standard-webhooks": Rules(
-        generic.standard_webhooks, lambda message, ctx: message.headers.get("webhook-id"), None
+        standard_webhooks.normalize, lambda message, ctx: message.headers.get("webhook-id"), None
     ),
-    "hmac": Rules(generic.hmac, _header_id, lambda payload: {"changed": payload}),
+    "hmac": Rules(hmac.normalize, _header_id, lambda payload: {"changed": payload}),
 }
 
 

@@ -31,7 +31,8 @@ import verifiers.hmac_header
 import verifiers.sign_field
 from relay.samples import SampleEvent
 from schemas import NormalizationError, parse_payload
-from schemas.event import Normalizer
+from schemas.event import Message, Normalizer
+from schemas.values import stable_id
 from verifiers import AmbiguousBody, MalformedBody
 from verifiers.base import Scheme
 
@@ -84,6 +85,22 @@ def signed_string_identity(body: bytes, params: verifiers.sign_field.Params) -> 
 
 def hmac_content_identity(body: bytes, params: verifiers.hmac_header.Params) -> str:
     return hashlib.sha256(verifiers.hmac_header.signed_content(body, params)).hexdigest()
+
+
+# What the generic webhook normalizers (github, standard_webhooks, hmac) share.
+
+
+def string_field(payload: Any, name: str) -> str | None:
+    """``payload[name]`` when the payload is an object and the value a non-empty string."""
+    if not isinstance(payload, dict):
+        return None
+    value = payload.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def body_id(message: Message) -> str:
+    """An id for a message whose sender gave none: the same bytes are the same event."""
+    return stable_id(hashlib.sha256(message.body).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
