@@ -5,7 +5,8 @@ registry (:data:`relay.profiles.PROFILES`) holds it once under its name, and the
 module is named after it. Provider modules load nothing of the server: no aiohttp,
 aiokafka or Prometheus client, and of Relay only the registry, ``relay.samples``
 and each other. The registry, the config loader and the samples import in any
-order (no import circle).
+order (no import circle). The README's worked example of adding a provider is the
+diff that would add ``github`` to the repository as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import itertools
 import pkgutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import pytest
@@ -22,6 +24,7 @@ import pytest
 import relay.providers
 from relay.profiles import PROFILES
 from relay.providers.base import Profile
+from tests.relay_process import REPO
 
 SHARED = {"base"}
 """Modules of the package that are no provider's."""
@@ -90,3 +93,63 @@ def test_provider_modules_load_nothing_of_the_server() -> None:
     loaded = set(_imports_in_a_fresh_interpreter(code).split())
     allowed = {"relay", "relay.profiles", "relay.providers", "relay.samples"}
     assert {name for name in loaded if not name.startswith("relay.providers.")} == allowed
+
+
+def _readme_diff() -> str:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Adding a provider") :]
+    start = section.index("```diff\n") + len("```diff\n")
+    return section[start : section.index("```\n", start)]
+
+
+def test_the_readmes_worked_example_is_the_diff_that_adds_github() -> None:
+    """Each file the README's diff creates is there with exactly that text, and each hunk of
+    a changed file is where its header says: the diff is what adding ``github`` takes today,
+    and it cannot drift from the code unnoticed."""
+    changes = _parse_diff(_readme_diff())
+    assert {change.path for change in changes} == {
+        "relay/providers/github.py",
+        "relay/profiles.py",
+        "tests/golden/github/ping.in.json",
+        "tests/golden/github/ping.meta.json",
+        "tests/golden/github/ping.out.json",
+        "tests/test_profiles.py",
+        "tests/fuzz/instances.py",
+    }
+    for change in changes:
+        text = (REPO / change.path).read_text()
+        if change.created:
+            [(_, lines)] = change.hunks
+            assert text == "\n".join(lines) + ("" if change.no_final_newline else "\n"), change.path
+            continue
+        file_lines = text.split("\n")
+        for start, lines in change.hunks:
+            assert file_lines[start - 1 : start - 1 + len(lines)] == lines, (change.path, start)
+
+
+@dataclass
+class _Change:
+    path: str
+    created: bool
+    hunks: list[tuple[int, list[str]]] = field(default_factory=list)
+    """Each hunk's first line and its lines as they are after the change."""
+    no_final_newline: bool = False
+
+
+def _parse_diff(diff: str) -> list[_Change]:
+    changes: list[_Change] = []
+    created = False
+    for line in diff.splitlines():
+        if line.startswith("--- "):
+            created = line == "--- /dev/null"
+        elif line.startswith("+++ b/"):
+            changes.append(_Change(line.removeprefix("+++ b/"), created))
+        elif line.startswith("@@ "):
+            start = int(line.split()[2].removeprefix("+").split(",")[0])
+            changes[-1].hunks.append((start, []))
+        elif line.startswith(("+", " ")):
+            changes[-1].hunks[-1][1].append(line[1:])
+        else:
+            assert line == "\\ No newline at end of file", f"not in an additions-only diff: {line}"
+            changes[-1].no_final_newline = True
+    return changes
