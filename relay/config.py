@@ -33,7 +33,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from relay.kafka_auth import KafkaAuthError, tls_context, token_function, uses_sasl, uses_tls
-from relay.profiles import PROFILES, Ack, Profile
+from relay.profiles import PROFILES
+from relay.providers.base import Ack, Profile
 from relay.settings import (
     CONTENT_ENCODINGS,
     DedupConfig,

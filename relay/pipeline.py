@@ -21,7 +21,7 @@ provider will retry.
 Only what the signature pins counts: the normalizer reads the profile's
 ``payload`` of the body (for ``sign``-field profiles, the signed view), and a
 profile whose event id travels in an unsigned header deduplicates on the
-signed content's identity instead (see :mod:`relay.profiles`).
+signed content's identity instead (see :mod:`relay.providers.base`).
 
 Freshness: where the scheme has no signed timestamp, deduplication is the only
 replay guard, and it forgets after ``ttl_s``. So a received notification whose

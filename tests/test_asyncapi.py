@@ -29,9 +29,10 @@ from relay.deadletter import (
     make_replay_outcome,
     replay_outcome_record,
 )
+from relay.providers import stripe, usdt_invoice, v2_payout
 from relay.records import KafkaRecord, to_kafka_record
 from relay.settings import KafkaConfig
-from schemas import decoder, stripe, usdt_invoice, v2_payout
+from schemas import decoder
 from schemas.decoder import decode_dead_letter, decode_event
 from schemas.event import Message, NormalizeContext, webhook_event
 from schemas.payload import parse_payload

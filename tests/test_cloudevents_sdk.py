@@ -36,8 +36,8 @@ def _message(record: Any) -> KafkaMessage:
 
 def test_event_records_carry_no_header_that_means_binary_mode() -> None:
     """``from_kafka`` reads any ``ce_`` header as binary mode (see schemas/records.py)."""
+    from relay.providers import usdt_invoice
     from relay.records import to_kafka_record
-    from schemas import usdt_invoice
     from schemas.event import Message, NormalizeContext
     from schemas.payload import parse_payload
 

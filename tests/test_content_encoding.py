@@ -25,7 +25,8 @@ from relay.body import Inflater, content_encoding
 from relay.config import ConfigError, parse_config
 from relay.errors import BodyTooLarge, UndecodableBody, UnsupportedContentEncoding
 from relay.http import SERVICES
-from relay.profiles import DOCUMENT_BODY_LIMIT, PROFILES
+from relay.profiles import PROFILES
+from relay.providers.base import DOCUMENT_BODY_LIMIT
 from tests.conftest import (
     INVOICE_SECRET,
     RelayUnderTest,

@@ -28,8 +28,9 @@ import pytest
 
 import relay
 from relay.deadletter import dead_letter_record, make_dead_letter
+from relay.providers import stripe, usdt_invoice
 from relay.records import KafkaRecord, to_kafka_record
-from schemas import decoder, stripe, usdt_invoice
+from schemas import decoder
 from schemas.decoder import (
     DecodeError,
     Flow,

@@ -24,8 +24,8 @@ from relay.config import Config
 from relay.deadletter import dead_letter_record, make_dead_letter
 from relay.find import CLOCK_MARGIN, FindQuery, FindResult, find
 from relay.kafka import KafkaSink
+from relay.providers import usdt_invoice
 from relay.records import KafkaRecord, to_kafka_record
-from schemas import usdt_invoice
 from schemas.event import Message, NormalizeContext
 from schemas.payload import parse_payload
 from tests.conftest import (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
+import relay.providers
 from relay.deadletter import dead_letter_record, make_dead_letter
+from relay.providers import usdt_invoice
 from relay.records import to_kafka_record
-from schemas import usdt_invoice
 from schemas.event import Message, NormalizeContext
 from schemas.payload import parse_payload
 from tests.relay_process import REPO
@@ -104,6 +106,10 @@ def test_installs_the_decoder_and_what_it_imports_only(site: Path) -> None:
         assert (site / "schemas" / name).is_file(), name
     for name in SERVER_ONLY:
         assert not (site / name).exists(), name
+    # The normalizers are the server's (relay/providers/): consumers get the event, not them.
+    shipped = {path.stem for path in (site / "schemas").glob("*.py")}
+    providers = {module.name for module in pkgutil.iter_modules(relay.providers.__path__)}
+    assert shipped.isdisjoint(providers), shipped & providers
 
 
 def test_decodes_relay_records_without_the_server_dependencies(site: Path) -> None:

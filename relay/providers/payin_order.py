@@ -42,8 +42,15 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+import verifiers.ed25519_header
+from relay.providers.base import DOCUMENT_BODY_LIMIT, Ack, Profile, fields_only
+from relay.samples import Sample, SampleBuilder, SampleEvent
 from schemas.errors import NormalizationError
 from schemas.event import CanonicalEvent, Message, NormalizeContext, payment_event
 from schemas.values import (
@@ -132,3 +139,56 @@ def _tx_hash(transactions: Any) -> str | None:
         if tx_hash is not None:
             hashes.add(tx_hash)
     return hashes.pop() if len(hashes) == 1 else None
+
+
+def _sample(status: str) -> SampleBuilder:
+    def build(now: float, order: str) -> Sample:
+        received = {"Completed": "103.03", "Underpaid": "50.00"}.get(status, "0")
+        body = {
+            "event_id": str(uuid.uuid4()),
+            "type": "payin.order.updated",
+            "created_timestamp": int(now),
+            "data": {
+                "order_id": str(int(now * 1000)),
+                "merchant_id": "1001",
+                "reference_code": order,
+                "developer_reference_code": f"P-{order}",
+                "pricing_currency": "USD",
+                "pricing_amount": "100.00",
+                "fee_amount": "2.00",
+                "payable_currency": "ETH_USDT",
+                "payable_amount": "103.03",
+                "chain_id": "ETH",
+                "receiving_address": "0x1234567890abcdef1234567890abcdef12345678",
+                "status": status,
+                "received_token_amount": received,
+                "created_timestamp": int(now) - 60,
+                "updated_timestamp": int(now),
+                "expired_timestamp": int(now) + 1800,
+                "transactions": [],
+            },
+        }
+        return Sample(orjson.dumps(body))
+
+    return build
+
+
+SAMPLES: Mapping[str, SampleEvent] = {
+    "completed": SampleEvent(_sample("Completed"), "payment.payin.succeeded"),
+    "processing": SampleEvent(_sample("Processing"), "payment.payin.processing"),
+    "underpaid": SampleEvent(_sample("Underpaid"), "payment.payin.underpaid"),
+}
+
+PROFILE = Profile(
+    name="payin-order",
+    document="004",
+    scheme=verifiers.ed25519_header,
+    params=verifiers.ed25519_header.Params(),
+    normalize=normalize,
+    order_id=fields_only(order_id),
+    samples=SAMPLES,
+    ack=Ack(),
+    # The provider's documented default: the ack budget is 1 s.
+    timeout_s=2,
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
+)

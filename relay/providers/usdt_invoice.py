@@ -14,8 +14,21 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+import verifiers.hmac_header
+from relay.providers.base import (
+    DOCUMENT_BODY_LIMIT,
+    Ack,
+    Profile,
+    fields_only,
+    hmac_content_identity,
+)
+from relay.samples import Sample, SampleBuilder, SampleEvent, iso_utc
 from schemas.event import CanonicalEvent, Message, NormalizeContext, header_id, payment_event
 from schemas.values import (
     amount,
@@ -68,3 +81,46 @@ def order_id(payload: Any) -> str | None:
     """The order this payload's events are keyed by (``invoice_reference``), read leniently
     (a dead letter's payload failed :func:`normalize`); None when it names none."""
     return loose_text(payload, "invoice_reference")
+
+
+def _sample(status: str, paid: bool) -> SampleBuilder:
+    def build(now: float, order: str) -> Sample:
+        body = {
+            "invoice_reference": order,
+            "merchant_id": "550e8400-e29b-41d4-a716-446655440000",
+            "status": status,
+            "asset_code": "USDT_TRC20",
+            "payout_address": "TXyz123abc456",
+            "amount_usdt_exact": "150.0000",
+            "tx_hash": "abc123def789" if paid else None,
+            "metadata": {"orderId": order, "customerId": "user-001"},
+            "paid_at": iso_utc(now) if paid else None,
+        }
+        return Sample(
+            orjson.dumps(body), {"X-Webhook-Id": str(uuid.uuid4()), "X-Invoice-Reference": order}
+        )
+
+    return build
+
+
+SAMPLES: Mapping[str, SampleEvent] = {
+    "confirmed": SampleEvent(_sample("confirmed", paid=True), "payment.payin.succeeded"),
+    "pending": SampleEvent(_sample("pending", paid=False), "payment.payin.pending"),
+    "expired": SampleEvent(_sample("expired", paid=False), "payment.payin.expired"),
+}
+
+PROFILE = Profile(
+    name="usdt-invoice",
+    document="003",
+    scheme=verifiers.hmac_header,
+    params=verifiers.hmac_header.Params(header="x-webhook-signature"),
+    normalize=normalize,
+    order_id=fields_only(order_id),
+    samples=SAMPLES,
+    identity=hmac_content_identity,
+    ack=Ack(),
+    timeout_s=30,
+    kept_headers=("x-invoice-reference",),
+    id_header="x-webhook-id",
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
+)

@@ -49,9 +49,15 @@ Fields:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+import verifiers.stripe
+from relay.providers.base import Ack, Profile
+from relay.samples import Sample, SampleBuilder, SampleEvent
 from schemas.currencies import STRIPE as STRIPE_CURRENCIES
 from schemas.currencies import currency_code, minor_units
 from schemas.errors import NormalizationError
@@ -262,3 +268,103 @@ def _failure_reason(kind: str, obj: Mapping[str, Any]) -> str | None:
         return text(field(error, "code") or field(error, "type"), "last_payment_error.code")
     name = {"refund": "failure_reason", "dispute": "reason"}.get(kind, "failure_code")
     return text(field(obj, name), name)
+
+
+def _stripe(event_type: str, kind: str, status: str, **fields: object) -> SampleBuilder:
+    """A Stripe event about one object; the order reference is in the object's metadata
+    under ``order_id`` (what an instance's ``order_id_metadata_key`` names)."""
+
+    def build(now: float, order: str) -> Sample:
+        payment = f"pi_{uuid.uuid5(uuid.NAMESPACE_URL, order).hex[:24]}"
+        prefix = {"payment_intent": "pi", "charge": "ch", "refund": "re", "dispute": "dp"}
+        obj: dict[str, object] = {
+            "id": payment if kind == "payment_intent" else f"{prefix.get(kind, 'po')}_{order}",
+            "object": kind,
+            "amount": 2000,
+            "currency": "usd",
+            "created": int(now) - 60,
+            "livemode": False,
+            "metadata": {"order_id": order},
+            "status": status,
+            **fields,
+        }
+        if kind in ("charge", "refund", "dispute"):
+            obj["payment_intent"] = payment
+        body = {
+            "id": f"evt_{uuid.uuid4().hex[:24]}",
+            "object": "event",
+            "api_version": "2024-06-20",
+            "type": event_type,
+            "created": int(now),
+            "data": {"object": obj},
+            "livemode": False,
+        }
+        return Sample(orjson.dumps(body))
+
+    return build
+
+
+def _stripe_customer(now: float, order: str) -> Sample:
+    body = {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "type": "customer.updated",
+        "created": int(now),
+        "data": {
+            "object": {"id": "cus_9s6XKzkNRiz8i3", "object": "customer", "description": order}
+        },
+    }
+    return Sample(orjson.dumps(body))
+
+
+SAMPLES: Mapping[str, SampleEvent] = {
+    "payment_intent.succeeded": SampleEvent(
+        _stripe("payment_intent.succeeded", "payment_intent", "succeeded", amount_received=2000),
+        "payment.payin.succeeded",
+    ),
+    "payment_intent.amount_capturable_updated": SampleEvent(
+        _stripe(
+            "payment_intent.amount_capturable_updated",
+            "payment_intent",
+            "requires_capture",
+            amount_received=0,
+        ),
+        "payment.payin.authorized",
+    ),
+    "charge.refunded": SampleEvent(
+        _stripe(
+            "charge.refunded",
+            "charge",
+            "succeeded",
+            amount_captured=2000,
+            amount_refunded=2000,
+            captured=True,
+            refunded=True,
+        ),
+        "payment.payin.refunded",
+    ),
+    "refund.created": SampleEvent(
+        _stripe("refund.created", "refund", "pending"), "payment.refund.pending"
+    ),
+    "charge.dispute.created": SampleEvent(
+        _stripe("charge.dispute.created", "dispute", "needs_response", reason="fraudulent"),
+        "payment.dispute.pending",
+    ),
+    "payout.paid": SampleEvent(
+        _stripe("payout.paid", "payout", "paid"), "payment.payout.succeeded"
+    ),
+    "customer.updated": SampleEvent(_stripe_customer, "stripe.customer.updated"),
+}
+
+PROFILE = Profile(
+    name="stripe",
+    document=None,
+    scheme=verifiers.stripe,
+    params=verifiers.stripe.Params(),
+    normalize=normalize,
+    order_id=order_id,
+    order_metadata=True,
+    samples=SAMPLES,
+    ack=Ack(),
+    timeout_s=10,
+)

@@ -26,8 +26,21 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+import verifiers.sign_field
+from relay.providers.base import (
+    DOCUMENT_BODY_LIMIT,
+    Ack,
+    Profile,
+    fields_only,
+    signed_string_identity,
+    signed_view,
+)
+from relay.samples import Sample, SampleBuilder, SampleEvent
 from schemas.event import CanonicalEvent, Message, NormalizeContext, payment_event
 from schemas.values import (
     amount,
@@ -76,3 +89,49 @@ def order_id(payload: Any) -> str | None:
     """The order this payload's events are keyed by (``merchantOrderNo``, else ``orderNo``), read leniently
     (a dead letter's payload failed :func:`normalize`); None when it names none."""
     return loose_text(payload, "merchantOrderNo") or loose_text(payload, "orderNo")
+
+
+def _sample(state: str) -> SampleBuilder:
+    def build(now: float, order: str) -> Sample:
+        body = {
+            "merchantId": 2,
+            "appId": "app-caf118dc-4e23-4ced-ab23-8a3f65d5071a",
+            "merchantOrderNo": order,
+            "orderNo": str(int(now * 1_000_000)),
+            "channelName": "xpay",
+            "tokenSymbol": "USDT",
+            "tokenCount": "25.5",
+            "tokenFeeCount": "0.1",
+            "currencyId": "P575ItNeMxM6fy6zhbnrlezYlvQnHMLZ",
+            "payHash": "0x9f2c" + order.encode().hex() if state == "DONE_PAYMENT" else "",
+            "transactionID": "",
+            "receiver": "0xB0c5852ff023291D0de6333c9155b2f884368559",
+            "state": state,
+            "extra": '{"description":"payout transaction"}',
+            "payTime": int(now) if state == "DONE_PAYMENT" else 0,
+        }
+        return Sample(orjson.dumps(body))
+
+    return build
+
+
+SAMPLES: Mapping[str, SampleEvent] = {
+    "done": SampleEvent(_sample("DONE_PAYMENT"), "payment.payout.succeeded"),
+    "pending": SampleEvent(_sample("PENDING"), "payment.payout.pending"),
+    "failed": SampleEvent(_sample("FAILED"), "payment.payout.failed"),
+}
+
+PROFILE = Profile(
+    name="v2-payout",
+    document="002",
+    scheme=verifiers.sign_field,
+    params=verifiers.sign_field.Params(key_suffix="", nested="sorted_compact", encoding="base64"),
+    normalize=normalize,
+    order_id=fields_only(order_id),
+    samples=SAMPLES,
+    payload=signed_view,
+    identity=signed_string_identity,
+    ack=Ack(body=b'{"code":0,"msg":"success"}', content_type="application/json"),
+    timeout_s=10,
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
+)

@@ -34,8 +34,15 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+import verifiers.header_signature
+from relay.providers.base import DOCUMENT_BODY_LIMIT, Ack, Profile, fields_only
+from relay.samples import Sample, SampleBuilder, SampleEvent
 from schemas.errors import NormalizationError
 from schemas.event import CanonicalEvent, Message, NormalizeContext, payment_event
 from schemas.values import (
@@ -93,3 +100,46 @@ def order_id(payload: Any) -> str | None:
     """The order this payload's events are keyed by (``data.orderId``), read leniently
     (a dead letter's payload failed :func:`normalize`); None when it names none."""
     return loose_text(payload, "data", "orderId")
+
+
+def _sample(status: str) -> SampleBuilder:
+    def build(now: float, order: str) -> Sample:
+        body = {
+            "event": "topup.status",
+            "data": {
+                "orderId": order,
+                "status": status,
+                "created": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                "quoteSnapshot": {
+                    "fee": 1,
+                    "feeCurrency": "USD",
+                    "sourceAmount": 50,
+                    "sourceCurrency": "AUD",
+                    "targetAmount": 32.87,
+                    "targetCurrency": "USDT",
+                },
+            },
+        }
+        return Sample(orjson.dumps(body))
+
+    return build
+
+
+SAMPLES: Mapping[str, SampleEvent] = {
+    "completed": SampleEvent(_sample("COMPLETED"), "payment.topup.succeeded"),
+    "transferring": SampleEvent(_sample("TRANSFERRING"), "payment.topup.processing"),
+    "failed": SampleEvent(_sample("FAILED"), "payment.topup.failed"),
+}
+
+PROFILE = Profile(
+    name="wallet-topup",
+    document="001",
+    scheme=verifiers.header_signature,
+    params=verifiers.header_signature.Params(),
+    normalize=normalize,
+    order_id=fields_only(order_id),
+    samples=SAMPLES,
+    ack=Ack(body=b'{"status":"1"}', content_type="application/json"),
+    timeout_s=10,
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
+)

@@ -35,9 +35,23 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
+import verifiers.sign_field
+from relay.providers.base import (
+    DOCUMENT_BODY_LIMIT,
+    Ack,
+    Profile,
+    fields_only,
+    signed_string_identity,
+    signed_view,
+)
+from relay.samples import Sample, SampleBuilder, SampleEvent
 from schemas.errors import NormalizationError
 from schemas.event import CanonicalEvent, Message, NormalizeContext, payment_event
 from schemas.values import (
@@ -137,3 +151,44 @@ def _asset_network(payload: dict[str, Any]) -> tuple[str | None, str | None]:
         return asset, None
     _, network = asset_network(code)
     return asset, network
+
+
+def _sample(status: int) -> SampleBuilder:
+    def build(now: float, order: str) -> Sample:
+        new_york = datetime.fromtimestamp(now, NEW_YORK)
+        body = {
+            "orderId": order,
+            "orderNo": f"P{int(now * 1000)}",
+            "amount": "100.00",
+            "actualAmount": "100.00" if status == 2 else "0",
+            "fee": "0.50",
+            "status": status,
+            "payTime": new_york.strftime(PAY_TIME_FORMAT) if status == 2 else "",
+        }
+        return Sample(orjson.dumps(body))
+
+    return build
+
+
+SAMPLES: Mapping[str, SampleEvent] = {
+    "success": SampleEvent(_sample(2), "payment.payin.succeeded"),
+    "paying": SampleEvent(_sample(1), "payment.payin.processing"),
+    "failed": SampleEvent(_sample(3), "payment.payin.failed"),
+}
+
+PROFILE = Profile(
+    name="usdt-collect-pay",
+    document="000",
+    scheme=verifiers.sign_field,
+    params=verifiers.sign_field.Params(),
+    normalize=normalize,
+    order_id=fields_only(order_id),
+    samples=SAMPLES,
+    payload=signed_view,
+    identity=signed_string_identity,
+    flows=("payin", "payout"),
+    # Uppercase SUCCESS: anything else is retried every 5 minutes, 5 times.
+    ack=Ack(body=b"SUCCESS"),
+    timeout_s=10,
+    max_body_bytes=DOCUMENT_BODY_LIMIT,
+)
