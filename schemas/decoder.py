@@ -547,7 +547,10 @@ class _Fields:
             self.fail(name, f"must be an RFC 3339 time, got {_show(value)}")
         if moment.tzinfo is None:
             self.fail(name, f"must have a UTC offset, got {_show(value)}")
-        return moment.astimezone(UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+            self.fail(name, f"is outside the years 1 to 9999 in UTC, got {_show(value)}")
 
 
 def _check_content_type(headers: Mapping[str, bytes], expected: str) -> None:
