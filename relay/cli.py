@@ -35,6 +35,7 @@ from relay import __version__
 from relay.config import Config, ConfigError, check_paths, check_tracing, load_config
 from relay.devbroker import DevBrokerError
 from relay.errors import StartupError
+from relay.inert import inert, inert_json, moment_text
 from relay.settings import KafkaConfig
 from relay.sink import KafkaUnavailable
 from schemas import NormalizationError, parse_payload
@@ -253,16 +254,16 @@ def _find(args: argparse.Namespace) -> int:
         print(f"relay find: topic {topic!r} does not exist: nothing read there", file=sys.stderr)
     if args.json:
         for match in result.matches:
-            print(match.to_json().decode())
+            print(inert_json(match.to_json().decode()))
     elif result.matches:
         rows = [
             (
-                rfc3339(match.received_at),
+                moment_text(match.received_at),
                 match.kind.value,
-                match.provider,
-                match.describe(),
-                match.id,
-                match.order_id or "-",
+                inert(match.provider),
+                inert(match.describe()),
+                inert(match.id),
+                inert(match.order_id or "-"),
                 f"{match.partition}@{match.offset}",
             )
             for match in result.matches
@@ -287,10 +288,12 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
     _quiet_kafka_client()
     config = load_config(_config_path(args))
-    letters = asyncio.run(list_letters(config, _letter_filter(args)))
+    listing = asyncio.run(list_letters(config, _letter_filter(args)))
+    letters = listing.letters
     if args.json:
         for filed in letters:
-            print(orjson.dumps(_letter_document(config, filed, with_body=False)).decode())
+            document = _letter_document(config, filed, with_body=False)
+            print(inert_json(orjson.dumps(document).decode()))
     else:
         print(
             f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  {'attempts':8}  "
@@ -299,11 +302,12 @@ def _dlq_list(args: argparse.Namespace) -> int:
         for filed in letters:
             letter = filed.letter
             print(
-                f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  "
-                f"{rfc3339(letter.received_at):24}  {letter.attempts:<8}  "
+                f"{inert(letter.id):32}  {inert(letter.provider):12}  {inert(letter.reason):20}  "
+                f"{moment_text(letter.received_at):24}  {letter.attempts:<8}  "
                 f"{_describe_replay(filed.last_replay)}"
             )
-    print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+    skipped = f"; {listing.unreadable} unreadable record(s) skipped" if listing.unreadable else ""
+    print(f"{len(letters)} dead letter(s){skipped}", file=sys.stderr)
     return 0
 
 
@@ -312,13 +316,13 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
     _quiet_kafka_client()
     config = load_config(_config_path(args))
-    letters = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id)))
+    letters = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id))).letters
     if not letters:
-        print(f"no dead letter {args.letter_id!r}", file=sys.stderr)
+        print(inert(f"no dead letter {args.letter_id!r}"), file=sys.stderr)
         return 1
     if args.json:
         documents = [_letter_document(config, filed, with_body=True) for filed in letters]
-        print(orjson.dumps({"id": args.letter_id, "letters": documents}).decode())
+        print(inert_json(orjson.dumps({"id": args.letter_id, "letters": documents}).decode()))
         return 0
     for filed in letters:
         document = _letter_document(config, filed, with_body=True)
@@ -331,7 +335,7 @@ def _dlq_show(args: argparse.Namespace) -> int:
         else:
             # As received, byte for byte: a parsed and re-written body could turn 12.50 into 12.5.
             document["body"] = orjson.Fragment(body)
-        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        print(inert_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()))
     return 0
 
 
@@ -363,13 +367,13 @@ def _replay_document(outcome: ReplayOutcome) -> dict[str, Any]:
 def _describe_replay(outcome: ReplayOutcome | None) -> str:
     if outcome is None:
         return "-"
-    at = rfc3339(outcome.at)
+    at = moment_text(outcome.at)
     if outcome.outcome is ReplayResult.REPLAYED:
         return f"replayed {at}"
     if outcome.outcome is ReplayResult.DUPLICATE:
         return f"duplicate {at} (already published)"
     filed_again = f", filed again as attempt {outcome.new_attempts}" if outcome.new_attempts else ""
-    return f"failed again {at}: {outcome.reason}{filed_again}"
+    return inert(f"failed again {at}: {outcome.reason}{filed_again}")
 
 
 def _quiet_kafka_client() -> None:
@@ -520,13 +524,15 @@ def _tail(args: argparse.Namespace) -> int:
             async for record in reader:
                 try:
                     event = decode_event(record.value, record.headers)
-                except DecodeError as error:
-                    where = f"{record.topic}/{record.partition}@{record.offset}"
-                    print(f"{where}: not a Relay event: {error}", file=sys.stderr, flush=True)
+                    # The decoder reads UTF-16 and UTF-32 JSON too; --json prints the record as is.
+                    text = record.value.decode() if args.json else ""
+                except (DecodeError, UnicodeDecodeError) as error:
+                    note = f"{record.where}: not a Relay event: {error}"
+                    print(inert(note), file=sys.stderr, flush=True)
                     continue
                 if args.event_type and not event.type.startswith(args.event_type):
                     continue
-                print(record.value.decode() if args.json else _describe(event), flush=True)
+                print(_json_line(text) if args.json else _describe(event), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail())
@@ -553,12 +559,18 @@ def _otlp_traces_endpoint(env: Mapping[str, str]) -> str:
 
 
 def _describe(event: Event) -> str:
-    parts = [rfc3339(event.received_at), event.type, f"id={event.id}"]
+    parts = [moment_text(event.received_at), event.type, f"id={event.id}"]
     if event.subject is not None:
         parts.append(f"order={event.subject}")
     if isinstance(event, PaymentEvent) and event.data.amount is not None:
         parts.append(f"amount={event.data.amount} {event.data.asset or ''}".rstrip())
-    return "  ".join(parts)
+    return inert("  ".join(parts))
+
+
+def _json_line(text: str) -> str:
+    """A record's JSON text on one line, inert. The decoder read it as strict JSON, where
+    tabs, line breaks and carriage returns can only be whitespace between tokens."""
+    return inert_json(text.replace("\r", " ").replace("\n", " ").replace("\t", " "))
 
 
 async def _check_kafka(kafka: KafkaConfig, topics: list[str]) -> list[str]:

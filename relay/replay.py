@@ -24,6 +24,12 @@ replayed, duplicate or failed again, when, the event id or the reason), written
 before the letter's progress is committed. ``relay dlq`` folds them into the
 letters they are about; replay itself skips them.
 
+Anyone who can write to the dead-letter topic can write anything there, so
+nothing read from it stops a run or a listing: a record the decoder refuses
+(:class:`schemas.decoder.DecodeError`) is passed over with one line on ``err``
+naming it (``topic/partition@offset``) and why, and counted (``unreadable``);
+replay commits past it like past any other record that is not a letter.
+
 With tracing on, each replayed letter gets a ``replay`` span (its steps as
 children): a new trace, linked to the trace that filed the letter (the
 ``traceparent`` header of its record, when it has one). What the replay
@@ -49,6 +55,7 @@ from relay.config import Config
 from relay.deadletter import make_replay_outcome, replay_outcome_record
 from relay.dedup import open_configured
 from relay.delivery import DirectDelivery
+from relay.inert import inert
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
 from relay.pipeline import Inbound, Outcome, Pipeline, normalize
@@ -100,6 +107,8 @@ class ReplaySummary:
     failed: Counter[str] = field(default_factory=Counter)
     would_replay: int = 0
     matched: int = 0
+    unreadable: int = 0
+    """Records of the dead-letter topic the decoder refused: passed over, each named on ``err``."""
 
     @property
     def failed_total(self) -> int:
@@ -112,9 +121,11 @@ class ReplaySummary:
         else:
             rows += [("replayed", self.replayed), ("skipped as duplicate", self.duplicates)]
         rows += [
-            (f"{'would fail' if dry_run else 'failed again'}: {reason}", count)
+            (f"{'would fail' if dry_run else 'failed again'}: {inert(reason)}", count)
             for reason, count in sorted(self.failed.items())
         ]
+        if self.unreadable:
+            rows.append(("unreadable records skipped", self.unreadable))
         width = max(len(label) for label, _ in rows)
         lines = [f"{'outcome'.ljust(width)}  count", f"{'-' * width}  -----"]
         lines += [f"{label.ljust(width)}  {count:5d}" for label, count in rows]
@@ -132,6 +143,7 @@ class ReplaySummary:
                 "would_replay": self.would_replay,
                 "failed": dict(sorted(self.failed.items())),
                 "failed_total": self.failed_total,
+                "unreadable": self.unreadable,
             }
         )
 
@@ -152,36 +164,57 @@ class FiledLetter:
         return self.replays[-1] if self.replays else None
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What ``relay dlq`` read: the matching letters, and how many records it passed over."""
+
+    letters: list[FiledLetter]
+    unreadable: int = 0
+    """Records the decoder refused, each named on ``err`` as it was read."""
+
+
 async def read_letters(
     reader: TopicReader, idle_s: float
-) -> AsyncIterator[tuple[ReadRecord, DeadLetter | ReplayOutcome | None]]:
-    """Records of the dead-letter topic until none arrives for ``idle_s``: letters, and
-    what replays did with them. A record that is neither yields ``None``.
+) -> AsyncIterator[tuple[ReadRecord, DeadLetter | ReplayOutcome | DecodeError]]:
+    """Records of the dead-letter topic until none arrives for ``idle_s``: letters, what
+    replays did with them, and for a record that is neither, why the decoder refused it.
     """
     async for record in reader.until_idle(idle_s):
         try:
             yield record, decode_dlq_record(record.value, record.headers)
-        except DecodeError:
-            yield record, None
+        except DecodeError as error:
+            yield record, error
+
+
+def unreadable_note(record: ReadRecord, error: DecodeError) -> str:
+    """The line that names a record of the dead-letter topic passed over, and why."""
+    return inert(f"{record.where}: not a Relay dead letter: {error}")
 
 
 async def list_letters(
-    config: Config, letter_filter: LetterFilter, idle_s: float = 1.5
-) -> list[FiledLetter]:
-    """The matching letters in the order read, each with the outcomes of its replays."""
+    config: Config, letter_filter: LetterFilter, idle_s: float = 1.5, err: TextIO | None = None
+) -> Listing:
+    """The matching letters in the order read, each with the outcomes of its replays.
+    ``err`` (default stderr) gets one line per record passed over."""
+    out = sys.stderr if err is None else err
     kafka = config.kafka
     letters: list[FiledLetter] = []
     replays: dict[tuple[str, str, int], list[ReplayOutcome]] = {}
+    unreadable = 0
     async with TopicReader(kafka, kafka.dead_letter_topic, subscribe=True) as reader:
         async for record, item in read_letters(reader, idle_s):
-            if isinstance(item, ReplayOutcome):
+            if isinstance(item, DecodeError):
+                unreadable += 1
+                print(unreadable_note(record, item), file=out, flush=True)
+            elif isinstance(item, ReplayOutcome):
                 replays.setdefault((item.provider, item.letter_id, item.attempts), []).append(item)
-            elif item is not None and letter_filter.matches(item):
+            elif letter_filter.matches(item):
                 letters.append(FiledLetter(item, record.topic, record.partition, record.offset))
     # Outcomes follow their letter on its partition, in the order replays wrote them.
-    return [
+    filed_letters = [
         replace(filed, replays=tuple(replays.get(_filing(filed.letter), ()))) for filed in letters
     ]
+    return Listing(filed_letters, unreadable)
 
 
 def letter_order_id(config: Config, letter: DeadLetter) -> str | None:
@@ -219,12 +252,15 @@ async def replay(
     group_id: str | None = None,
     limit: int | None = None,
     span_exporter: SpanExporter | None = None,
+    err: TextIO | None = None,
 ) -> ReplaySummary:
     """Replay matching letters; ``limit`` stops after that many (tests interrupt with it).
 
     ``span_exporter`` replaces OTLP when tracing is on (tests pass an in-memory one).
+    ``err`` (default stderr) gets one line per record passed over as unreadable.
     """
     summary = ReplaySummary()
+    out = sys.stderr if err is None else err
     group = group_id or f"relay-replay{letter_filter.group_suffix()}"
     sink = KafkaSink(config.kafka)
     dedup = None
@@ -261,7 +297,12 @@ async def replay(
             async for record, item in read_letters(reader, idle_s):
                 if reader.paused(record):
                     continue  # records fetched before the pause took effect
-                # Outcome records (and foreign ones) are not letters: passed over, committed.
+                if isinstance(item, DecodeError):
+                    summary.unreadable += 1
+                    if progress is not None:
+                        progress.write("\r\x1b[K")  # the note on a line of its own
+                    print(unreadable_note(record, item), file=out, flush=True)
+                # Outcome records (and unreadable ones) are not letters: passed over, committed.
                 letter = item if isinstance(item, DeadLetter) else None
                 if letter is not None and letter.dead_lettered_at >= cutoff:
                     reader.pause(record)

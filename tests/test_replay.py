@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 
 from relay.config import Config
-from relay.replay import LetterFilter, list_letters, replay
+from relay.replay import FiledLetter, LetterFilter, list_letters, replay
 from schemas.decoder import decode_dlq_record
 from tests.conftest import (
     INVOICE_SECRET,
@@ -20,6 +21,7 @@ from tests.conftest import (
     signed_webhook,
     start_relay,
 )
+from tests.poison import publish, skipped_lines, unreadable_letters
 
 
 def _invoice_providers(**extra: Any) -> dict[str, Any]:
@@ -45,6 +47,13 @@ def _refund(order: str) -> bytes:
     return orjson.dumps(
         {"invoice_reference": order, "status": "refunded", "amount_usdt_exact": "12.5000"}
     )
+
+
+async def _letters(config: Config, letter_filter: LetterFilter) -> list[FiledLetter]:
+    """The letters ``relay dlq list`` would show (nothing unreadable on these topics)."""
+    listing = await list_letters(config, letter_filter, idle_s=0.5)
+    assert listing.unreadable == 0
+    return listing.letters
 
 
 async def _post_letters(
@@ -131,20 +140,20 @@ async def test_filters_select_exactly_and_dry_run_changes_nothing(
         ],
     )
     dlq = before.kafka.dead_letter_topic
-    everything = [filed.letter for filed in await list_letters(before, LetterFilter(), idle_s=0.5)]
+    everything = [filed.letter for filed in await _letters(before, LetterFilter())]
     assert len(everything) == 4
-    by_provider = await list_letters(before, LetterFilter(provider="invoices-b"), idle_s=0.5)
+    by_provider = await _letters(before, LetterFilter(provider="invoices-b"))
     assert [filed.letter.provider for filed in by_provider] == ["invoices-b"]
-    by_reason = await list_letters(before, LetterFilter(reason="malformed_json"), idle_s=0.5)
+    by_reason = await _letters(before, LetterFilter(reason="malformed_json"))
     assert [filed.letter.body for filed in by_reason] == [malformed]
     one = everything[1]
-    assert [
-        filed.letter.id for filed in await list_letters(before, LetterFilter(id=one.id), idle_s=0.5)
-    ] == [one.id]
+    assert [filed.letter.id for filed in await _letters(before, LetterFilter(id=one.id))] == [
+        one.id
+    ]
     received = sorted(letter.received_at for letter in everything)
     since = received[2]
-    assert len(await list_letters(before, LetterFilter(since=since), idle_s=0.5)) == 2
-    assert len(await list_letters(before, LetterFilter(until=since), idle_s=0.5)) == 2
+    assert len(await _letters(before, LetterFilter(since=since))) == 2
+    assert len(await _letters(before, LetterFilter(until=since))) == 2
 
     dry = await replay(after, LetterFilter(provider="invoices"), dry_run=True, idle_s=0.5)
     assert (dry.matched, dry.would_replay, dict(dry.failed)) == (3, 2, {"malformed_json": 1})
@@ -187,3 +196,32 @@ async def test_rate_is_honoured(
     assert summary.replayed == 9
     # 9 letters evenly spaced at 8/s span 8 intervals: 1.0 s. Pacing never goes faster.
     assert 1.0 * 0.8 <= elapsed <= 1.0 * 1.2 + 0.5
+
+
+async def test_replay_passes_over_records_it_cannot_read(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """Poison around a genuine letter: each unreadable record is named once and committed
+    past, the letter is replayed, and the run ends as if the poison were not there."""
+    before, after = _configs(kafka_bootstrap, topic, tmp_path)
+    dlq = before.kafka.dead_letter_topic
+    poison = unreadable_letters(dlq)
+    await publish(before.kafka, list(poison.values())[:3])
+    await _post_letters(aiohttp_client, before, [("invoices", _refund("ORD-P1"))])
+    await publish(before.kafka, list(poison.values())[3:])
+    await read_topic(kafka_bootstrap, dlq, expect=len(poison) + 1)
+
+    dry_err = io.StringIO()
+    dry = await replay(after, LetterFilter(), dry_run=True, idle_s=0.5, err=dry_err)
+    assert (dry.matched, dry.would_replay, dry.unreadable) == (1, 1, len(poison))
+    err = io.StringIO()
+    summary = await replay(after, LetterFilter(), idle_s=0.5, err=err)
+    assert (summary.matched, summary.replayed, summary.unreadable) == (1, 1, len(poison))
+    assert summary.failed_total == 0
+    assert len(skipped_lines(err.getvalue(), dlq, "dead letter")) == len(poison)
+    assert "unreadable records skipped" in summary.table(dry_run=False)
+    [event] = await read_topic(kafka_bootstrap, topic, expect=1)
+    assert event_of(event)["subject"] == "ORD-P1"
+    # Committed past: the next run of the same filters has nothing left, poison included.
+    again = await replay(after, LetterFilter(), idle_s=0.5, err=io.StringIO())
+    assert (again.matched, again.unreadable) == (0, 0)
