@@ -6,6 +6,7 @@
     relay tail [--type T] [--json]               print canonical events as they arrive
     relay find (--order ID | --id ID | --provider P) [--since T] [--until T] [--json]
     relay replay [--provider P] [--reason R] [--since T] [--until T] [--id ID] [--dry-run] [--rate N]
+                 [--trust-unverified]
     relay dlq list [filters] / relay dlq show ID inspect dead letters and their replays
     relay check-config [FILE | --config FILE]    validate a config, name the bad key
     relay --version
@@ -109,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show what would happen, change nothing"
     )
     replay.add_argument("--rate", type=float, help="at most N letters per second")
+    replay.add_argument(
+        "--trust-unverified",
+        action="store_true",
+        help="DANGEROUS: replay letters that hold no signature headers (filed before Relay "
+        "kept them) without verifying them; anyone who can write to the dead-letter topic "
+        "can forge such a letter (README: Dead letters and replay)",
+    )
     _json_option(replay, "print the summary as one JSON object")
     replay.set_defaults(run=_replay)
 
@@ -197,7 +205,7 @@ def _letter_filter(args: argparse.Namespace) -> LetterFilter:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from relay.replay import progress_stream, replay
+    from relay.replay import UNVERIFIABLE, progress_stream, replay
 
     _quiet_kafka_client()
     config = load_config(_config_path(args))
@@ -209,9 +217,19 @@ def _replay(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             rate=args.rate,
             progress=progress_stream(),
+            trust_unverified=args.trust_unverified,
         )
     )
     print(summary.to_json(args.dry_run).decode() if args.json else summary.table(args.dry_run))
+    unverifiable = summary.failed[UNVERIFIABLE]
+    if unverifiable:
+        print(
+            f"relay replay: {unverifiable} letter(s) hold no signature headers (filed before "
+            "Relay kept them), so they cannot be verified and were not replayed; "
+            "--trust-unverified replays them unverified, which is safe only if nothing but "
+            "Relay can write to the dead-letter topic",
+            file=sys.stderr,
+        )
     return 1 if summary.failed_total else 0
 
 

@@ -1,10 +1,13 @@
 """Dead letters: authentic messages Relay could not turn into a published event.
 
 A dead letter keeps everything needed to try again later (``relay replay``
-re-enters the pipeline at normalize): the instance, the exact body (base64),
-the allow-listed headers, when it was received, why it failed. It never holds
-a secret: only headers a profile lists as worth keeping are copied, and
-signature headers are never on those lists. The format is
+verifies it again, then re-enters the pipeline at normalize): the instance, the
+exact body (base64), the allow-listed headers, the headers the instance's
+verifier read (signatures and their timestamps: they travel in clear, and prove
+nothing without the body they sign), when it was received, why it failed. It
+never holds a secret: no key, and no credential header (``Authorization``,
+``Proxy-Authorization``, ``Cookie``; see :func:`relay.pipeline.signature_headers`).
+The format is
 :class:`schemas.records.DeadLetter`; this module files letters as records,
 and the records of what a replay did with each
 (:class:`schemas.records.ReplayOutcome`).
@@ -45,8 +48,10 @@ def make_dead_letter(
     body: bytes,
     identity: str | None = None,
     attempts: int = 1,
+    signature_headers: Mapping[str, str] | None = None,
 ) -> DeadLetter:
-    """``identity`` defaults to the body's SHA-256 (a scheme that signs the exact bytes)."""
+    """``identity`` defaults to the body's SHA-256 (a scheme that signs the exact bytes);
+    ``signature_headers`` None means they are not known (the letter cannot be verified)."""
     return DeadLetter(
         id=dead_letter_id(provider, identity or hashlib.sha256(body).hexdigest()),
         provider=provider,
@@ -59,6 +64,7 @@ def make_dead_letter(
         attempts=attempts,
         dead_lettered_at=_to_milliseconds(datetime.now(UTC)),
         relay_version=__version__,
+        signature_headers=None if signature_headers is None else dict(signature_headers),
     )
 
 

@@ -1,10 +1,26 @@
 """Dead letters: inspect them (``relay dlq``) and bring them back (``relay replay``).
 
-Replay re-enters the pipeline at normalize (:meth:`relay.pipeline.Pipeline.process`):
-each letter was verified when it arrived, so it is not verified again; it is
-normalized with the current code and config, deduplicated, and published
-straight to Kafka (no spool: replay commits its progress only for what Kafka
-acknowledged).
+Nothing read from the dead-letter topic is trusted: anyone who can write to it
+can write a letter. So replay verifies each letter's message again with its
+instance's current keys (:meth:`relay.pipeline.Pipeline.verify_again`): the
+exact body, and the headers the verifier read when it arrived, which the letter
+keeps (``signature_headers``). The verifier's ``now`` is the letter's received
+time, so a signed timestamp's tolerance is waived by design: a replay comes
+days later, and the received time is the letter's own word, so the tolerance
+would bound nothing. What a letter cannot forge is the signature over the body
+(and over the timestamp, where the scheme signs one). A letter that does not
+verify (forged, altered, or signed with a key the instance no longer has) is
+refused: ``failed_again`` with reason ``unverified``, never published, not filed
+again. A letter filed before Relay kept signature headers, whose scheme needs
+them, cannot be verified (reason ``unverifiable``); ``trust_unverified``
+(``relay replay --trust-unverified``) replays such letters unverified, on the
+operator's word that nothing but Relay wrote them. A letter whose body is over
+its instance's ``max_body_bytes`` was never received as such: ``unverified``.
+
+A verified letter re-enters the pipeline at normalize
+(:meth:`relay.pipeline.Pipeline.process`): it is normalized with the current
+code and config, deduplicated, and published straight to Kafka (no spool:
+replay commits its progress only for what Kafka acknowledged).
 
 Progress is a Kafka consumer group per filter set (``relay-replay`` plus a
 hash of the filters), committed after each letter, so an interrupted replay
@@ -44,7 +60,7 @@ import hashlib
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
@@ -58,19 +74,25 @@ from relay.delivery import DirectDelivery
 from relay.inert import inert
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
-from relay.pipeline import Inbound, Outcome, Pipeline, normalize
+from relay.pipeline import Inbound, Outcome, Pipeline, normalize, verify
 from relay.profiles import PROFILES
 from relay.sink import KafkaUnavailable
 from relay.tracing import TracedPipeline, Tracer, open_tracer
 from schemas import NormalizationError
 from schemas.decoder import DecodeError, decode_dlq_record
 from schemas.records import DeadLetter, ReplayOutcome, ReplayResult
+from verifiers import VerificationError, Verified
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 # Replay waits longer than the producer's request timeout, so a failure is a real failure.
 REPLAY_BUDGET_MARGIN_S = 5.0
+
+UNVERIFIED = "unverified"
+"""The reason a letter whose message does not verify is refused."""
+UNVERIFIABLE = "unverifiable"
+"""The reason a letter without signature headers, whose scheme needs them, is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,8 +275,12 @@ async def replay(
     limit: int | None = None,
     span_exporter: SpanExporter | None = None,
     err: TextIO | None = None,
+    trust_unverified: bool = False,
 ) -> ReplaySummary:
     """Replay matching letters; ``limit`` stops after that many (tests interrupt with it).
+
+    ``trust_unverified`` replays letters that hold no signature headers without verifying
+    them (module docstring: dangerous when others can write to the dead-letter topic).
 
     ``span_exporter`` replaces OTLP when tracing is on (tests pass an in-memory one).
     ``err`` (default stderr) gets one line per record passed over as unreadable.
@@ -313,13 +339,13 @@ async def replay(
                     summary.matched += 1
                     await pace.wait()
                     if pipeline is None:
-                        _dry_run(config, letter, summary)
+                        _dry_run(config, letter, summary, trust_unverified)
                     else:
                         outcome = (
-                            await _replay_one(config, pipeline, letter, summary)
+                            await _replay_one(config, pipeline, letter, summary, trust_unverified)
                             if tracer is None
                             else await _replay_traced(
-                                config, pipeline, letter, summary, tracer, record
+                                config, pipeline, letter, summary, tracer, record, trust_unverified
                             )
                         )
                         await sink.send(
@@ -345,15 +371,17 @@ async def _replay_one(
     pipeline: Pipeline,
     letter: DeadLetter,
     summary: ReplaySummary,
+    trust_unverified: bool,
     traceparent: str | None = None,
 ) -> ReplayOutcome:
     """Replay one letter; what became of it, to be filed next to it."""
-    inbound = _inbound(config, letter, traceparent)
-    if inbound is None:
-        summary.failed["unknown_provider"] += 1
+    inbound = _admit(config, letter, pipeline.verify_again, trust_unverified, traceparent)
+    if isinstance(inbound, str):
+        summary.failed[inbound] += 1
         REPLAYED.labels("failed").inc()
-        # Not filed again: no instance can replay it until the config names one.
-        return make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason="unknown_provider")
+        # Not filed again: no instance can replay it until the config names one, and a
+        # letter that does not verify is not Relay's to keep.
+        return make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason=inbound)
     result = await pipeline.process(
         inbound,
         budget_s=config.kafka.request_timeout_ms / 1000 + REPLAY_BUDGET_MARGIN_S,
@@ -381,6 +409,7 @@ async def _replay_traced(
     summary: ReplaySummary,
     tracer: Tracer,
     record: ReadRecord,
+    trust_unverified: bool,
 ) -> ReplayOutcome:
     """:func:`_replay_one` in a replay span linked to the trace that filed the letter."""
     filed_under = next(
@@ -388,18 +417,22 @@ async def _replay_traced(
     )
     with tracer.replay(letter.provider, letter.id, filed_under) as span:
         span.set("relay.attempt", letter.attempts + 1)
-        outcome = await _replay_one(config, pipeline, letter, summary, span.traceparent)
+        outcome = await _replay_one(
+            config, pipeline, letter, summary, trust_unverified, span.traceparent
+        )
         span.set("relay.outcome", outcome.outcome.value)
         if outcome.reason is not None:
             span.fail(outcome.reason)
         return outcome
 
 
-def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None:
-    """Normalize only: says what a replay would do, writes nothing anywhere."""
-    inbound = _inbound(config, letter)
-    if inbound is None:
-        summary.failed["unknown_provider"] += 1
+def _dry_run(
+    config: Config, letter: DeadLetter, summary: ReplaySummary, trust_unverified: bool
+) -> None:
+    """Verify and normalize only: says what a replay would do, writes nothing anywhere."""
+    inbound = _admit(config, letter, _verify, trust_unverified)
+    if isinstance(inbound, str):
+        summary.failed[inbound] += 1
         return
     try:
         normalize(inbound)
@@ -407,6 +440,37 @@ def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None
         summary.failed[error.reason] += 1
         return
     summary.would_replay += 1
+
+
+def _admit(
+    config: Config,
+    letter: DeadLetter,
+    verify_again: Callable[[Inbound], Verified],
+    trust_unverified: bool,
+    traceparent: str | None = None,
+) -> Inbound | str:
+    """The letter as the next attempt of its message once it verifies; else why it is
+    refused: ``unknown_provider`` (no instance of its name), ``unverified``, ``unverifiable``."""
+    inbound = _inbound(config, letter, traceparent)
+    if inbound is None:
+        return "unknown_provider"
+    if len(letter.body) > inbound.instance.max_body_bytes:
+        return UNVERIFIED  # the HTTP endpoint never took such a body from the provider
+    try:
+        verify_again(inbound)
+    except VerificationError:
+        if letter.signature_headers is not None:
+            return UNVERIFIED
+        if not trust_unverified:
+            return UNVERIFIABLE
+    return inbound
+
+
+def _verify(inbound: Inbound) -> Verified:
+    """:meth:`Pipeline.verify_again` without a pipeline (a dry run has none)."""
+    return verify(
+        inbound.instance, inbound.body, inbound.received_headers or {}, inbound.received_at
+    )
 
 
 def _inbound(config: Config, letter: DeadLetter, traceparent: str | None = None) -> Inbound | None:
@@ -421,6 +485,7 @@ def _inbound(config: Config, letter: DeadLetter, traceparent: str | None = None)
         letter.received_at,
         letter.attempts + 1,
         traceparent=traceparent,
+        received_headers={**letter.headers, **(letter.signature_headers or {})},
     )
 
 
