@@ -45,7 +45,7 @@ from schemas.records import ReplayOutcome, ReplayResult
 from schemas.values import rfc3339
 
 if TYPE_CHECKING:
-    from relay.replay import FiledLetter, LetterFilter
+    from relay.replay import FiledLetter, LetterFilter, Listing
 
 # Package data (deploy/dev.toml links to it), so a plain `pip install .` has it too.
 DEV_CONFIG = Path(__file__).resolve().parent / "dev.toml"
@@ -324,9 +324,24 @@ def _dlq_list(args: argparse.Namespace) -> int:
                 f"{moment_text(letter.received_at):24}  {letter.attempts:<8}  "
                 f"{_describe_replay(filed.last_replay)}"
             )
-    skipped = f"; {listing.unreadable} unreadable record(s) skipped" if listing.unreadable else ""
-    print(f"{len(letters)} dead letter(s){skipped}", file=sys.stderr)
+    notes = [f"{len(letters)} dead letter(s)"]
+    if listing.unreadable:
+        notes.append(f"{listing.unreadable} unreadable record(s) skipped")
+    if listing.ignored_outcomes:
+        notes.append(f"{listing.ignored_outcomes} unsigned replay outcome(s) ignored")
+    print("; ".join(notes), file=sys.stderr)
+    _warn_unauthenticated(config, listing)
     return 0
+
+
+def _warn_unauthenticated(config: Config, listing: Listing) -> None:
+    if listing.unauthenticated_outcomes:
+        print(
+            f"relay dlq: {listing.unauthenticated_outcomes} replay outcome(s) shown "
+            "unauthenticated: no [replay] outcome_key is set, so anyone who can write to "
+            f"{config.kafka.dead_letter_topic} can forge what they say",
+            file=sys.stderr,
+        )
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
@@ -334,7 +349,9 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
     _quiet_kafka_client()
     config = load_config(_config_path(args))
-    letters = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id))).letters
+    listing = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id)))
+    _warn_unauthenticated(config, listing)
+    letters = listing.letters
     if not letters:
         print(inert(f"no dead letter {args.letter_id!r}"), file=sys.stderr)
         return 1

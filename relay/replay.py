@@ -37,8 +37,11 @@ is also what ends a run instead of chasing its own re-filed letters forever.
 Each letter handled (not in a dry run) gets a replay outcome record on the
 dead-letter topic, keyed like the letter (:class:`schemas.records.ReplayOutcome`:
 replayed, duplicate or failed again, when, the event id or the reason), written
-before the letter's progress is committed. ``relay dlq`` folds them into the
-letters they are about; replay itself skips them.
+before the letter's progress is committed, and signed with ``[replay]
+outcome_key`` when one is set (:mod:`relay.deadletter`). ``relay dlq`` folds
+them into the letters they are about: with a key, only those signed with it
+(any other is ignored, counted and named on ``err``); without one, all of
+them, counted as unauthenticated. Replay itself skips them.
 
 Anyone who can write to the dead-letter topic can write anything there, so
 nothing read from it stops a run or a listing: a record the decoder refuses
@@ -68,7 +71,7 @@ from typing import TYPE_CHECKING, TextIO
 import orjson
 
 from relay.config import Config
-from relay.deadletter import make_replay_outcome, replay_outcome_record
+from relay.deadletter import make_replay_outcome, outcome_authentic, replay_outcome_record
 from relay.dedup import open_configured
 from relay.delivery import DirectDelivery
 from relay.inert import inert
@@ -193,6 +196,10 @@ class Listing:
     letters: list[FiledLetter]
     unreadable: int = 0
     """Records the decoder refused, each named on ``err`` as it was read."""
+    ignored_outcomes: int = 0
+    """Replay outcomes not signed with ``[replay] outcome_key``, each named on ``err``."""
+    unauthenticated_outcomes: int = 0
+    """Replay outcomes folded in unchecked: no ``[replay] outcome_key`` is set."""
 
 
 async def read_letters(
@@ -222,13 +229,21 @@ async def list_letters(
     kafka = config.kafka
     letters: list[FiledLetter] = []
     replays: dict[tuple[str, str, int], list[ReplayOutcome]] = {}
-    unreadable = 0
+    unreadable = ignored = unauthenticated = 0
+    key = config.replay.outcome_key
     async with TopicReader(kafka, kafka.dead_letter_topic, subscribe=True) as reader:
         async for record, item in read_letters(reader, idle_s):
             if isinstance(item, DecodeError):
                 unreadable += 1
                 print(unreadable_note(record, item), file=out, flush=True)
             elif isinstance(item, ReplayOutcome):
+                if not key:
+                    unauthenticated += 1
+                elif not outcome_authentic(key, record.value, record.headers):
+                    ignored += 1
+                    unsigned = "not signed with [replay] outcome_key"
+                    print(f"{record.where}: replay outcome ignored: {unsigned}", file=out)
+                    continue
                 replays.setdefault((item.provider, item.letter_id, item.attempts), []).append(item)
             elif letter_filter.matches(item):
                 letters.append(FiledLetter(item, record.topic, record.partition, record.offset))
@@ -236,7 +251,7 @@ async def list_letters(
     filed_letters = [
         replace(filed, replays=tuple(replays.get(_filing(filed.letter), ()))) for filed in letters
     ]
-    return Listing(filed_letters, unreadable)
+    return Listing(filed_letters, unreadable, ignored, unauthenticated)
 
 
 def letter_order_id(config: Config, letter: DeadLetter) -> str | None:
@@ -349,7 +364,9 @@ async def replay(
                             )
                         )
                         await sink.send(
-                            replay_outcome_record(outcome, config.kafka.dead_letter_topic)
+                            replay_outcome_record(
+                                outcome, config.kafka.dead_letter_topic, config.replay.outcome_key
+                            )
                         )
                 if not dry_run:
                     await reader.commit(record)

@@ -22,7 +22,12 @@ import pytest
 
 from relay import __version__
 from relay.config import Config
-from relay.deadletter import make_dead_letter, make_replay_outcome, replay_outcome_record
+from relay.deadletter import (
+    make_dead_letter,
+    make_replay_outcome,
+    outcome_authentic,
+    replay_outcome_record,
+)
 from relay.find import FindQuery, find
 from relay.records import KafkaRecord
 from relay.replay import FiledLetter, LetterFilter, list_letters, replay
@@ -54,6 +59,7 @@ from tests.poison import (
 from tests.relay_process import run_relay
 
 RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+OUTCOME_KEY = "replay-outcome-key-of-these-tests-0123456789"
 # A JSON number with a trailing zero: shown as sent, never as 12.5.
 REFUND = b'{"invoice_reference":"ORD-S1","status":"refunded","amount_usdt_exact":12.50}'
 
@@ -218,6 +224,9 @@ idempotence = false
 backend = "sqlite"
 path = "{path.parent / "dedup.sqlite3"}"
 
+[replay]
+outcome_key = "{OUTCOME_KEY}"
+
 [providers.invoices]
 profile = "usdt-invoice"
 secrets = ["{INVOICE_SECRET}"]
@@ -333,7 +342,8 @@ async def test_dlq_list_and_show_pass_over_what_they_cannot_read_and_print_nothi
     assert listed.returncode == 0, listed.stderr
     assert_inert(listed.stdout, listed.stderr)
     _, row = listed.stdout.splitlines()
-    assert row.split()[:3] == [letter_id, "invoices", "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;cm0gLXJmIH4=\\x07\\x9b31m\\u202e"]
+    escaped = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;cm0gLXJmIH4=\\x07\\x9b31m\\u202e"
+    assert row.split()[:3] == [letter_id, "invoices", escaped]
     assert len(skipped_lines(listed.stderr, dlq, "dead letter")) == len(poison)
     assert (
         listed.stderr.splitlines()[-1]
@@ -353,3 +363,71 @@ async def test_dlq_list_and_show_pass_over_what_they_cannot_read_and_print_nothi
         assert_inert(shown.stdout, shown.stderr)
         assert len(skipped_lines(shown.stderr, dlq, "dead letter")) == len(poison)
     assert json.loads(shown.stdout)["letters"][0]["message"] == ESCAPES
+
+
+def test_outcome_records_are_signed_with_the_outcome_key() -> None:
+    letter = _letter()
+    outcome = make_replay_outcome(letter, ReplayResult.REPLAYED, event_id="wh-1")
+    signed = replay_outcome_record(outcome, "payments.events.dlq", OUTCOME_KEY)
+    assert outcome_authentic(OUTCOME_KEY, signed.value, signed.headers)
+    assert decode_dlq_record(signed.value, signed.headers) == outcome  # readers unchanged
+    unsigned = replay_outcome_record(outcome, "payments.events.dlq")
+    assert "relay_outcome_mac" not in dict(unsigned.headers)
+    assert not outcome_authentic(OUTCOME_KEY, unsigned.value, unsigned.headers)
+    assert not outcome_authentic("another-key-" * 4, signed.value, signed.headers)
+    # The MAC covers the whole value: another outcome keeps no signature it did not earn.
+    failed = make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason="unknown_status")
+    assert not outcome_authentic(OUTCOME_KEY, failed.to_json(), signed.headers)
+
+
+async def test_a_forged_outcome_does_not_make_a_letter_replayed(
+    aiohttp_client: Any, tansu: TestBroker, topic: str, tmp_path: Path
+) -> None:
+    before, _ = _configs(tansu.bootstrap_servers, topic, tmp_path)
+    relay = await start_relay(aiohttp_client, before)
+    assert (await relay.post(signed_webhook(before, body=REFUND))).status == 200
+    dlq = before.kafka.dead_letter_topic
+    [record] = await read_topic(tansu.bootstrap_servers, dlq, expect=1)
+    letter = decode_dead_letter(record.value)
+    claim = make_replay_outcome(letter, ReplayResult.REPLAYED, event_id="evt-never-published")
+    forged = [
+        replay_outcome_record(claim, dlq),  # unsigned
+        replay_outcome_record(claim, dlq, "a-key-that-is-not-relays-0123456789abcdef"),
+    ]
+    await publish(before.kafka, forged)
+    await read_topic(tansu.bootstrap_servers, dlq, expect=3)
+    with_key = str(_config_file(before, tmp_path / "with-key.toml"))
+
+    listed = run_relay("dlq", "list", "--config", with_key, env={})
+    assert listed.returncode == 0, listed.stderr
+    _, row = listed.stdout.splitlines()
+    assert row.split()[-1] == "-"  # no replay it can believe
+    *ignored, summary = listed.stderr.splitlines()
+    assert summary == "1 dead letter(s); 2 unsigned replay outcome(s) ignored"
+    assert all(
+        re.fullmatch(
+            rf"{dlq}/\d+@\d+: replay outcome ignored: not signed with \[replay\] outcome_key", line
+        )
+        for line in ignored
+    )
+    assert len(ignored) == 2
+
+    # A replay signs what it did; that one is believed.
+    failed = run_relay("replay", "--config", with_key, env={})
+    assert failed.returncode == 1, failed.stderr
+    listed = run_relay("dlq", "list", "--config", with_key, env={})
+    rows = listed.stdout.splitlines()[1:]
+    assert "failed again" in rows[0] and rows[0].endswith("filed again as attempt 2")
+    shown = run_relay("dlq", "show", letter.id, "--config", with_key, "--json", env={})
+    replays = json.loads(shown.stdout)["letters"][0]["replays"]
+    assert [(r["outcome"], r["reason"]) for r in replays] == [("failed_again", "unknown_status")]
+
+    # Without a key nothing can be told apart: shown, and said to be unauthenticated.
+    no_key = tmp_path / "no-key.toml"
+    no_key.write_text(re.sub(r"\[replay\]\noutcome_key = .*\n", "", Path(with_key).read_text()))
+    listed = run_relay("dlq", "list", "--config", str(no_key), env={})
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr.splitlines()[-1] == (
+        f"relay dlq: 3 replay outcome(s) shown unauthenticated: no [replay] outcome_key is set, "
+        f"so anyone who can write to {dlq} can forge what they say"
+    )
