@@ -6,6 +6,7 @@
     relay tail [--type T] [--json]               print canonical events as they arrive
     relay find (--order ID | --id ID | --provider P) [--since T] [--until T] [--json]
     relay replay [--provider P] [--reason R] [--since T] [--until T] [--id ID] [--dry-run] [--rate N]
+                 [--trust-unverified]
     relay dlq list [filters] / relay dlq show ID inspect dead letters and their replays
     relay check-config [FILE | --config FILE]    validate a config, name the bad key
     relay --version
@@ -35,6 +36,7 @@ from relay import __version__
 from relay.config import Config, ConfigError, check_paths, check_tracing, load_config
 from relay.devbroker import DevBrokerError
 from relay.errors import StartupError
+from relay.inert import inert, inert_json, moment_text
 from relay.settings import KafkaConfig
 from relay.sink import KafkaUnavailable
 from schemas import NormalizationError, parse_payload
@@ -43,7 +45,7 @@ from schemas.records import ReplayOutcome, ReplayResult
 from schemas.values import rfc3339
 
 if TYPE_CHECKING:
-    from relay.replay import FiledLetter, LetterFilter
+    from relay.replay import FiledLetter, LetterFilter, Listing
 
 # Package data (deploy/dev.toml links to it), so a plain `pip install .` has it too.
 DEV_CONFIG = Path(__file__).resolve().parent / "dev.toml"
@@ -108,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show what would happen, change nothing"
     )
     replay.add_argument("--rate", type=float, help="at most N letters per second")
+    replay.add_argument(
+        "--trust-unverified",
+        action="store_true",
+        help="DANGEROUS: replay letters that hold no signature headers (filed before Relay "
+        "kept them) without verifying them; anyone who can write to the dead-letter topic "
+        "can forge such a letter (README: Dead letters and replay)",
+    )
     _json_option(replay, "print the summary as one JSON object")
     replay.set_defaults(run=_replay)
 
@@ -196,7 +205,7 @@ def _letter_filter(args: argparse.Namespace) -> LetterFilter:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from relay.replay import progress_stream, replay
+    from relay.replay import UNVERIFIABLE, progress_stream, replay
 
     _quiet_kafka_client()
     config = load_config(_config_path(args))
@@ -208,9 +217,19 @@ def _replay(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             rate=args.rate,
             progress=progress_stream(),
+            trust_unverified=args.trust_unverified,
         )
     )
     print(summary.to_json(args.dry_run).decode() if args.json else summary.table(args.dry_run))
+    unverifiable = summary.failed[UNVERIFIABLE]
+    if unverifiable:
+        print(
+            f"relay replay: {unverifiable} letter(s) hold no signature headers (filed before "
+            "Relay kept them), so they cannot be verified and were not replayed; "
+            "--trust-unverified replays them unverified, which is safe only if nothing but "
+            "Relay can write to the dead-letter topic",
+            file=sys.stderr,
+        )
     return 1 if summary.failed_total else 0
 
 
@@ -253,16 +272,16 @@ def _find(args: argparse.Namespace) -> int:
         print(f"relay find: topic {topic!r} does not exist: nothing read there", file=sys.stderr)
     if args.json:
         for match in result.matches:
-            print(match.to_json().decode())
+            print(inert_json(match.to_json().decode()))
     elif result.matches:
         rows = [
             (
-                rfc3339(match.received_at),
+                moment_text(match.received_at),
                 match.kind.value,
-                match.provider,
-                match.describe(),
-                match.id,
-                match.order_id or "-",
+                inert(match.provider),
+                inert(match.describe()),
+                inert(match.id),
+                inert(match.order_id or "-"),
                 f"{match.partition}@{match.offset}",
             )
             for match in result.matches
@@ -287,10 +306,12 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
     _quiet_kafka_client()
     config = load_config(_config_path(args))
-    letters = asyncio.run(list_letters(config, _letter_filter(args)))
+    listing = asyncio.run(list_letters(config, _letter_filter(args)))
+    letters = listing.letters
     if args.json:
         for filed in letters:
-            print(orjson.dumps(_letter_document(config, filed, with_body=False)).decode())
+            document = _letter_document(config, filed, with_body=False)
+            print(inert_json(orjson.dumps(document).decode()))
     else:
         print(
             f"{'id':32}  {'provider':12}  {'reason':20}  {'received_at':24}  {'attempts':8}  "
@@ -299,12 +320,28 @@ def _dlq_list(args: argparse.Namespace) -> int:
         for filed in letters:
             letter = filed.letter
             print(
-                f"{letter.id:32}  {letter.provider:12}  {letter.reason:20}  "
-                f"{rfc3339(letter.received_at):24}  {letter.attempts:<8}  "
+                f"{inert(letter.id):32}  {inert(letter.provider):12}  {inert(letter.reason):20}  "
+                f"{moment_text(letter.received_at):24}  {letter.attempts:<8}  "
                 f"{_describe_replay(filed.last_replay)}"
             )
-    print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+    notes = [f"{len(letters)} dead letter(s)"]
+    if listing.unreadable:
+        notes.append(f"{listing.unreadable} unreadable record(s) skipped")
+    if listing.ignored_outcomes:
+        notes.append(f"{listing.ignored_outcomes} unsigned replay outcome(s) ignored")
+    print("; ".join(notes), file=sys.stderr)
+    _warn_unauthenticated(config, listing)
     return 0
+
+
+def _warn_unauthenticated(config: Config, listing: Listing) -> None:
+    if listing.unauthenticated_outcomes:
+        print(
+            f"relay dlq: {listing.unauthenticated_outcomes} replay outcome(s) shown "
+            "unauthenticated: no [replay] outcome_key is set, so anyone who can write to "
+            f"{config.kafka.dead_letter_topic} can forge what they say",
+            file=sys.stderr,
+        )
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
@@ -312,13 +349,15 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
     _quiet_kafka_client()
     config = load_config(_config_path(args))
-    letters = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id)))
+    listing = asyncio.run(list_letters(config, LetterFilter(id=args.letter_id)))
+    _warn_unauthenticated(config, listing)
+    letters = listing.letters
     if not letters:
-        print(f"no dead letter {args.letter_id!r}", file=sys.stderr)
+        print(inert(f"no dead letter {args.letter_id!r}"), file=sys.stderr)
         return 1
     if args.json:
         documents = [_letter_document(config, filed, with_body=True) for filed in letters]
-        print(orjson.dumps({"id": args.letter_id, "letters": documents}).decode())
+        print(inert_json(orjson.dumps({"id": args.letter_id, "letters": documents}).decode()))
         return 0
     for filed in letters:
         document = _letter_document(config, filed, with_body=True)
@@ -331,7 +370,7 @@ def _dlq_show(args: argparse.Namespace) -> int:
         else:
             # As received, byte for byte: a parsed and re-written body could turn 12.50 into 12.5.
             document["body"] = orjson.Fragment(body)
-        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        print(inert_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()))
     return 0
 
 
@@ -363,13 +402,13 @@ def _replay_document(outcome: ReplayOutcome) -> dict[str, Any]:
 def _describe_replay(outcome: ReplayOutcome | None) -> str:
     if outcome is None:
         return "-"
-    at = rfc3339(outcome.at)
+    at = moment_text(outcome.at)
     if outcome.outcome is ReplayResult.REPLAYED:
         return f"replayed {at}"
     if outcome.outcome is ReplayResult.DUPLICATE:
         return f"duplicate {at} (already published)"
     filed_again = f", filed again as attempt {outcome.new_attempts}" if outcome.new_attempts else ""
-    return f"failed again {at}: {outcome.reason}{filed_again}"
+    return inert(f"failed again {at}: {outcome.reason}{filed_again}")
 
 
 def _quiet_kafka_client() -> None:
@@ -520,13 +559,15 @@ def _tail(args: argparse.Namespace) -> int:
             async for record in reader:
                 try:
                     event = decode_event(record.value, record.headers)
-                except DecodeError as error:
-                    where = f"{record.topic}/{record.partition}@{record.offset}"
-                    print(f"{where}: not a Relay event: {error}", file=sys.stderr, flush=True)
+                    # The decoder reads UTF-16 and UTF-32 JSON too; --json prints the record as is.
+                    text = record.value.decode() if args.json else ""
+                except (DecodeError, UnicodeDecodeError) as error:
+                    note = f"{record.where}: not a Relay event: {error}"
+                    print(inert(note), file=sys.stderr, flush=True)
                     continue
                 if args.event_type and not event.type.startswith(args.event_type):
                     continue
-                print(record.value.decode() if args.json else _describe(event), flush=True)
+                print(_json_line(text) if args.json else _describe(event), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail())
@@ -553,13 +594,19 @@ def _otlp_traces_endpoint(env: Mapping[str, str]) -> str:
 
 
 def _describe(event: Event) -> str:
-    parts = [rfc3339(event.received_at), event.type, f"id={event.id}"]
+    parts = [moment_text(event.received_at), event.type, f"id={event.id}"]
     if event.subject is not None:
         parts.append(f"order={event.subject}")
     if isinstance(event, PaymentEvent) and event.data.amount is not None:
         unit = event.data.asset or event.data.currency or ""
         parts.append(f"amount={event.data.amount} {unit}".rstrip())
-    return "  ".join(parts)
+    return inert("  ".join(parts))
+
+
+def _json_line(text: str) -> str:
+    """A record's JSON text on one line, inert. The decoder read it as strict JSON, where
+    tabs, line breaks and carriage returns can only be whitespace between tokens."""
+    return inert_json(text.replace("\r", " ").replace("\n", " ").replace("\t", " "))
 
 
 async def _check_kafka(kafka: KafkaConfig, topics: list[str]) -> list[str]:

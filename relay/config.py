@@ -40,6 +40,7 @@ from relay.settings import (
     DedupConfig,
     IpNetwork,
     KafkaConfig,
+    ReplayConfig,
     ServerConfig,
     SpoolConfig,
     TracingConfig,
@@ -109,7 +110,11 @@ class Config:
     spool: SpoolConfig
     providers: Mapping[str, ProviderInstance]
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
 
+
+# A replay outcome key shorter than this is a typo or a placeholder, not a key.
+OUTCOME_KEY_MIN_CHARS = 32
 
 # Instance keys every profile accepts; the scheme's Params fields come on top.
 _INSTANCE_KEYS = {
@@ -150,7 +155,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
 
 def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
-    _only(document, {"server", "kafka", "dedup", "spool", "tracing", "providers"}, "")
+    _only(document, {"server", "kafka", "dedup", "spool", "tracing", "replay", "providers"}, "")
     server = _server(document.get("server", {}), env)
     kafka = _section(KafkaConfig, document.get("kafka", {}), "kafka", env)
     if env.get("RELAY_KAFKA_BOOTSTRAP_SERVERS"):
@@ -159,6 +164,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     dedup = _section(DedupConfig, document.get("dedup", {}), "dedup", env)
     spool = _section(SpoolConfig, document.get("spool", {}), "spool", env)
     tracing = _tracing(document.get("tracing", {}), env)
+    replay = _replay(document.get("replay", {}), env)
     if not 0 <= server.port <= 65535:
         # 0 asks the OS for a free port (tests); anything else out of range fails only at bind.
         raise ConfigError("server.port", "must be between 0 and 65535")
@@ -182,7 +188,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     }
     if not providers:
         raise ConfigError("providers", "no provider instance is configured")
-    return Config(server, kafka, dedup, spool, types.MappingProxyType(providers), tracing)
+    return Config(server, kafka, dedup, spool, types.MappingProxyType(providers), tracing, replay)
 
 
 # What `[tracing] enabled = true` imports: the SDK, and the exporter that sends spans.
@@ -217,6 +223,18 @@ def _tracing(table: Any, env: Mapping[str, str]) -> TracingConfig:
     if not 0 <= tracing.sample_ratio <= 1:
         raise ConfigError("tracing.sample_ratio", "must be between 0 and 1")
     return tracing
+
+
+def _replay(table: Any, env: Mapping[str, str]) -> ReplayConfig:
+    replay: ReplayConfig = _section(ReplayConfig, table, "replay", env)
+    key = replay.outcome_key
+    if key and (len(key) < OUTCOME_KEY_MIN_CHARS or not key.strip()):
+        raise ConfigError(
+            "replay.outcome_key",
+            f"must be at least {OUTCOME_KEY_MIN_CHARS} characters (e.g. `openssl rand -hex 32`, "
+            "through ${VAR} or ${file:PATH}), or left out",
+        )
+    return replay
 
 
 _TLS_KEYS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")

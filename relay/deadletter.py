@@ -1,19 +1,31 @@
 """Dead letters: authentic messages Relay could not turn into a published event.
 
 A dead letter keeps everything needed to try again later (``relay replay``
-re-enters the pipeline at normalize): the instance, the exact body (base64),
-the allow-listed headers, when it was received, why it failed. It never holds
-a secret: only headers a profile lists as worth keeping are copied, and
-signature headers are never on those lists. The format is
+verifies it again, then re-enters the pipeline at normalize): the instance, the
+exact body (base64), the allow-listed headers, the headers the instance's
+verifier read (signatures and their timestamps: they travel in clear, and prove
+nothing without the body they sign), when it was received, why it failed. It
+never holds a secret: no key, and no credential header (``Authorization``,
+``Proxy-Authorization``, ``Cookie``; see :func:`relay.pipeline.signature_headers`).
+The format is
 :class:`schemas.records.DeadLetter`; this module files letters as records,
 and the records of what a replay did with each
 (:class:`schemas.records.ReplayOutcome`).
+
+A replay outcome is what ``relay dlq`` shows as a letter's fate, and anyone who
+can write to the dead-letter topic can write one. With ``[replay] outcome_key``
+set, each outcome record carries an HMAC-SHA256 of its value under that key
+(header ``relay_outcome_mac``, hex), and readers believe only those that carry
+a right one (:func:`outcome_authentic`); the key is Relay's alone, so a forged
+outcome is ignored. Without a key, outcomes are written unsigned and can only
+be shown as unauthenticated.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import hmac
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from relay import __version__
@@ -45,8 +57,10 @@ def make_dead_letter(
     body: bytes,
     identity: str | None = None,
     attempts: int = 1,
+    signature_headers: Mapping[str, str] | None = None,
 ) -> DeadLetter:
-    """``identity`` defaults to the body's SHA-256 (a scheme that signs the exact bytes)."""
+    """``identity`` defaults to the body's SHA-256 (a scheme that signs the exact bytes);
+    ``signature_headers`` None means they are not known (the letter cannot be verified)."""
     return DeadLetter(
         id=dead_letter_id(provider, identity or hashlib.sha256(body).hexdigest()),
         provider=provider,
@@ -59,6 +73,7 @@ def make_dead_letter(
         attempts=attempts,
         dead_lettered_at=_to_milliseconds(datetime.now(UTC)),
         relay_version=__version__,
+        signature_headers=None if signature_headers is None else dict(signature_headers),
     )
 
 
@@ -98,15 +113,34 @@ def make_replay_outcome(
     )
 
 
-def replay_outcome_record(outcome: ReplayOutcome, topic: str) -> KafkaRecord:
+OUTCOME_MAC_HEADER = "relay_outcome_mac"
+# Bound into every MAC, so that the outcome key signs nothing but replay outcomes.
+_OUTCOME_CONTEXT = b"relay replay outcome v1\x00"
+
+
+def replay_outcome_record(outcome: ReplayOutcome, topic: str, key: str = "") -> KafkaRecord:
     """The record that files ``outcome``: keyed like its letter, so it lands on the
-    letter's partition, after the letter."""
+    letter's partition, after the letter; signed when ``key`` (``[replay] outcome_key``) is."""
+    value = outcome.to_json()
+    headers = replay_outcome_headers(outcome)
+    if key:
+        headers += ((OUTCOME_MAC_HEADER, _outcome_mac(key, value)),)
     return KafkaRecord(
         topic=topic,
         key=f"{outcome.provider}:{outcome.letter_id}".encode(),
-        value=outcome.to_json(),
-        headers=replay_outcome_headers(outcome),
+        value=value,
+        headers=headers,
     )
+
+
+def outcome_authentic(key: str, value: bytes, headers: Sequence[tuple[str, bytes]]) -> bool:
+    """True when the outcome record carries the MAC of its value under ``key``."""
+    given = [header for name, header in headers if name == OUTCOME_MAC_HEADER]
+    return len(given) == 1 and hmac.compare_digest(given[0], _outcome_mac(key, value))
+
+
+def _outcome_mac(key: str, value: bytes) -> bytes:
+    return hmac.new(key.encode(), _OUTCOME_CONTEXT + value, "sha256").hexdigest().encode()
 
 
 def _to_milliseconds(moment: datetime) -> datetime:

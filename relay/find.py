@@ -24,7 +24,10 @@ What a search costs, and what keeps it down:
   rules out an event whose value does not hold the id as a JSON string.
   Only the records left (candidates) are decoded, so a foreign record is
   reported (one line on ``err``, as ``relay tail`` does) when it is a
-  candidate, and passed over silently otherwise.
+  candidate, and passed over silently otherwise. A record the decoder refuses
+  (anything at all: a topic takes whatever its writers send) never stops the
+  search, and what the lines and :class:`Match` fields print is made inert
+  (:mod:`relay.inert`) where it is printed.
 - A dead letter's order is read from its body with its profile's order
   reader (:func:`relay.replay.letter_order_id`): letters failed to normalize,
   so they carry no order field of their own.
@@ -41,6 +44,7 @@ from typing import TextIO
 import orjson
 
 from relay.config import Config
+from relay.inert import inert
 from relay.kafka import ReadRecord, TopicReader
 from relay.replay import letter_order_id
 from schemas.decoder import DecodeError, PaymentEvent, decode_dlq_record, decode_event
@@ -179,8 +183,7 @@ async def find(
                 except DecodeError as error:
                     result.foreign += 1
                     what = "event" if kind is Kind.EVENT else "dead letter"
-                    where = f"{record.topic}/{record.partition}@{record.offset}"
-                    progress.note(f"{where}: not a Relay {what}: {error}", err)
+                    progress.note(inert(f"{record.where}: not a Relay {what}: {error}"), err)
                     continue
                 if match is not None:
                     result.matches.append(match)

@@ -622,6 +622,11 @@ class ReadRecord:
     timestamp_ms: int = -1
     """The record's Kafka timestamp (when its producer sent it); -1 when it has none."""
 
+    @property
+    def where(self) -> str:
+        """``topic/partition@offset``: how the operator tools name a record they skip."""
+        return f"{self.topic}/{self.partition}@{self.offset}"
+
 
 class TopicReader:
     """One topic read back: ``relay tail``, ``relay dlq``, ``relay replay`` and the tests.

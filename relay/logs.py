@@ -251,6 +251,7 @@ def effective_config(config: Config) -> dict[str, Any]:
         "dedup": dedup,
         "spool": dataclasses.asdict(config.spool),
         "tracing": dataclasses.asdict(config.tracing),
+        "replay": {"outcome_key": "(set)" if config.replay.outcome_key else ""},
         "providers": {name: _instance(instance) for name, instance in config.providers.items()},
     }
 

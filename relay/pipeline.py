@@ -1,8 +1,15 @@
 """The pipeline: verify -> normalize -> dedup -> deliver, one way.
 
 :meth:`Pipeline.receive` is the HTTP entry (it verifies first);
-:meth:`Pipeline.process` is where ``relay replay`` re-enters, after
-verification, with a message that was verified when it first arrived.
+:meth:`Pipeline.process` is where ``relay replay`` re-enters, once
+:meth:`Pipeline.verify_again` has verified the letter's message again.
+
+A dead letter keeps the headers the instance's verifier read, as received
+(:func:`signature_headers`), so that a replay verifies exactly what arrived.
+They are found by running the verifier once more over the message, on a view
+of its headers that notes each one read: only when a message is dead-lettered,
+so a webhook that is published pays nothing for it. Credential headers are
+never kept; a verifier that reads one leaves its letter unverifiable.
 
 An authentic message travels as one :class:`Inbound` value: the instance it
 came to, its exact body, the headers worth keeping, when it arrived, the
@@ -40,7 +47,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -57,9 +64,12 @@ from schemas import (
     NormalizationError,
     NormalizeContext,
 )
-from verifiers import Verified
+from verifiers import VerificationError, Verified
 
 log = logging.getLogger("relay.pipeline")
+
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+"""Headers a dead letter never keeps, whatever a verifier reads: they may hold credentials."""
 
 # Share of the ack budget kept back for the spool append when Kafka is slow.
 SPOOL_RESERVE_FRACTION = 0.2
@@ -88,6 +98,10 @@ class Inbound:
     traceparent: str | None = None
     """The W3C trace context of the span handling it (receive or replay), which its event
     or dead letter carries; None when tracing is off."""
+    received_headers: Mapping[str, str] | None = None
+    """The headers to verify it with: the request's as received, or a letter's kept and
+    signature headers on replay; None for a letter that has no signature headers. Never
+    stored whole: a dead letter keeps only what the verifier reads (:func:`signature_headers`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,56 @@ class Result:
     """Where it became durable; None for duplicates (it already was)."""
     reason: str | None = None
     """The dead-letter reason code, for DEAD_LETTERED."""
+
+
+def verify(
+    instance: ProviderInstance, body: bytes, headers: Mapping[str, str], received_at: datetime
+) -> Verified:
+    """The instance's scheme over one message; ``received_at`` is the verifier's ``now``."""
+    return instance.profile.scheme.verify(
+        body, headers, instance.params, instance.keys, received_at.timestamp()
+    )
+
+
+def signature_headers(inbound: Inbound) -> dict[str, str] | None:
+    """The headers the instance's verifier reads in ``inbound``, as received: what its dead
+    letter keeps so that ``relay replay`` can verify it again.
+
+    None when they cannot be kept: the verifier reads a credential header
+    (:data:`CREDENTIAL_HEADERS`), or the message does not verify from the headers it has
+    (a letter filed before Relay kept them, replayed on the operator's word).
+    """
+    if inbound.received_headers is None:
+        return None
+    seen = _ReadHeaders(inbound.received_headers)
+    try:
+        verify(inbound.instance, inbound.body, seen, inbound.received_at)
+    except VerificationError:
+        return None
+    if any(name.lower() in CREDENTIAL_HEADERS for name in seen.read):
+        return None
+    return seen.read
+
+
+class _ReadHeaders(Mapping[str, str]):
+    """Headers as a verifier sees them, noting each one it reads and finds."""
+
+    __slots__ = ("_headers", "read")
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._headers = headers
+        self.read: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> str:
+        value = self._headers[name]
+        self.read[name] = value
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers)
+
+    def __len__(self) -> int:
+        return len(self._headers)
 
 
 def normalize(inbound: Inbound) -> CanonicalEvent:
@@ -146,8 +210,18 @@ class Pipeline:
             kept[instance.id_header] = headers[instance.id_header]
         # A signed timestamp inside its tolerance already bounds replays.
         max_age_s = instance.max_age_s if verified.timestamp is None else None
-        inbound = Inbound(instance, body, kept, received_at, traceparent=traceparent)
+        # Positional (instance, body, headers, received_at, attempts, traceparent,
+        # received_headers), as NormalizeContext below: keywords cost more per webhook.
+        inbound = Inbound(instance, body, kept, received_at, 1, traceparent, headers)
         return await self.process(inbound, max_age_s=max_age_s)
+
+    def verify_again(self, inbound: Inbound) -> Verified:
+        """Verify a dead letter's message again before a replay publishes it (``relay
+        replay``), as it was received: the letter's received time is the verifier's now, so
+        a signed timestamp's tolerance counts from then (see :mod:`relay.replay`)."""
+        return self._verify(
+            inbound.instance, inbound.body, inbound.received_headers or {}, inbound.received_at
+        )
 
     async def process(
         self,
@@ -207,6 +281,7 @@ class Pipeline:
             body=inbound.body,
             identity=identity,
             attempts=inbound.attempts,
+            signature_headers=signature_headers(inbound),
         )
         record = dead_letter_record(
             letter, self._config.kafka.dead_letter_topic, inbound.traceparent
@@ -262,6 +337,7 @@ class Pipeline:
         headers: Mapping[str, str],
         received_at: datetime,
     ) -> Verified:
+        # The module's verify, written out: one call less per webhook.
         return instance.profile.scheme.verify(
             body, headers, instance.params, instance.keys, received_at.timestamp()
         )

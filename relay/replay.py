@@ -1,10 +1,26 @@
 """Dead letters: inspect them (``relay dlq``) and bring them back (``relay replay``).
 
-Replay re-enters the pipeline at normalize (:meth:`relay.pipeline.Pipeline.process`):
-each letter was verified when it arrived, so it is not verified again; it is
-normalized with the current code and config, deduplicated, and published
-straight to Kafka (no spool: replay commits its progress only for what Kafka
-acknowledged).
+Nothing read from the dead-letter topic is trusted: anyone who can write to it
+can write a letter. So replay verifies each letter's message again with its
+instance's current keys (:meth:`relay.pipeline.Pipeline.verify_again`): the
+exact body, and the headers the verifier read when it arrived, which the letter
+keeps (``signature_headers``). The verifier's ``now`` is the letter's received
+time, so a signed timestamp's tolerance is waived by design: a replay comes
+days later, and the received time is the letter's own word, so the tolerance
+would bound nothing. What a letter cannot forge is the signature over the body
+(and over the timestamp, where the scheme signs one). A letter that does not
+verify (forged, altered, or signed with a key the instance no longer has) is
+refused: ``failed_again`` with reason ``unverified``, never published, not filed
+again. A letter filed before Relay kept signature headers, whose scheme needs
+them, cannot be verified (reason ``unverifiable``); ``trust_unverified``
+(``relay replay --trust-unverified``) replays such letters unverified, on the
+operator's word that nothing but Relay wrote them. A letter whose body is over
+its instance's ``max_body_bytes`` was never received as such: ``unverified``.
+
+A verified letter re-enters the pipeline at normalize
+(:meth:`relay.pipeline.Pipeline.process`): it is normalized with the current
+code and config, deduplicated, and published straight to Kafka (no spool:
+replay commits its progress only for what Kafka acknowledged).
 
 Progress is a Kafka consumer group per filter set (``relay-replay`` plus a
 hash of the filters), committed after each letter, so an interrupted replay
@@ -21,8 +37,17 @@ is also what ends a run instead of chasing its own re-filed letters forever.
 Each letter handled (not in a dry run) gets a replay outcome record on the
 dead-letter topic, keyed like the letter (:class:`schemas.records.ReplayOutcome`:
 replayed, duplicate or failed again, when, the event id or the reason), written
-before the letter's progress is committed. ``relay dlq`` folds them into the
-letters they are about; replay itself skips them.
+before the letter's progress is committed, and signed with ``[replay]
+outcome_key`` when one is set (:mod:`relay.deadletter`). ``relay dlq`` folds
+them into the letters they are about: with a key, only those signed with it
+(any other is ignored, counted and named on ``err``); without one, all of
+them, counted as unauthenticated. Replay itself skips them.
+
+Anyone who can write to the dead-letter topic can write anything there, so
+nothing read from it stops a run or a listing: a record the decoder refuses
+(:class:`schemas.decoder.DecodeError`) is passed over with one line on ``err``
+naming it (``topic/partition@offset``) and why, and counted (``unreadable``);
+replay commits past it like past any other record that is not a letter.
 
 With tracing on, each replayed letter gets a ``replay`` span (its steps as
 children): a new trace, linked to the trace that filed the letter (the
@@ -38,7 +63,7 @@ import hashlib
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
@@ -46,24 +71,31 @@ from typing import TYPE_CHECKING, TextIO
 import orjson
 
 from relay.config import Config
-from relay.deadletter import make_replay_outcome, replay_outcome_record
+from relay.deadletter import make_replay_outcome, outcome_authentic, replay_outcome_record
 from relay.dedup import open_configured
 from relay.delivery import DirectDelivery
+from relay.inert import inert
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
-from relay.pipeline import Inbound, Outcome, Pipeline, normalize
+from relay.pipeline import Inbound, Outcome, Pipeline, normalize, verify
 from relay.profiles import PROFILES
 from relay.sink import KafkaUnavailable
 from relay.tracing import TracedPipeline, Tracer, open_tracer
 from schemas import NormalizationError
 from schemas.decoder import DecodeError, decode_dlq_record
 from schemas.records import DeadLetter, ReplayOutcome, ReplayResult
+from verifiers import VerificationError, Verified
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 # Replay waits longer than the producer's request timeout, so a failure is a real failure.
 REPLAY_BUDGET_MARGIN_S = 5.0
+
+UNVERIFIED = "unverified"
+"""The reason a letter whose message does not verify is refused."""
+UNVERIFIABLE = "unverifiable"
+"""The reason a letter without signature headers, whose scheme needs them, is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +132,8 @@ class ReplaySummary:
     failed: Counter[str] = field(default_factory=Counter)
     would_replay: int = 0
     matched: int = 0
+    unreadable: int = 0
+    """Records of the dead-letter topic the decoder refused: passed over, each named on ``err``."""
 
     @property
     def failed_total(self) -> int:
@@ -112,9 +146,11 @@ class ReplaySummary:
         else:
             rows += [("replayed", self.replayed), ("skipped as duplicate", self.duplicates)]
         rows += [
-            (f"{'would fail' if dry_run else 'failed again'}: {reason}", count)
+            (f"{'would fail' if dry_run else 'failed again'}: {inert(reason)}", count)
             for reason, count in sorted(self.failed.items())
         ]
+        if self.unreadable:
+            rows.append(("unreadable records skipped", self.unreadable))
         width = max(len(label) for label, _ in rows)
         lines = [f"{'outcome'.ljust(width)}  count", f"{'-' * width}  -----"]
         lines += [f"{label.ljust(width)}  {count:5d}" for label, count in rows]
@@ -132,6 +168,7 @@ class ReplaySummary:
                 "would_replay": self.would_replay,
                 "failed": dict(sorted(self.failed.items())),
                 "failed_total": self.failed_total,
+                "unreadable": self.unreadable,
             }
         )
 
@@ -152,36 +189,69 @@ class FiledLetter:
         return self.replays[-1] if self.replays else None
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What ``relay dlq`` read: the matching letters, and how many records it passed over."""
+
+    letters: list[FiledLetter]
+    unreadable: int = 0
+    """Records the decoder refused, each named on ``err`` as it was read."""
+    ignored_outcomes: int = 0
+    """Replay outcomes not signed with ``[replay] outcome_key``, each named on ``err``."""
+    unauthenticated_outcomes: int = 0
+    """Replay outcomes folded in unchecked: no ``[replay] outcome_key`` is set."""
+
+
 async def read_letters(
     reader: TopicReader, idle_s: float
-) -> AsyncIterator[tuple[ReadRecord, DeadLetter | ReplayOutcome | None]]:
-    """Records of the dead-letter topic until none arrives for ``idle_s``: letters, and
-    what replays did with them. A record that is neither yields ``None``.
+) -> AsyncIterator[tuple[ReadRecord, DeadLetter | ReplayOutcome | DecodeError]]:
+    """Records of the dead-letter topic until none arrives for ``idle_s``: letters, what
+    replays did with them, and for a record that is neither, why the decoder refused it.
     """
     async for record in reader.until_idle(idle_s):
         try:
             yield record, decode_dlq_record(record.value, record.headers)
-        except DecodeError:
-            yield record, None
+        except DecodeError as error:
+            yield record, error
+
+
+def unreadable_note(record: ReadRecord, error: DecodeError) -> str:
+    """The line that names a record of the dead-letter topic passed over, and why."""
+    return inert(f"{record.where}: not a Relay dead letter: {error}")
 
 
 async def list_letters(
-    config: Config, letter_filter: LetterFilter, idle_s: float = 1.5
-) -> list[FiledLetter]:
-    """The matching letters in the order read, each with the outcomes of its replays."""
+    config: Config, letter_filter: LetterFilter, idle_s: float = 1.5, err: TextIO | None = None
+) -> Listing:
+    """The matching letters in the order read, each with the outcomes of its replays.
+    ``err`` (default stderr) gets one line per record passed over."""
+    out = sys.stderr if err is None else err
     kafka = config.kafka
     letters: list[FiledLetter] = []
     replays: dict[tuple[str, str, int], list[ReplayOutcome]] = {}
+    unreadable = ignored = unauthenticated = 0
+    key = config.replay.outcome_key
     async with TopicReader(kafka, kafka.dead_letter_topic, subscribe=True) as reader:
         async for record, item in read_letters(reader, idle_s):
-            if isinstance(item, ReplayOutcome):
+            if isinstance(item, DecodeError):
+                unreadable += 1
+                print(unreadable_note(record, item), file=out, flush=True)
+            elif isinstance(item, ReplayOutcome):
+                if not key:
+                    unauthenticated += 1
+                elif not outcome_authentic(key, record.value, record.headers):
+                    ignored += 1
+                    unsigned = "not signed with [replay] outcome_key"
+                    print(f"{record.where}: replay outcome ignored: {unsigned}", file=out)
+                    continue
                 replays.setdefault((item.provider, item.letter_id, item.attempts), []).append(item)
-            elif item is not None and letter_filter.matches(item):
+            elif letter_filter.matches(item):
                 letters.append(FiledLetter(item, record.topic, record.partition, record.offset))
     # Outcomes follow their letter on its partition, in the order replays wrote them.
-    return [
+    filed_letters = [
         replace(filed, replays=tuple(replays.get(_filing(filed.letter), ()))) for filed in letters
     ]
+    return Listing(filed_letters, unreadable, ignored, unauthenticated)
 
 
 def letter_order_id(config: Config, letter: DeadLetter) -> str | None:
@@ -221,12 +291,19 @@ async def replay(
     group_id: str | None = None,
     limit: int | None = None,
     span_exporter: SpanExporter | None = None,
+    err: TextIO | None = None,
+    trust_unverified: bool = False,
 ) -> ReplaySummary:
     """Replay matching letters; ``limit`` stops after that many (tests interrupt with it).
 
+    ``trust_unverified`` replays letters that hold no signature headers without verifying
+    them (module docstring: dangerous when others can write to the dead-letter topic).
+
     ``span_exporter`` replaces OTLP when tracing is on (tests pass an in-memory one).
+    ``err`` (default stderr) gets one line per record passed over as unreadable.
     """
     summary = ReplaySummary()
+    out = sys.stderr if err is None else err
     group = group_id or f"relay-replay{letter_filter.group_suffix()}"
     sink = KafkaSink(config.kafka)
     dedup = None
@@ -263,7 +340,12 @@ async def replay(
             async for record, item in read_letters(reader, idle_s):
                 if reader.paused(record):
                     continue  # records fetched before the pause took effect
-                # Outcome records (and foreign ones) are not letters: passed over, committed.
+                if isinstance(item, DecodeError):
+                    summary.unreadable += 1
+                    if progress is not None:
+                        progress.write("\r\x1b[K")  # the note on a line of its own
+                    print(unreadable_note(record, item), file=out, flush=True)
+                # Outcome records (and unreadable ones) are not letters: passed over, committed.
                 letter = item if isinstance(item, DeadLetter) else None
                 if letter is not None and letter.dead_lettered_at >= cutoff:
                     reader.pause(record)
@@ -274,17 +356,19 @@ async def replay(
                     summary.matched += 1
                     await pace.wait()
                     if pipeline is None:
-                        _dry_run(config, letter, summary)
+                        _dry_run(config, letter, summary, trust_unverified)
                     else:
                         outcome = (
-                            await _replay_one(config, pipeline, letter, summary)
+                            await _replay_one(config, pipeline, letter, summary, trust_unverified)
                             if tracer is None
                             else await _replay_traced(
-                                config, pipeline, letter, summary, tracer, record
+                                config, pipeline, letter, summary, tracer, record, trust_unverified
                             )
                         )
                         await sink.send(
-                            replay_outcome_record(outcome, config.kafka.dead_letter_topic)
+                            replay_outcome_record(
+                                outcome, config.kafka.dead_letter_topic, config.replay.outcome_key
+                            )
                         )
                 if not dry_run:
                     await reader.commit(record)
@@ -306,15 +390,17 @@ async def _replay_one(
     pipeline: Pipeline,
     letter: DeadLetter,
     summary: ReplaySummary,
+    trust_unverified: bool,
     traceparent: str | None = None,
 ) -> ReplayOutcome:
     """Replay one letter; what became of it, to be filed next to it."""
-    inbound = _inbound(config, letter, traceparent)
-    if inbound is None:
-        summary.failed["unknown_provider"] += 1
+    inbound = _admit(config, letter, pipeline.verify_again, trust_unverified, traceparent)
+    if isinstance(inbound, str):
+        summary.failed[inbound] += 1
         REPLAYED.labels("failed").inc()
-        # Not filed again: no instance can replay it until the config names one.
-        return make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason="unknown_provider")
+        # Not filed again: no instance can replay it until the config names one, and a
+        # letter that does not verify is not Relay's to keep.
+        return make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason=inbound)
     result = await pipeline.process(
         inbound,
         budget_s=config.kafka.request_timeout_ms / 1000 + REPLAY_BUDGET_MARGIN_S,
@@ -342,6 +428,7 @@ async def _replay_traced(
     summary: ReplaySummary,
     tracer: Tracer,
     record: ReadRecord,
+    trust_unverified: bool,
 ) -> ReplayOutcome:
     """:func:`_replay_one` in a replay span linked to the trace that filed the letter."""
     filed_under = next(
@@ -349,18 +436,22 @@ async def _replay_traced(
     )
     with tracer.replay(letter.provider, letter.id, filed_under) as span:
         span.set("relay.attempt", letter.attempts + 1)
-        outcome = await _replay_one(config, pipeline, letter, summary, span.traceparent)
+        outcome = await _replay_one(
+            config, pipeline, letter, summary, trust_unverified, span.traceparent
+        )
         span.set("relay.outcome", outcome.outcome.value)
         if outcome.reason is not None:
             span.fail(outcome.reason)
         return outcome
 
 
-def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None:
-    """Normalize only: says what a replay would do, writes nothing anywhere."""
-    inbound = _inbound(config, letter)
-    if inbound is None:
-        summary.failed["unknown_provider"] += 1
+def _dry_run(
+    config: Config, letter: DeadLetter, summary: ReplaySummary, trust_unverified: bool
+) -> None:
+    """Verify and normalize only: says what a replay would do, writes nothing anywhere."""
+    inbound = _admit(config, letter, _verify, trust_unverified)
+    if isinstance(inbound, str):
+        summary.failed[inbound] += 1
         return
     try:
         normalize(inbound)
@@ -368,6 +459,37 @@ def _dry_run(config: Config, letter: DeadLetter, summary: ReplaySummary) -> None
         summary.failed[error.reason] += 1
         return
     summary.would_replay += 1
+
+
+def _admit(
+    config: Config,
+    letter: DeadLetter,
+    verify_again: Callable[[Inbound], Verified],
+    trust_unverified: bool,
+    traceparent: str | None = None,
+) -> Inbound | str:
+    """The letter as the next attempt of its message once it verifies; else why it is
+    refused: ``unknown_provider`` (no instance of its name), ``unverified``, ``unverifiable``."""
+    inbound = _inbound(config, letter, traceparent)
+    if inbound is None:
+        return "unknown_provider"
+    if len(letter.body) > inbound.instance.max_body_bytes:
+        return UNVERIFIED  # the HTTP endpoint never took such a body from the provider
+    try:
+        verify_again(inbound)
+    except VerificationError:
+        if letter.signature_headers is not None:
+            return UNVERIFIED
+        if not trust_unverified:
+            return UNVERIFIABLE
+    return inbound
+
+
+def _verify(inbound: Inbound) -> Verified:
+    """:meth:`Pipeline.verify_again` without a pipeline (a dry run has none)."""
+    return verify(
+        inbound.instance, inbound.body, inbound.received_headers or {}, inbound.received_at
+    )
 
 
 def _inbound(config: Config, letter: DeadLetter, traceparent: str | None = None) -> Inbound | None:
@@ -382,6 +504,7 @@ def _inbound(config: Config, letter: DeadLetter, traceparent: str | None = None)
         letter.received_at,
         letter.attempts + 1,
         traceparent=traceparent,
+        received_headers={**letter.headers, **(letter.signature_headers or {})},
     )
 
 

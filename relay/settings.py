@@ -136,3 +136,13 @@ class TracingConfig:
     """The ``service.name`` resource attribute; ``OTEL_SERVICE_NAME``, when set, wins."""
     sample_ratio: float = 1.0
     """Share of webhooks (and replayed letters) traced, 0 to 1, decided per trace id."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayConfig:
+    """``[replay]``: what ``relay replay`` and ``relay dlq`` share."""
+
+    outcome_key: str = field(default="", repr=False)
+    """The HMAC-SHA256 key that signs each replay outcome record and that ``relay dlq``
+    checks, so that an outcome written by anyone else is ignored (``relay.deadletter``);
+    empty: outcomes are written unsigned and shown as unauthenticated. Never logged."""

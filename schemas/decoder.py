@@ -358,13 +358,15 @@ def decode_dead_letter(
         _check_content_type(named, DEAD_LETTER_CONTENT_TYPE)
     document = _Fields(_parse(value), InvalidDeadLetter)
     received_at_text = document.text("received_at")
-    # Letters from before attempts, dead_lettered_at and relay_version were written read
-    # with the defaults they had then: one attempt, dead-lettered when received, unknown.
+    # Letters from before attempts, dead_lettered_at, relay_version and signature_headers
+    # were written read with the defaults they had then: one attempt, dead-lettered when
+    # received, unknown, and no headers to verify the message again with (None).
     raw_headers = document.get("headers", {})
-    if not isinstance(raw_headers, dict) or not all(
-        isinstance(item, str) for pair in raw_headers.items() for item in pair
-    ):
+    if not _string_object(raw_headers):
         document.fail("headers", "must be an object of strings")
+    signature_headers = document.get("signature_headers", None)
+    if signature_headers is not None and not _string_object(signature_headers):
+        document.fail("signature_headers", "must be null or an object of strings")
     attempts = document.get("attempts", 1)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         document.fail("attempts", f"must be a positive integer, got {_show(attempts)}")
@@ -389,6 +391,7 @@ def decode_dead_letter(
         body=body,
         attempts=attempts,
         relay_version=relay_version,
+        signature_headers=signature_headers,
     )
     if named is not None:
         for name, expected in (
@@ -494,6 +497,12 @@ def _payment_data(data: _Fields, provider: str, profile: str, *, version_2: bool
     )
 
 
+def _string_object(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(item, str) for pair in value.items() for item in pair
+    )
+
+
 def _parse(value: bytes) -> dict[str, Any]:
     # The standard library rather than orjson: parse_float keeps raw's
     # non-integer numbers as Decimal (their exact text) where orjson gives floats.
@@ -592,7 +601,10 @@ class _Fields:
             self.fail(name, f"must be an RFC 3339 time, got {_show(value)}")
         if moment.tzinfo is None:
             self.fail(name, f"must have a UTC offset, got {_show(value)}")
-        return moment.astimezone(UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC
+            self.fail(name, f"is outside the years 1 to 9999 in UTC, got {_show(value)}")
 
 
 def _check_content_type(headers: Mapping[str, bytes], expected: str) -> None:

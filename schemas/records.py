@@ -75,7 +75,12 @@ class DeadLetter:
     request headers (never secrets); ``reason`` a stable code such as
     ``unknown_status``; ``attempts`` how many times Relay tried (a replay that
     fails again files the letter once more, one attempt up); ``relay_version``
-    the version that filed it.
+    the version that filed it. ``signature_headers`` are the request headers
+    the instance's verifier read, as received (signatures and their
+    timestamps, which travel in clear; never a credential header such as
+    ``Authorization``), so that ``relay replay`` verifies the message again
+    before publishing it; None where they are not known (letters filed
+    before Relay kept them).
     """
 
     id: str
@@ -89,6 +94,7 @@ class DeadLetter:
     body: bytes
     attempts: int
     relay_version: str
+    signature_headers: Mapping[str, str] | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -101,6 +107,9 @@ class DeadLetter:
                 "received_at": rfc3339(self.received_at),
                 "dead_lettered_at": rfc3339(self.dead_lettered_at),
                 "headers": dict(self.headers),
+                "signature_headers": (
+                    None if self.signature_headers is None else dict(self.signature_headers)
+                ),
                 "body_base64": base64.b64encode(self.body).decode(),
                 "attempts": self.attempts,
                 "relay_version": self.relay_version,

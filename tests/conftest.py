@@ -234,6 +234,7 @@ def make_config(
     server: Mapping[str, Any] | None = None,
     kafka: Mapping[str, Any] | None = None,
     spool: Mapping[str, Any] | None = None,
+    replay: Mapping[str, Any] | None = None,
     create_topics: bool = True,
 ) -> Config:
     """A Relay config for the broker at ``bootstrap``.
@@ -257,6 +258,8 @@ def make_config(
         "providers": providers
         or {"invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]}},
     }
+    if replay is not None:
+        document["replay"] = replay
     config = parse_config(document, env={})
     if create_topics and test_broker is not None:
         test_broker.create_topic(config.kafka.topic)

@@ -293,18 +293,23 @@ def _replay_outcome_records() -> list[KafkaRecord]:
         ),
         make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason="unknown_provider"),
     ]
-    return [replay_outcome_record(outcome, KAFKA.dead_letter_topic) for outcome in outcomes]
+    records = [replay_outcome_record(outcome, KAFKA.dead_letter_topic) for outcome in outcomes]
+    signed = replay_outcome_record(outcomes[0], KAFKA.dead_letter_topic, "k" * 32)
+    return [*records, signed]
 
 
 @pytest.mark.parametrize(
     "record",
     _replay_outcome_records(),
-    ids=["replayed", "duplicate", "failed again", "failed, instance gone"],
+    ids=["replayed", "duplicate", "failed again", "failed, instance gone", "signed"],
 )
 def test_replay_outcomes_match_their_message(record: KafkaRecord) -> None:
     spec = _message("replayOutcome")
     headers = spec["headers"]
-    assert set(headers["properties"]) == set(_header_names(record)) == set(headers["required"])
+    names = set(_header_names(record))
+    # Written only with [replay] outcome_key: documented, never required.
+    assert set(headers["properties"]) == names | {"relay_outcome_mac"}
+    assert set(headers["required"]) == names - {"relay_outcome_mac"}
     jsonschema.Draft7Validator(headers).validate(_headers_document(record))
     assert spec["contentType"] == REPLAY_OUTCOME_CONTENT_TYPE
     assert headers["properties"]["content-type"]["const"] == REPLAY_OUTCOME_CONTENT_TYPE

@@ -23,7 +23,9 @@ COLLECT_SECRET = "check-config-collect-merchant-key-55be"
 # A real (demo) RSA private key as bare base64 DER, cut short: unusable, and still never to be echoed.
 BROKEN_SIGNING_KEY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1169OaovAyRYvzJGQhDzfBMr0SvlqNk3XUZgsGiPptElh"
 STANDARD_SECRET = "whsec_not-base64-at-all!"
-SECRETS = (INVOICE_SECRET, COLLECT_SECRET, BROKEN_SIGNING_KEY, STANDARD_SECRET)
+SHORT_OUTCOME_KEY = "too-short-outcome-key"
+OUTCOME_KEY = "check-config-replay-outcome-key-0123456789"
+SECRETS = (INVOICE_SECRET, COLLECT_SECRET, BROKEN_SIGNING_KEY, STANDARD_SECRET, SHORT_OUTCOME_KEY)
 
 BASE = f"""
 [server]
@@ -241,6 +243,26 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         "pyproject.toml is not a directory, so pyproject.toml/dedup.sqlite3 cannot be created",
     ),
     "invalid TOML": Case(_with("[server]", "[server"), "{file}", "not valid TOML"),
+    "replay outcome key too short": Case(
+        _with("[dedup]", f'[replay]\noutcome_key = "{SHORT_OUTCOME_KEY}"\n\n[dedup]'),
+        "replay.outcome_key",
+        "must be at least 32 characters",
+    ),
+    "replay outcome key of the wrong type": Case(
+        _with("[dedup]", "[replay]\noutcome_key = 12345\n\n[dedup]"),
+        "replay.outcome_key",
+        "must be a string",
+    ),
+    "replay outcome key from an unset variable": Case(
+        _with("[dedup]", '[replay]\noutcome_key = "${RELAY_NO_SUCH_KEY}"\n\n[dedup]'),
+        "replay.outcome_key",
+        "the environment variable RELAY_NO_SUCH_KEY is not set",
+    ),
+    "unknown replay key": Case(
+        _with("[dedup]", f'[replay]\noutcome_keys = "{OUTCOME_KEY}"\n\n[dedup]'),
+        "replay.outcome_keys",
+        "unknown key",
+    ),
 }
 
 
@@ -294,6 +316,15 @@ def test_valid_config_passes(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith(f"{path}: OK (1 providers: invoices)\n")
     assert INVOICE_SECRET not in checked.stdout + checked.stderr
+
+
+def test_a_replay_outcome_key_passes_and_is_never_printed(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(_with("[dedup]", '[replay]\noutcome_key = "${RELAY_OUTCOME_KEY}"\n\n[dedup]'))
+    checked = run_relay("check-config", str(path), env={"RELAY_OUTCOME_KEY": OUTCOME_KEY})
+    assert checked.returncode == 0, checked.stderr
+    assert load_config(path, {"RELAY_OUTCOME_KEY": OUTCOME_KEY}).replay.outcome_key == OUTCOME_KEY
+    assert OUTCOME_KEY not in checked.stdout + checked.stderr
 
 
 def test_dev_config_passes() -> None:

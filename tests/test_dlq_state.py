@@ -9,6 +9,7 @@ process and as the command a user runs.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -21,8 +22,14 @@ import pytest
 
 from relay import __version__
 from relay.config import Config
-from relay.deadletter import make_dead_letter, make_replay_outcome, replay_outcome_record
+from relay.deadletter import (
+    make_dead_letter,
+    make_replay_outcome,
+    outcome_authentic,
+    replay_outcome_record,
+)
 from relay.find import FindQuery, find
+from relay.records import KafkaRecord
 from relay.replay import FiledLetter, LetterFilter, list_letters, replay
 from schemas.decoder import (
     HeaderMismatch,
@@ -40,9 +47,19 @@ from tests.conftest import (
     signed_webhook,
     start_relay,
 )
+from tests.poison import (
+    DEAD_LETTER,
+    ESCAPES,
+    assert_inert,
+    letter_document,
+    publish,
+    skipped_lines,
+    unreadable_letters,
+)
 from tests.relay_process import run_relay
 
 RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+OUTCOME_KEY = "replay-outcome-key-of-these-tests-0123456789"
 # A JSON number with a trailing zero: shown as sent, never as 12.5.
 REFUND = b'{"invoice_reference":"ORD-S1","status":"refunded","amount_usdt_exact":12.50}'
 
@@ -128,6 +145,13 @@ def _configs(bootstrap: str, topic: str, tmp_path: Path) -> tuple[Config, Config
     return before, after
 
 
+async def _letters(config: Config, letter_filter: LetterFilter) -> list[FiledLetter]:
+    """The letters ``relay dlq list`` would show (nothing unreadable on these topics)."""
+    listing = await list_letters(config, letter_filter, idle_s=0.5)
+    assert listing.unreadable == 0
+    return listing.letters
+
+
 def _replays(filed: FiledLetter) -> list[tuple[str, str | None, str | None, int | None]]:
     return [
         (outcome.outcome.value, outcome.reason, outcome.event_id, outcome.new_attempts)
@@ -145,7 +169,7 @@ async def test_each_letter_shows_what_every_replay_did_with_it(
     started = datetime.now(UTC)
     failed = await replay(before, LetterFilter(), idle_s=0.5)
     assert dict(failed.failed) == {"unknown_status": 1}
-    first, second = await list_letters(before, LetterFilter(), idle_s=0.5)
+    first, second = await _letters(before, LetterFilter())
     assert (first.letter.attempts, second.letter.attempts) == (1, 2)
     assert _replays(first) == [("failed_again", "unknown_status", None, 2)]
     assert _replays(second) == []
@@ -157,7 +181,7 @@ async def test_each_letter_shows_what_every_replay_did_with_it(
     assert (later.matched, later.replayed, later.duplicates) == (2, 1, 1)
     [event] = await read_topic(kafka_bootstrap, topic, expect=1)
     event_id = orjson.loads(event.value)["id"]
-    first, second = await list_letters(before, LetterFilter(), idle_s=0.5)
+    first, second = await _letters(before, LetterFilter())
     assert _replays(first) == [
         ("failed_again", "unknown_status", None, 2),
         ("replayed", None, event_id, None),
@@ -200,6 +224,9 @@ idempotence = false
 backend = "sqlite"
 path = "{path.parent / "dedup.sqlite3"}"
 
+[replay]
+outcome_key = "{OUTCOME_KEY}"
+
 [providers.invoices]
 profile = "usdt-invoice"
 secrets = ["{INVOICE_SECRET}"]
@@ -229,6 +256,7 @@ async def test_the_commands_show_replays_and_speak_json(
         "would_replay": 0,
         "failed": {"unknown_status": 1},
         "failed_total": 1,
+        "unreadable": 0,
     }
     replayed = run_relay("replay", "--config", new, "--reason", "unknown_status", "--json", env={})
     assert replayed.returncode == 0, replayed.stderr
@@ -284,3 +312,122 @@ async def test_the_commands_show_replays_and_speak_json(
     assert all(letter["body_base64"] for letter in document["letters"])
     missing = run_relay("dlq", "show", "no-such-letter", "--config", old, "--json", env={})
     assert (missing.returncode, missing.stdout) == (1, "")
+
+
+async def test_dlq_list_and_show_pass_over_what_they_cannot_read_and_print_nothing_raw(
+    tansu: TestBroker, topic: str, tmp_path: Path
+) -> None:
+    """Poison on the dead-letter topic: each unreadable record is named on stderr and passed
+    over; a readable forged letter full of terminal escapes is listed with them escaped."""
+    config, _ = _configs(tansu.bootstrap_servers, topic, tmp_path)
+    dlq = config.kafka.dead_letter_topic
+    poison = unreadable_letters(dlq)
+    forged = letter_document(
+        reason=ESCAPES,
+        message=ESCAPES,
+        headers={"x-invoice-reference": ESCAPES},
+        body_base64=base64.b64encode(
+            orjson.dumps({"invoice_reference": f"ORD-{ESCAPES}", "status": "refunded"})
+        ).decode(),
+    )
+    letter_id = forged["id"]
+    forged_record = KafkaRecord(
+        dlq, f"invoices:{letter_id}".encode(), orjson.dumps(forged), DEAD_LETTER
+    )
+    await publish(config.kafka, [*poison.values(), forged_record])
+    await read_topic(tansu.bootstrap_servers, dlq, expect=len(poison) + 1)
+    config_file = str(_config_file(config, tmp_path / "dlq.toml"))
+
+    listed = run_relay("dlq", "list", "--config", config_file, env={})
+    assert listed.returncode == 0, listed.stderr
+    assert_inert(listed.stdout, listed.stderr)
+    _, row = listed.stdout.splitlines()
+    escaped = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;cm0gLXJmIH4=\\x07\\x9b31m\\u202e"
+    assert row.split()[:3] == [letter_id, "invoices", escaped]
+    assert len(skipped_lines(listed.stderr, dlq, "dead letter")) == len(poison)
+    assert (
+        listed.stderr.splitlines()[-1]
+        == f"1 dead letter(s); {len(poison)} unreadable record(s) skipped"
+    )
+
+    as_json = run_relay("dlq", "list", "--config", config_file, "--json", env={})
+    assert as_json.returncode == 0, as_json.stderr
+    assert_inert(as_json.stdout)
+    [document] = [json.loads(line) for line in as_json.stdout.splitlines()]
+    # Escaped for the terminal, the same value for a program.
+    assert (document["reason"], document["order_id"]) == (ESCAPES, f"ORD-{ESCAPES}")
+
+    for options in ((), ("--json",)):
+        shown = run_relay("dlq", "show", letter_id, "--config", config_file, *options, env={})
+        assert shown.returncode == 0, shown.stderr
+        assert_inert(shown.stdout, shown.stderr)
+        assert len(skipped_lines(shown.stderr, dlq, "dead letter")) == len(poison)
+    assert json.loads(shown.stdout)["letters"][0]["message"] == ESCAPES
+
+
+def test_outcome_records_are_signed_with_the_outcome_key() -> None:
+    letter = _letter()
+    outcome = make_replay_outcome(letter, ReplayResult.REPLAYED, event_id="wh-1")
+    signed = replay_outcome_record(outcome, "payments.events.dlq", OUTCOME_KEY)
+    assert outcome_authentic(OUTCOME_KEY, signed.value, signed.headers)
+    assert decode_dlq_record(signed.value, signed.headers) == outcome  # readers unchanged
+    unsigned = replay_outcome_record(outcome, "payments.events.dlq")
+    assert "relay_outcome_mac" not in dict(unsigned.headers)
+    assert not outcome_authentic(OUTCOME_KEY, unsigned.value, unsigned.headers)
+    assert not outcome_authentic("another-key-" * 4, signed.value, signed.headers)
+    # The MAC covers the whole value: another outcome keeps no signature it did not earn.
+    failed = make_replay_outcome(letter, ReplayResult.FAILED_AGAIN, reason="unknown_status")
+    assert not outcome_authentic(OUTCOME_KEY, failed.to_json(), signed.headers)
+
+
+async def test_a_forged_outcome_does_not_make_a_letter_replayed(
+    aiohttp_client: Any, tansu: TestBroker, topic: str, tmp_path: Path
+) -> None:
+    before, _ = _configs(tansu.bootstrap_servers, topic, tmp_path)
+    relay = await start_relay(aiohttp_client, before)
+    assert (await relay.post(signed_webhook(before, body=REFUND))).status == 200
+    dlq = before.kafka.dead_letter_topic
+    [record] = await read_topic(tansu.bootstrap_servers, dlq, expect=1)
+    letter = decode_dead_letter(record.value)
+    claim = make_replay_outcome(letter, ReplayResult.REPLAYED, event_id="evt-never-published")
+    forged = [
+        replay_outcome_record(claim, dlq),  # unsigned
+        replay_outcome_record(claim, dlq, "a-key-that-is-not-relays-0123456789abcdef"),
+    ]
+    await publish(before.kafka, forged)
+    await read_topic(tansu.bootstrap_servers, dlq, expect=3)
+    with_key = str(_config_file(before, tmp_path / "with-key.toml"))
+
+    listed = run_relay("dlq", "list", "--config", with_key, env={})
+    assert listed.returncode == 0, listed.stderr
+    _, row = listed.stdout.splitlines()
+    assert row.split()[-1] == "-"  # no replay it can believe
+    *ignored, summary = listed.stderr.splitlines()
+    assert summary == "1 dead letter(s); 2 unsigned replay outcome(s) ignored"
+    assert all(
+        re.fullmatch(
+            rf"{dlq}/\d+@\d+: replay outcome ignored: not signed with \[replay\] outcome_key", line
+        )
+        for line in ignored
+    )
+    assert len(ignored) == 2
+
+    # A replay signs what it did; that one is believed.
+    failed = run_relay("replay", "--config", with_key, env={})
+    assert failed.returncode == 1, failed.stderr
+    listed = run_relay("dlq", "list", "--config", with_key, env={})
+    rows = listed.stdout.splitlines()[1:]
+    assert "failed again" in rows[0] and rows[0].endswith("filed again as attempt 2")
+    shown = run_relay("dlq", "show", letter.id, "--config", with_key, "--json", env={})
+    replays = json.loads(shown.stdout)["letters"][0]["replays"]
+    assert [(r["outcome"], r["reason"]) for r in replays] == [("failed_again", "unknown_status")]
+
+    # Without a key nothing can be told apart: shown, and said to be unauthenticated.
+    no_key = tmp_path / "no-key.toml"
+    no_key.write_text(re.sub(r"\[replay\]\noutcome_key = .*\n", "", Path(with_key).read_text()))
+    listed = run_relay("dlq", "list", "--config", str(no_key), env={})
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr.splitlines()[-1] == (
+        f"relay dlq: 3 replay outcome(s) shown unauthenticated: no [replay] outcome_key is set, "
+        f"so anyone who can write to {dlq} can forge what they say"
+    )

@@ -37,6 +37,13 @@ from tests.conftest import (
     signed_webhook,
     start_relay,
 )
+from tests.poison import (
+    ESCAPES,
+    assert_inert,
+    skipped_lines,
+    unreadable_events,
+    unreadable_letters,
+)
 from tests.relay_process import run_relay, unused_port
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -354,3 +361,43 @@ def test_usage_and_unreachable_kafka_are_one_line_and_exit_2(tmp_path: Path) -> 
     missing = run_relay("find", "--config", str(tmp_path / "nope.toml"), "--order", "A", env={})
     assert missing.returncode == 2
     assert missing.stderr.startswith("config error: ")
+
+
+async def test_the_command_passes_over_poison_and_prints_escapes_inert(
+    aiohttp_client: Any, tansu: TestBroker, topic: str, tmp_path: Path
+) -> None:
+    """An order id holding terminal escapes (the provider writes it) is shown escaped, and
+    records neither decoder can read, keyed as candidates, are each named and skipped."""
+    config = make_config(bootstrap=tansu.bootstrap_servers, topic=topic, var=tmp_path)
+    relay = await start_relay(aiohttp_client, config)
+    order = f"ORD-{ESCAPES}"
+    for body in (_invoice(order, "confirmed"), _invoice(order, "refunded")):
+        assert (await relay.post(signed_webhook(config, body=body))).status == 200
+    events = unreadable_events(topic, b"invoices:ORD-1")
+    letters = unreadable_letters(config.kafka.dead_letter_topic)
+    await _publish(config, [*events.values(), *letters.values()])
+    await read_topic(tansu.bootstrap_servers, topic, expect=1 + len(events))
+    config_file = str(_config_file(config, tmp_path))
+
+    found = run_relay("find", "--config", config_file, "--provider", "invoices", env={})
+    assert found.returncode == 0, found.stderr
+    assert_inert(found.stdout, found.stderr)
+    _, event_line, letter_line = found.stdout.splitlines()
+    shown = "ORD-\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;cm0gLXJmIH4=\\x07\\x9b31m\\u202e"
+    assert event_line.split()[1:3] + event_line.split()[-2:-1] == ["event", "invoices", shown]
+    assert letter_line.split()[1:4] == ["dead-letter", "invoices", "unknown_status"]
+    assert len(skipped_lines(found.stderr, topic, "event")) == len(events)
+    dead_letter_topic = config.kafka.dead_letter_topic
+    assert len(skipped_lines(found.stderr, dead_letter_topic, "dead letter")) == len(letters)
+    skipped = len(events) + len(letters)
+    assert found.stderr.splitlines()[-1].endswith(f"; {skipped} foreign records skipped")
+
+    as_json = run_relay("find", "--config", config_file, "--provider", "invoices", "--json", env={})
+    assert as_json.returncode == 0, as_json.stderr
+    assert_inert(as_json.stdout)
+    assert [json.loads(line)["order_id"] for line in as_json.stdout.splitlines()] == [order] * 2
+
+    # Nothing readable matches: still "nothing found" (1), never a crash.
+    nothing = run_relay("find", "--config", config_file, "--order", "ORD-1", env={})
+    assert (nothing.returncode, nothing.stdout) == (1, ""), nothing.stderr
+    assert len(skipped_lines(nothing.stderr, topic, "event")) == len(events)

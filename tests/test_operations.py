@@ -330,6 +330,7 @@ def dev_document(bootstrap: str, topic: str, var: Path) -> dict[str, Any]:
     }
     document["dedup"] = {"backend": "sqlite", "path": str(var / "dedup.sqlite3")}
     document["spool"] = {"path": str(var / "spool")}
+    document["replay"] = {"outcome_key": "replay-outcome-key-of-the-log-tests-0123456789"}
     return document
 
 
@@ -337,6 +338,9 @@ def secret_material(document: Mapping[str, Any]) -> set[str]:
     """Every secret and private key of the instances, as written and in the other
     encodings a careless log line could use (PEM, base64 and hex DER, hex of a secret)."""
     found: set[str] = set()
+    outcome_key = document.get("replay", {}).get("outcome_key")
+    if outcome_key:
+        found |= {outcome_key, outcome_key.encode().hex()}
     for table in document["providers"].values():
         for secret in table.get("secrets", []):
             found |= {secret, secret.encode().hex(), base64.b64encode(secret.encode()).decode()}

@@ -51,3 +51,31 @@ def test_a_profiles_order_reader_names_the_order_its_events_are_keyed_by(
     data = expected["data"]
     keyed_by = expected.get("subject") or data.get("provider_order_id")
     assert order == keyed_by
+
+
+HOSTILE_BODIES = {
+    "not UTF-8": b'{"orderNo":"\xff"}',
+    "not an object": b'["orderNo"]',
+    "a huge exponent": b'{"orderNo":1e999999999,"invoice_reference":1e999999999,"data":{}}',
+    "a huge integer": b'{"orderNo":' + b"9" * 5000 + b"}",
+    "deep nesting": b'{"data":' * 200 + b"{}" + b"}" * 200,
+    "escapes": '{"orderId":"\x1b]0;x\x07","invoice_reference":"\u202e"}'.encode(),
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=list(HOSTILE_BODIES))
+def test_an_order_reader_never_raises_on_what_a_forged_letter_holds(
+    profile_name: str, body: bytes
+) -> None:
+    """``relay dlq`` and ``relay find`` read the order of every letter on the topic, forged
+    ones too: the payload reader refuses only with ``NormalizationError``, the order reader
+    answers text or None."""
+    profile = PROFILES[profile_name]
+    try:
+        payload = profile.payload(body, profile.params)
+    except NormalizationError:
+        return
+    order = profile.order_id(payload, "order_id")
+    assert order is None or isinstance(order, str)

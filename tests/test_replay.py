@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import io
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from relay.config import Config
-from relay.replay import LetterFilter, list_letters, replay
+from relay.deadletter import dead_letter_record, make_dead_letter
+from relay.records import KafkaRecord
+from relay.replay import FiledLetter, LetterFilter, list_letters, replay
 from schemas.decoder import decode_dlq_record
+from schemas.records import DeadLetter
+from schemas.values import rfc3339
 from tests.conftest import (
     INVOICE_SECRET,
     event_of,
@@ -19,6 +26,13 @@ from tests.conftest import (
     read_topic,
     signed_webhook,
     start_relay,
+)
+from tests.poison import (
+    DEAD_LETTER,
+    letter_document,
+    publish,
+    skipped_lines,
+    unreadable_letters,
 )
 
 
@@ -47,6 +61,13 @@ def _refund(order: str) -> bytes:
     )
 
 
+async def _letters(config: Config, letter_filter: LetterFilter) -> list[FiledLetter]:
+    """The letters ``relay dlq list`` would show (nothing unreadable on these topics)."""
+    listing = await list_letters(config, letter_filter, idle_s=0.5)
+    assert listing.unreadable == 0
+    return listing.letters
+
+
 async def _post_letters(
     aiohttp_client: Any, config: Config, bodies: list[tuple[str, bytes]]
 ) -> None:
@@ -73,11 +94,13 @@ async def test_dead_letter_then_replay_after_the_profile_learns_the_status(
     assert "refunded" in letter["message"]
     assert base64.b64decode(letter["body_base64"]) == body
     assert letter["headers"] == {"x-webhook-id": "wh-r1"}  # allow-listed only: no signature
+    # What the verifier read, as received, to verify it again on replay; no other header.
+    signature = webhook.headers["x-webhook-signature"]
+    assert letter["signature_headers"] == {"x-webhook-signature": signature}
     assert letter["attempts"] == 1
     assert letter["received_at"].endswith("Z")
     assert letter["relay_version"]
     assert INVOICE_SECRET not in record.value.decode()
-    assert webhook.headers["x-webhook-signature"] not in record.value.decode()
     assert dict(record.headers)["relay_reason"] == b"unknown_status"
 
     first = await replay(after, LetterFilter(), idle_s=0.5)
@@ -131,20 +154,20 @@ async def test_filters_select_exactly_and_dry_run_changes_nothing(
         ],
     )
     dlq = before.kafka.dead_letter_topic
-    everything = [filed.letter for filed in await list_letters(before, LetterFilter(), idle_s=0.5)]
+    everything = [filed.letter for filed in await _letters(before, LetterFilter())]
     assert len(everything) == 4
-    by_provider = await list_letters(before, LetterFilter(provider="invoices-b"), idle_s=0.5)
+    by_provider = await _letters(before, LetterFilter(provider="invoices-b"))
     assert [filed.letter.provider for filed in by_provider] == ["invoices-b"]
-    by_reason = await list_letters(before, LetterFilter(reason="malformed_json"), idle_s=0.5)
+    by_reason = await _letters(before, LetterFilter(reason="malformed_json"))
     assert [filed.letter.body for filed in by_reason] == [malformed]
     one = everything[1]
-    assert [
-        filed.letter.id for filed in await list_letters(before, LetterFilter(id=one.id), idle_s=0.5)
-    ] == [one.id]
+    assert [filed.letter.id for filed in await _letters(before, LetterFilter(id=one.id))] == [
+        one.id
+    ]
     received = sorted(letter.received_at for letter in everything)
     since = received[2]
-    assert len(await list_letters(before, LetterFilter(since=since), idle_s=0.5)) == 2
-    assert len(await list_letters(before, LetterFilter(until=since), idle_s=0.5)) == 2
+    assert len(await _letters(before, LetterFilter(since=since))) == 2
+    assert len(await _letters(before, LetterFilter(until=since))) == 2
 
     dry = await replay(after, LetterFilter(provider="invoices"), dry_run=True, idle_s=0.5)
     assert (dry.matched, dry.would_replay, dict(dry.failed)) == (3, 2, {"malformed_json": 1})
@@ -187,3 +210,151 @@ async def test_rate_is_honoured(
     assert summary.replayed == 9
     # 9 letters evenly spaced at 8/s span 8 intervals: 1.0 s. Pacing never goes faster.
     assert 1.0 * 0.8 <= elapsed <= 1.0 * 1.2 + 0.5
+
+
+async def test_replay_passes_over_records_it_cannot_read(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """Poison around a genuine letter: each unreadable record is named once and committed
+    past, the letter is replayed, and the run ends as if the poison were not there."""
+    before, after = _configs(kafka_bootstrap, topic, tmp_path)
+    dlq = before.kafka.dead_letter_topic
+    poison = unreadable_letters(dlq)
+    await publish(before.kafka, list(poison.values())[:3])
+    await _post_letters(aiohttp_client, before, [("invoices", _refund("ORD-P1"))])
+    await publish(before.kafka, list(poison.values())[3:])
+    await read_topic(kafka_bootstrap, dlq, expect=len(poison) + 1)
+
+    dry_err = io.StringIO()
+    dry = await replay(after, LetterFilter(), dry_run=True, idle_s=0.5, err=dry_err)
+    assert (dry.matched, dry.would_replay, dry.unreadable) == (1, 1, len(poison))
+    err = io.StringIO()
+    summary = await replay(after, LetterFilter(), idle_s=0.5, err=err)
+    assert (summary.matched, summary.replayed, summary.unreadable) == (1, 1, len(poison))
+    assert summary.failed_total == 0
+    assert len(skipped_lines(err.getvalue(), dlq, "dead letter")) == len(poison)
+    assert "unreadable records skipped" in summary.table(dry_run=False)
+    [event] = await read_topic(kafka_bootstrap, topic, expect=1)
+    assert event_of(event)["subject"] == "ORD-P1"
+    # Committed past: the next run of the same filters has nothing left, poison included.
+    again = await replay(after, LetterFilter(), idle_s=0.5, err=io.StringIO())
+    assert (again.matched, again.unreadable) == (0, 0)
+
+
+def _filed(config: Config, letter: DeadLetter) -> KafkaRecord:
+    return dead_letter_record(letter, config.kafka.dead_letter_topic)
+
+
+def _forged(config: Config, **fields: Any) -> KafkaRecord:
+    """A letter as anyone who can write to the dead-letter topic can file one: a refund the
+    provider never signed, with an event id of the forger's choosing."""
+    document = letter_document(
+        received_at=rfc3339(datetime.now(UTC) - timedelta(hours=1)),
+        headers={"x-webhook-id": "evt-chosen-by-the-forger"},
+        body_base64=base64.b64encode(_refund("ORD-FORGED")).decode(),
+        signature_headers={"x-webhook-signature": "0" * 64},
+    )
+    document |= fields
+    return KafkaRecord(
+        config.kafka.dead_letter_topic,
+        f"invoices:{document['id']}".encode(),
+        orjson.dumps({k: v for k, v in document.items() if v is not _ABSENT}),
+        DEAD_LETTER,
+    )
+
+
+_ABSENT = object()
+
+
+async def test_replay_refuses_a_letter_that_does_not_verify(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """Forged letters, and a genuine one whose secret was rotated away, are refused as
+    ``unverified`` and never published; the genuine one replays while its key is there."""
+    before, after = _configs(kafka_bootstrap, topic, tmp_path)
+    await _post_letters(aiohttp_client, before, [("invoices", _refund("ORD-GENUINE"))])
+    [genuine] = await _letters(before, LetterFilter())
+    # The genuine letter's signature, moved onto another body: no better than none.
+    copied = _forged(before, signature_headers=genuine.letter.signature_headers, id="1" * 32)
+    await publish(before.kafka, [_forged(before), copied])
+
+    dry = await replay(after, LetterFilter(), dry_run=True, idle_s=0.5, err=io.StringIO())
+    assert (dry.would_replay, dict(dry.failed)) == (1, {"unverified": 2})
+    rotated = make_config(
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        var=tmp_path,
+        providers=_invoice_providers(secrets=["a-new-secret-0123456789abcdef"]),
+    )
+    refused = await replay(rotated, LetterFilter(), idle_s=0.5, group_id="rotated")
+    assert (refused.matched, refused.replayed, dict(refused.failed)) == (3, 0, {"unverified": 3})
+    summary = await replay(after, LetterFilter(), idle_s=0.5)
+    assert (summary.matched, summary.replayed, dict(summary.failed)) == (
+        3,
+        1,
+        {"unverified": 2},
+    )
+    [event] = await read_topic(kafka_bootstrap, topic, expect=1, settle_s=1.0)
+    assert event_of(event)["subject"] == "ORD-GENUINE"
+    # Refused, not filed again: what the replays did with the forged letters says why.
+    listing = await list_letters(before, LetterFilter(), idle_s=0.5, err=io.StringIO())
+    outcomes = {
+        filed.letter.id: [(o.outcome.value, o.reason, o.new_attempts) for o in filed.replays]
+        for filed in listing.letters
+    }
+    assert len(listing.letters) == 3
+    assert outcomes["0" * 32] == outcomes["1" * 32] == [("failed_again", "unverified", None)] * 2
+
+
+async def test_a_letter_from_before_signature_headers_is_replayed_only_on_the_operators_word(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    before, after = _configs(kafka_bootstrap, topic, tmp_path)
+    # Written as letters were before Relay kept signature headers: no such field.
+    await publish(before.kafka, [_forged(before, signature_headers=_ABSENT)])
+    refused = await replay(after, LetterFilter(), idle_s=0.5)
+    assert (refused.replayed, dict(refused.failed)) == (0, {"unverifiable": 1})
+    assert await read_topic(kafka_bootstrap, topic, expect=0, settle_s=0.3, timeout_s=1) == []
+    # --trust-unverified: what the flag's name says, and why the README calls it dangerous.
+    trusted = await replay(
+        after, LetterFilter(), idle_s=0.5, group_id="trusting", trust_unverified=True
+    )
+    assert trusted.replayed == 1
+    [event] = await read_topic(kafka_bootstrap, topic, expect=1)
+    assert event_of(event)["id"] == "evt-chosen-by-the-forger"
+
+
+async def test_the_signed_timestamp_counts_from_when_the_letter_was_received(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """A Stripe letter received ten days ago verifies today: its signed ``t`` is checked
+    against the letter's received time, not the replay's. Moving the received time away
+    from ``t`` (as a forger re-using the signature elsewhere in time would) is refused."""
+    hooks = {"profile": "stripe", "secrets": ["whsec_test_0123456789abcdef"]}
+    config = make_config(
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        var=tmp_path,
+        providers={"hooks": hooks},
+        dedup={"backend": "sqlite", "path": str(tmp_path / "dedup.sqlite3")},
+    )
+    received_at = datetime.now(UTC) - timedelta(days=10)
+    body = b'{"id":"evt_10_days","type":"customer.updated","data":{"object":{}}}'
+    webhook = signed_webhook(config, "hooks", body=body, now=received_at.timestamp())
+    signature = {"stripe-signature": webhook.headers["stripe-signature"]}
+    letter = make_dead_letter(
+        provider="hooks",
+        profile="stripe",
+        reason="record_too_large",
+        message="the broker refused the event",
+        received_at=received_at,
+        headers={},
+        body=body,
+        signature_headers=signature,
+    )
+    moved = dataclasses.replace(letter, id="2" * 32, received_at=datetime.now(UTC))
+    await publish(config.kafka, [_filed(config, letter), _filed(config, moved)])
+    summary = await replay(config, LetterFilter(), idle_s=0.5)
+    assert (summary.replayed, dict(summary.failed)) == (1, {"unverified": 1})
+    [event] = await read_topic(kafka_bootstrap, topic, expect=1)
+    assert event_of(event)["id"] == "evt_10_days"

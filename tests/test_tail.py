@@ -21,6 +21,7 @@ import orjson
 from relay.kafka import KafkaSink
 from relay.records import KafkaRecord
 from tests.conftest import INVOICE_SECRET, RelayUnderTest, event_of, read_topic, signed_webhook
+from tests.poison import ESCAPES, assert_inert, publish, skipped_lines, unreadable_events
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,3 +134,39 @@ async def test_tail_prints_events_skips_foreign_records_and_filters_by_type(
 
     whole, _ = await tail_lines(config_file, "--json", "--type", first["type"], lines=1)
     assert [orjson.loads(line) for line in whole] == [first]
+
+
+async def test_tail_goes_on_past_poison_and_prints_escapes_inert(
+    relay_app: RelayUnderTest, tmp_path: Path
+) -> None:
+    config = relay_app.config
+    order = f"ORD-{ESCAPES}"
+    events = unreadable_events(config.kafka.topic, b"invoices:ORD-POISON")
+    await publish(config.kafka, list(events.values()))
+    body = {"invoice_reference": order, "status": "confirmed", "amount_usdt_exact": "12.50"}
+    webhook = signed_webhook(config, body=orjson.dumps(body))
+    assert (await relay_app.post(webhook)).status == 200
+    [published] = [
+        event_of(record)
+        for record in await read_topic(
+            config.kafka.bootstrap_servers, config.kafka.topic, expect=len(events) + 1
+        )
+        if record.key != b"invoices:ORD-POISON"
+    ]
+    assert published["subject"] == order
+    config_file = _config_file(relay_app, tmp_path)
+
+    # One partition, offsets from 0: the last poison record is at offset len - 1.
+    last = f"@{len(events) - 1}: not a Relay event: "
+    printed, errors = await tail_lines(config_file, lines=1, complaint=last)
+    assert_inert(*printed, *errors)
+    assert printed == [
+        _line(published).replace(
+            order, "ORD-\\x1b]0;pwned\\x07\\x1b[2J\\x1b]52;c;cm0gLXJmIH4=\\x07\\x9b31m\\u202e"
+        )
+    ]
+    assert len(skipped_lines("\n".join(errors), config.kafka.topic, "event")) == len(events)
+
+    whole, _ = await tail_lines(config_file, "--json", lines=1, complaint=last)
+    assert_inert(*whole)
+    assert [orjson.loads(line) for line in whole] == [published]

@@ -235,7 +235,8 @@ async def test_each_replay_is_a_new_trace_linked_to_the_one_that_filed_the_lette
     summary = await replay(before, LetterFilter(), idle_s=0.5, span_exporter=failed_again)
     assert dict(summary.failed) == {"unknown_status": 1}
     spans = by_name(failed_again.get_finished_spans())
-    assert set(spans) == {"replay", "publish"}
+    # The letter is verified again before anything is published, under the replay's span.
+    assert set(spans) == {"replay", "verify", "publish"}
     [first] = spans["replay"]
     assert first.parent is None
     assert first.kind is SpanKind.CONSUMER
@@ -243,6 +244,7 @@ async def test_each_replay_is_a_new_trace_linked_to_the_one_that_filed_the_lette
     assert (first.attributes or {})["relay.attempt"] == 2
     assert (first.attributes or {})["relay.outcome"] == "failed_again"
     assert first.status.description == "unknown_status"
+    assert_child_of(spans["verify"][0], first)
     assert_child_of(spans["publish"][0], first)
     letters = await read_topic(kafka_bootstrap, before.kafka.dead_letter_topic, expect=2)
     assert dict(letters[1].headers)["traceparent"] == traceparent_of(first).encode()
