@@ -125,7 +125,12 @@ _INSTANCE_KEYS = {
     "max_body_bytes",
     "content_encodings",
     "max_age_s",
+    "allow_short_secrets",
 }
+MIN_SECRET_BYTES = 16
+"""The shortest key a shared secret may give its scheme unless the instance sets
+``allow_short_secrets``: a shorter one is found by trying keys against one captured
+webhook (every four-letter lower-case secret: 1.3 s of one core)."""
 # ``${NAME}``: an environment variable; ``${file:PATH}``: a file's content without its
 # final newline (Docker and Kubernetes secrets are mounted as files).
 _REFERENCE = re.compile(r"\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
@@ -356,6 +361,8 @@ def _instance(
             )
     keys = KeyRing(secrets=secrets, public_keys=public_keys, private_key=private_key)
     _check_usable(profile, params, keys, where)
+    if not _coerce(table.get("allow_short_secrets", False), bool, f"{where}.allow_short_secrets"):
+        _check_secret_lengths(profile, params, keys, where)
 
     timeout_s = float(_typed(table, "timeout_s", (int, float), where, profile.timeout_s))
     _positive(timeout_s, f"{where}.timeout_s")
@@ -489,6 +496,28 @@ def _check_usable(profile: Profile, params: Any, keys: KeyRing, where: str) -> N
         return
     # Neither kind could sign: the scheme refused the instance's own secrets.
     raise ConfigError(f"{where}.{checked}", str(refusal))
+
+
+def _check_secret_lengths(profile: Profile, params: Any, keys: KeyRing, where: str) -> None:
+    """Refuse a secret whose key is shorter than :data:`MIN_SECRET_BYTES`, counted as the
+    scheme keys its MAC (a ``whsec_`` secret of Standard Webhooks: the decoded bytes).
+
+    Only where the scheme uses the secrets (after :func:`_check_usable`, so each decodes);
+    the message gives the length, never the secret.
+    """
+    if "secrets" not in profile.scheme.required_keys(params):
+        return
+    for index, secret in enumerate(keys.secrets):
+        key = profile.scheme.secret_key(secret)
+        if len(key) < MIN_SECRET_BYTES:
+            decoded = " once decoded" if key != secret.value else ""
+            raise ConfigError(
+                f"{where}.secrets[{index}]",
+                f"too short: a shared secret needs at least {MIN_SECRET_BYTES} bytes, this one "
+                f"has {len(key)}{decoded} (a shorter one is found by trying keys against one "
+                "captured webhook). Use a longer one, or set allow_short_secrets = true for a "
+                "provider that issues none",
+            )
 
 
 @functools.cache

@@ -8,6 +8,7 @@ to start with the same message (it runs the same validation first).
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,18 @@ COLLECT_SECRET = "check-config-collect-merchant-key-55be"
 # A real (demo) RSA private key as bare base64 DER, cut short: unusable, and still never to be echoed.
 BROKEN_SIGNING_KEY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1169OaovAyRYvzJGQhDzfBMr0SvlqNk3XUZgsGiPptElh"
 STANDARD_SECRET = "whsec_not-base64-at-all!"
-SECRETS = (INVOICE_SECRET, COLLECT_SECRET, BROKEN_SIGNING_KEY, STANDARD_SECRET)
+# One letter: the issue's secret, recovered from one captured webhook in under a second.
+SHORT_SECRET = "k"
+# 20 characters of base64 that decode to 15 bytes: long as text, one byte short as a key.
+SHORT_STANDARD_SECRET = "whsec_" + base64.b64encode(b"fifteen-bytes!!").decode()
+SECRETS = (
+    INVOICE_SECRET,
+    COLLECT_SECRET,
+    BROKEN_SIGNING_KEY,
+    STANDARD_SECRET,
+    SHORT_STANDARD_SECRET,
+    INVOICE_SECRET[:15],
+)
 
 BASE = f"""
 [server]
@@ -113,6 +125,33 @@ CASES = {
         "providers.invoices.secrets[0]",
         "is empty",
         env={"RELAY_TEST_EMPTY_SECRET": ""},
+    ),
+    "secret shorter than 16 bytes": Case(
+        _with(INVOICE_SECRET, SHORT_SECRET),
+        "providers.invoices.secrets[0]",
+        "too short: a shared secret needs at least 16 bytes, this one has 1 (",
+    ),
+    "short secret from the environment": Case(
+        _with(INVOICE_SECRET, "${RELAY_TEST_SHORT_SECRET}"),
+        "providers.invoices.secrets[0]",
+        "this one has 15 (",
+        env={"RELAY_TEST_SHORT_SECRET": INVOICE_SECRET[:15]},
+    ),
+    "short rotation secret": Case(
+        _with(f'"{INVOICE_SECRET}"', f'"{INVOICE_SECRET}", "{INVOICE_SECRET[:15]}"'),
+        "providers.invoices.secrets[1]",
+        "this one has 15 (",
+    ),
+    "standard webhooks secret short once decoded": Case(
+        BASE
+        + f'\n[providers.std]\nprofile = "standard-webhooks"\nsecrets = ["{SHORT_STANDARD_SECRET}"]\n',
+        "providers.std.secrets[0]",
+        "this one has 15 once decoded",
+    ),
+    "allow_short_secrets not a bool": Case(
+        _with("secrets = [", 'allow_short_secrets = "yes"\nsecrets = ['),
+        "providers.invoices.allow_short_secrets",
+        "must be true or false",
     ),
     "bad public key": Case(
         BASE + '\n[providers.topup]\nprofile = "wallet-topup"\npublic_keys = ["c2VjcmV0"]\n',
@@ -282,6 +321,28 @@ def test_valid_config_passes(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith(f"{path}: OK (1 providers: invoices)\n")
     assert INVOICE_SECRET not in checked.stdout + checked.stderr
+
+
+def test_allow_short_secrets_takes_a_short_secret_on_that_instance_only(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    down = {"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    path.write_text(
+        _with(f'secrets = ["{INVOICE_SECRET}"]', f'secrets = ["{SHORT_SECRET}"]')
+        + '\n[providers.std]\nprofile = "standard-webhooks"\n'
+        + f'secrets = ["{SHORT_STANDARD_SECRET}"]\nallow_short_secrets = true\n'
+    )
+    refused = run_relay("check-config", str(path), env=down)
+    assert (refused.returncode, refused.stderr.partition(": too short")[0]) == (
+        2,
+        "config error: providers.invoices.secrets[0]",
+    )
+
+    path.write_text(
+        path.read_text().replace("secrets = [", "allow_short_secrets = true\nsecrets = [", 1)
+    )
+    checked = run_relay("check-config", str(path), env=down)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"{path}: OK (2 providers: invoices, std)\n")
 
 
 def test_dev_config_passes() -> None:

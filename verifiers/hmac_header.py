@@ -49,6 +49,7 @@ from verifiers.base import (
     matches,
     parse_digits,
     require_header,
+    text_key,
 )
 from verifiers.errors import (
     MalformedSignature,
@@ -121,6 +122,9 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 
 def required_keys(params: Params) -> frozenset[str]:
     return SECRETS
+
+
+secret_key = text_key
 
 
 def signed_content(body: bytes, params: Params) -> bytes:

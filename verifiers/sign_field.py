@@ -99,6 +99,7 @@ from verifiers.base import (
     decode_hex,
     matches,
     sign_rsa,
+    text_key,
     verify_rsa,
 )
 from verifiers.errors import (
@@ -227,6 +228,9 @@ def required_keys(params: Params) -> frozenset[str]:
     if params.algorithm != "rsa-sha256":
         return SECRETS
     return PUBLIC_KEYS | SECRETS if params.appends_secret else PUBLIC_KEYS
+
+
+secret_key = text_key
 
 
 def _check_app_id(headers: Headers, params: Params) -> None:

@@ -42,6 +42,7 @@ from verifiers.base import (
     matches,
     parse_digits,
     require_header,
+    text_key,
 )
 from verifiers.errors import MalformedSignature, MissingSignature, SignatureMismatch
 from verifiers.keys import KeyRing, first_secret
@@ -78,6 +79,9 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 
 def required_keys(params: Params) -> frozenset[str]:
     return SECRETS
+
+
+secret_key = text_key
 
 
 def _parse(value: str) -> tuple[int, list[bytes]]:
