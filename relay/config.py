@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.util
 import ipaddress
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from relay.kafka_auth import KafkaAuthError, tls_context, token_function, uses_sasl, uses_tls
@@ -518,6 +520,66 @@ def _check_secret_lengths(profile: Profile, params: Any, keys: KeyRing, where: s
                 "captured webhook). Use a longer one, or set allow_short_secrets = true for a "
                 "provider that issues none",
             )
+
+
+_KeyKind = typing.Literal["secret", "public key"]
+
+
+@dataclass(frozen=True, slots=True)
+class SharedKey:
+    """One secret or public key configured on several instances (never the key itself)."""
+
+    kind: _KeyKind
+    instances: tuple[str, ...]
+
+
+def shared_keys(config: Config) -> list[SharedKey]:
+    """Key material configured on more than one instance: one :class:`SharedKey` for each
+    group of instances that share some, in config order.
+
+    A request signed for one of them verifies at the others, so one captured body is
+    accepted on every route that shares its key. ``relay check-config`` and ``relay serve``
+    warn and go on: one provider account split into routes may share its key on purpose.
+    Secrets are compared as configured and as the key their scheme makes of them (a
+    ``whsec_`` secret and its decoded bytes are one key); nothing of them is returned.
+    """
+    holders: dict[tuple[_KeyKind, bytes], list[str]] = {}
+    for instance in config.providers.values():
+        for kind, material in _key_material(instance):
+            names = holders.setdefault((kind, hashlib.sha256(material).digest()), [])
+            if instance.name not in names:
+                names.append(instance.name)
+    shared = [SharedKey(kind, tuple(names)) for (kind, _), names in holders.items()]
+    return list(dict.fromkeys(group for group in shared if len(group.instances) > 1))
+
+
+def describe_shared(shared: SharedKey) -> str:
+    """One line for ``check-config`` and the log: who shares what kind of key, and what follows."""
+    names = [f"providers.{name}" for name in shared.instances]
+    who = ", ".join(names[:-1]) + " and " + names[-1]
+    others = "the other" if len(names) == 2 else "the others"
+    return (
+        f"{who} share a {shared.kind}: a webhook signed for one also verifies at {others}, "
+        "so one captured body can be sent to each; give each instance its own unless they "
+        "are one sender's routes"
+    )
+
+
+def _key_material(instance: ProviderInstance) -> list[tuple[_KeyKind, bytes]]:
+    scheme, keys = instance.profile.scheme, instance.keys
+    material: list[tuple[_KeyKind, bytes]] = [("secret", secret.value) for secret in keys.secrets]
+    if "secrets" in scheme.required_keys(instance.params):  # decodable: checked on loading
+        material += [("secret", scheme.secret_key(secret)) for secret in keys.secrets]
+    material += [
+        (
+            "public key",
+            key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+        for key in keys.public_keys
+    ]
+    return material
 
 
 @functools.cache

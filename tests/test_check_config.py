@@ -9,13 +9,14 @@ to start with the same message (it runs the same validation first).
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from relay.config import load_config
-from tests.relay_process import run_relay
+from tests.relay_process import RelayProcess, run_relay, unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +27,7 @@ BROKEN_SIGNING_KEY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1169Oao
 STANDARD_SECRET = "whsec_not-base64-at-all!"
 # One letter: the issue's secret, recovered from one captured webhook in under a second.
 SHORT_SECRET = "k"
+PAYIN_PUBLIC_KEY = "f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240"
 # 20 characters of base64 that decode to 15 bytes: long as text, one byte short as a key.
 SHORT_STANDARD_SECRET = "whsec_" + base64.b64encode(b"fifteen-bytes!!").decode()
 SECRETS = (
@@ -343,6 +345,81 @@ def test_allow_short_secrets_takes_a_short_secret_on_that_instance_only(tmp_path
     checked = run_relay("check-config", str(path), env=down)
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.startswith(f"{path}: OK (2 providers: invoices, std)\n")
+
+
+SHARING = BASE + (
+    f'\n[providers.hooks]\nprofile = "github"\nsecrets = ["{INVOICE_SECRET}"]\n'
+    # The same HMAC key written as a Standard Webhooks secret: whsec_ and base64 of its bytes.
+    + '\n[providers.std]\nprofile = "standard-webhooks"\n'
+    + f'secrets = ["whsec_{base64.b64encode(INVOICE_SECRET.encode()).decode()}"]\n'
+    + '\n[providers.std2]\nprofile = "standard-webhooks"\n'
+    + f'secrets = ["whsec_{base64.b64encode(COLLECT_SECRET.encode()).decode()}"]\n'
+    + '\n[providers.payin]\nprofile = "payin-order"\n'
+    + f'public_keys = ["{PAYIN_PUBLIC_KEY}"]\n'
+    + '\n[providers.payin-eu]\nprofile = "payin-order"\n'
+    + f'public_keys = ["{PAYIN_PUBLIC_KEY.upper()}"]\n'
+)
+
+
+def test_check_config_warns_of_a_key_shared_by_several_instances(tmp_path: Path) -> None:
+    """One secret on several routes: a body signed for one verifies at the others (the issue's
+    GitHub delivery verified as an invoice). A warning, not an error: exit 0."""
+    path = tmp_path / "relay.toml"
+    path.write_text(SHARING)
+    checked = run_relay(
+        "check-config", str(path), env={"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    )
+
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.splitlines() == [
+        "warning: providers.invoices, providers.hooks and providers.std share a secret: a "
+        "webhook signed for one also verifies at the others, so one captured body can be sent "
+        "to each; give each instance its own unless they are one sender's routes",
+        "warning: providers.payin and providers.payin-eu share a public key: a webhook signed "
+        "for one also verifies at the other, so one captured body can be sent to each; give "
+        "each instance its own unless they are one sender's routes",
+    ]
+    for secret in (INVOICE_SECRET, COLLECT_SECRET, PAYIN_PUBLIC_KEY):
+        assert secret not in checked.stdout + checked.stderr
+
+
+def test_instances_with_their_own_keys_get_no_warning(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(SHARING.split("\n[providers.hooks]")[0])
+    checked = run_relay(
+        "check-config", str(path), env={"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "warning" not in checked.stdout + checked.stderr
+
+
+async def test_serve_logs_the_shared_key_warning(tmp_path: Path) -> None:
+    port = unused_port()
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        SHARING.replace("port = 8080", f"port = {port}").replace(
+            "var/check-config-spool", str(tmp_path / "spool")
+        )
+    )
+    relay = RelayProcess(path, port, tmp_path / "relay.log")
+    try:
+        await relay.start()
+        await relay.wait_logged("share a public key")
+    finally:
+        relay.kill()
+    warnings = [
+        entry
+        for line in relay.log_path.read_text().splitlines()
+        if line.startswith("{")
+        for entry in [json.loads(line)]
+        if entry["level"] == "warning" and "share a" in entry["msg"]
+    ]
+    assert [entry["instances"] for entry in warnings] == [
+        ["invoices", "hooks", "std"],
+        ["payin", "payin-eu"],
+    ]
+    for secret in (INVOICE_SECRET, PAYIN_PUBLIC_KEY):
+        assert secret not in relay.log_path.read_text()
 
 
 def test_dev_config_passes() -> None:
