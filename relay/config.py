@@ -174,6 +174,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     ):
         _positive(getattr(server, name), f"server.{name}")
     _positive(kafka.max_message_bytes, "kafka.max_message_bytes")
+    _positive(kafka.readiness_check_s, "kafka.readiness_check_s")
     _positive(dedup.ttl_s, "dedup.ttl_s")
     _positive(spool.max_bytes, "spool.max_bytes")
     providers_table = document.get("providers", {})

@@ -84,6 +84,11 @@ CASES = {
         "kafka.idempotence",
         "must be true or false",
     ),
+    "readiness check of zero": Case(
+        _with('topic = "payments.events"', 'topic = "payments.events"\nreadiness_check_s = 0'),
+        "kafka.readiness_check_s",
+        "must be greater than zero",
+    ),
     "port out of range": Case(
         _with("port = 8080", "port = 70000"), "server.port", "between 0 and 65535"
     ),
