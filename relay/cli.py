@@ -33,7 +33,15 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from relay import __version__
-from relay.config import Config, ConfigError, check_paths, check_tracing, load_config
+from relay.config import (
+    Config,
+    ConfigError,
+    check_paths,
+    check_tracing,
+    describe_shared,
+    load_config,
+    shared_keys,
+)
 from relay.devbroker import DevBrokerError
 from relay.errors import StartupError
 from relay.inert import inert, inert_json, moment_text
@@ -641,6 +649,9 @@ def _check_config(args: argparse.Namespace) -> int:
                 f"is inferred from its signed members; set flow = {choices} if this instance "
                 "serves one direction"
             )
+    for shared in shared_keys(config):
+        # A warning, not an error: one sender's account split into routes may share its key.
+        print(f"warning: {describe_shared(shared)}", file=sys.stderr)
     kafka = config.kafka
     topics = [kafka.topic, kafka.dead_letter_topic]
     # The config can be right and the cluster still unable to take events: check

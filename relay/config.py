@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.util
 import ipaddress
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from relay.kafka_auth import KafkaAuthError, tls_context, token_function, uses_sasl, uses_tls
@@ -135,7 +137,12 @@ _INSTANCE_KEYS = {
     "max_body_bytes",
     "content_encodings",
     "max_age_s",
+    "allow_short_secrets",
 }
+MIN_SECRET_BYTES = 16
+"""The shortest key a shared secret may give its scheme unless the instance sets
+``allow_short_secrets``: a shorter one is found by trying keys against one captured
+webhook (every four-letter lower-case secret: 1.3 s of one core)."""
 # ``${NAME}``: an environment variable; ``${file:PATH}``: a file's content without its
 # final newline (Docker and Kubernetes secrets are mounted as files).
 _REFERENCE = re.compile(r"\$\{(?:file:([^}]+)|([A-Za-z_][A-Za-z0-9_]*))\}")
@@ -178,6 +185,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     ):
         _positive(getattr(server, name), f"server.{name}")
     _positive(kafka.max_message_bytes, "kafka.max_message_bytes")
+    _positive(kafka.readiness_check_s, "kafka.readiness_check_s")
     _positive(dedup.ttl_s, "dedup.ttl_s")
     _positive(spool.max_bytes, "spool.max_bytes")
     providers_table = document.get("providers", {})
@@ -379,6 +387,8 @@ def _instance(
             )
     keys = KeyRing(secrets=secrets, public_keys=public_keys, private_key=private_key)
     _check_usable(profile, params, keys, where)
+    if not _coerce(table.get("allow_short_secrets", False), bool, f"{where}.allow_short_secrets"):
+        _check_secret_lengths(profile, params, keys, where)
 
     timeout_s = float(_typed(table, "timeout_s", (int, float), where, profile.timeout_s))
     _positive(timeout_s, f"{where}.timeout_s")
@@ -526,6 +536,88 @@ def _check_usable(profile: Profile, params: Any, keys: KeyRing, where: str) -> N
         return
     # Neither kind could sign: the scheme refused the instance's own secrets.
     raise ConfigError(f"{where}.{checked}", str(refusal))
+
+
+def _check_secret_lengths(profile: Profile, params: Any, keys: KeyRing, where: str) -> None:
+    """Refuse a secret whose key is shorter than :data:`MIN_SECRET_BYTES`, counted as the
+    scheme keys its MAC (a ``whsec_`` secret of Standard Webhooks: the decoded bytes).
+
+    Only where the scheme uses the secrets (after :func:`_check_usable`, so each decodes);
+    the message gives the length, never the secret.
+    """
+    if "secrets" not in profile.scheme.required_keys(params):
+        return
+    for index, secret in enumerate(keys.secrets):
+        key = profile.scheme.secret_key(secret)
+        if len(key) < MIN_SECRET_BYTES:
+            decoded = " once decoded" if key != secret.value else ""
+            raise ConfigError(
+                f"{where}.secrets[{index}]",
+                f"too short: a shared secret needs at least {MIN_SECRET_BYTES} bytes, this one "
+                f"has {len(key)}{decoded} (a shorter one is found by trying keys against one "
+                "captured webhook). Use a longer one, or set allow_short_secrets = true for a "
+                "provider that issues none",
+            )
+
+
+_KeyKind = typing.Literal["secret", "public key"]
+
+
+@dataclass(frozen=True, slots=True)
+class SharedKey:
+    """One secret or public key configured on several instances (never the key itself)."""
+
+    kind: _KeyKind
+    instances: tuple[str, ...]
+
+
+def shared_keys(config: Config) -> list[SharedKey]:
+    """Key material configured on more than one instance: one :class:`SharedKey` for each
+    group of instances that share some, in config order.
+
+    A request signed for one of them verifies at the others, so one captured body is
+    accepted on every route that shares its key. ``relay check-config`` and ``relay serve``
+    warn and go on: one provider account split into routes may share its key on purpose.
+    Secrets are compared as configured and as the key their scheme makes of them (a
+    ``whsec_`` secret and its decoded bytes are one key); nothing of them is returned.
+    """
+    holders: dict[tuple[_KeyKind, bytes], list[str]] = {}
+    for instance in config.providers.values():
+        for kind, material in _key_material(instance):
+            names = holders.setdefault((kind, hashlib.sha256(material).digest()), [])
+            if instance.name not in names:
+                names.append(instance.name)
+    shared = [SharedKey(kind, tuple(names)) for (kind, _), names in holders.items()]
+    return list(dict.fromkeys(group for group in shared if len(group.instances) > 1))
+
+
+def describe_shared(shared: SharedKey) -> str:
+    """One line for ``check-config`` and the log: who shares what kind of key, and what follows."""
+    names = [f"providers.{name}" for name in shared.instances]
+    who = ", ".join(names[:-1]) + " and " + names[-1]
+    others = "the other" if len(names) == 2 else "the others"
+    return (
+        f"{who} share a {shared.kind}: a webhook signed for one also verifies at {others}, "
+        "so one captured body can be sent to each; give each instance its own unless they "
+        "are one sender's routes"
+    )
+
+
+def _key_material(instance: ProviderInstance) -> list[tuple[_KeyKind, bytes]]:
+    scheme, keys = instance.profile.scheme, instance.keys
+    material: list[tuple[_KeyKind, bytes]] = [("secret", secret.value) for secret in keys.secrets]
+    if "secrets" in scheme.required_keys(instance.params):  # decodable: checked on loading
+        material += [("secret", scheme.secret_key(secret)) for secret in keys.secrets]
+    material += [
+        (
+            "public key",
+            key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+        for key in keys.public_keys
+    ]
+    return material
 
 
 @functools.cache

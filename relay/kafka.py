@@ -24,6 +24,14 @@ refuses records for a missing one at once instead of letting aiokafka wait
 ``request_timeout_ms`` for metadata on every send, names it in the log and in
 :attr:`KafkaSink.missing_topics` (``/readyz``), and looks again every second
 until it exists.
+
+A broker that dies while nothing is being sent goes unnoticed by the producer,
+which learns of it only when a send or a metadata request fails. So once
+connected, the sink asks for its topics' metadata every ``[kafka]
+readiness_check_s`` (one small request, whatever the traffic; nothing per
+record): no answer within that time makes :attr:`KafkaSink.healthy` false
+(``/readyz``: ``"broker not answering"``), and the next answer makes it true
+again unless a send has failed since.
 """
 
 from __future__ import annotations
@@ -90,6 +98,10 @@ class KafkaSink:
         self._topics = (config.topic, config.dead_letter_topic)
         self._missing_topics: frozenset[str] = frozenset()
         self._topic_watch: asyncio.Task[None] | None = None
+        self._broker_watch: asyncio.Task[None] | None = None
+        self._unanswered = False
+        """Whether ``last_error`` is the broker watch's (no metadata answer), which its
+        next answer clears; a send's error is cleared only by a send."""
         self.last_error: str | None = None
         """Why Kafka is not taking records now, as ``/readyz`` shows it: the error's class
         name (``KafkaConnectionError``) or a fixed phrase, never its message, which names
@@ -224,9 +236,11 @@ class KafkaSink:
         if self.last_error is None:
             log.warning("kafka is not taking records", extra={"error": str(error)})
         self.last_error, self._error_detail = error.kind, str(error)
+        self._unanswered = False
 
     def _note_ok(self) -> None:
         self.last_error = self._error_detail = None
+        self._unanswered = False
 
     def _not_connected(self) -> KafkaUnavailable:
         return KafkaUnavailable(
@@ -236,7 +250,7 @@ class KafkaSink:
 
     async def stop(self) -> None:
         """Flush what the producer holds, then close. Safe to call when never connected."""
-        for task in (self._connector, self._topic_watch):
+        for task in (self._connector, self._topic_watch, self._broker_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -284,6 +298,7 @@ class KafkaSink:
                 await self._look_for_topics()
             self._connected.set()
             log.info("kafka connected", extra={"bootstrap": self._config.bootstrap_servers})
+            self._broker_watch = asyncio.create_task(self._watch_broker(), name="kafka-watch")
             return
 
     async def _why_not_connected(self, exc: KafkaError) -> KafkaUnavailable:
@@ -295,11 +310,43 @@ class KafkaSink:
             pass
         return _unavailable(exc)
 
-    async def _look_for_topics(self) -> None:
+    async def _look_for_topics(self) -> bool:
+        """Ask a broker which topics are missing; False when none answered."""
         assert self._producer is not None
         missing = await _absent_topics(self._producer.client, self._topics)
-        if missing is not None:
-            self._note_missing_topics(missing)
+        if missing is None:
+            return False
+        self._note_missing_topics(missing)
+        return True
+
+    async def _watch_broker(self) -> None:
+        """Ask a broker for metadata every ``readiness_check_s``, waiting as long for the
+        answer, so that ``/readyz`` sees a broker lost while nothing is sent (module docstring).
+
+        Its own verdict only: no answer is noted unless a send's error already is (that one
+        says more), and an answer clears only what the watch noted.
+        """
+        interval = self._config.readiness_check_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                # aiokafka shields the update it shares with its own callers: giving up here
+                # leaves it running, and the next look joins it.
+                async with asyncio.timeout(interval):
+                    answered = await self._look_for_topics()
+            except (KafkaError, TimeoutError):
+                answered = False
+            if answered and self._unanswered:
+                log.info("kafka broker answers again")
+                self._note_ok()
+            elif not answered and self.last_error is None:
+                self._note_error(
+                    KafkaUnavailable(
+                        f"no broker answered a metadata request within {interval:g} s",
+                        kind="broker not answering",
+                    )
+                )
+                self._unanswered = True
 
     def _note_missing_topics(self, missing: frozenset[str]) -> None:
         appeared = self._missing_topics - missing

@@ -40,7 +40,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from relay.app import build_app
-from relay.config import Config
+from relay.config import Config, describe_shared, shared_keys
 from relay.errors import StartupError
 from relay.logs import effective_config
 from relay.metrics import REJECTED
@@ -179,6 +179,8 @@ def run(config: Config, config_path: Path, workers: int = 1) -> None:
         raise SystemExit(
             "--workers needs a shared dedup store: set [dedup] backend to sqlite or redis"
         )
+    for shared in shared_keys(config):
+        log.warning(describe_shared(shared), extra={"instances": list(shared.instances)})
     try:
         asyncio.run(adopt_stranded_spools(Path(config.spool.path), workers, config.spool.max_bytes))
     except SpoolUnavailable as exc:

@@ -79,6 +79,9 @@ class KafkaConfig:
     linger_ms: int = 2
     client_id: str = "relay"
     request_timeout_ms: int = 30000
+    readiness_check_s: float = 2.0
+    """How often the producer asks a broker for metadata, and how long it waits for the
+    answer: no answer marks Kafka not connected in ``/readyz`` (see :mod:`relay.kafka`)."""
     compression: Compression = "none"
     """Producer batch compression. gzip is in the standard library; snappy, lz4 and zstd
     need ``webhook-relay[kafka-compression]``."""

@@ -7,6 +7,7 @@ at its default, a durable log):
 - idempotent producer (Relay's default): one record per webhook, as DESIGN 3 says;
 - ``kill -9`` of the broker in the middle of a stream: every acknowledged
   webhook is on the topic once the spool drains;
+- the broker killed while nothing is sent: ``/readyz`` says so, and when it is back;
 - a missing topic: not ready, named in the log and by ``relay check-config``,
   events spooled and published once it exists;
 - an event larger than the broker accepts: 413 before any acknowledgement.
@@ -19,6 +20,7 @@ import collections
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,40 @@ async def test_broker_killed_mid_stream_loses_no_acknowledged_webhook(
     assert spooled > 0, "the broker was down longer than the ack budget: some must have spooled"
     assert set(copies) == acknowledged
     assert duplicates == 0, f"{duplicates} events were published twice: {copies.most_common(3)}"
+
+
+async def test_readyz_notices_the_broker_killed_while_nothing_is_sent(
+    aiohttp_client: Any, apache_kafka_broker: TestBroker, topic: str, tmp_path: Path
+) -> None:
+    """With no webhook arriving no send fails: the broker watch (``[kafka]
+    readiness_check_s``) is what tells ``/readyz`` that the broker is gone, and back."""
+    kafka = apache_kafka_broker.apache_kafka
+    assert kafka is not None
+    config = make_config(bootstrap=apache_kafka_broker.bootstrap_servers, topic=topic, var=tmp_path)
+    relay = await start_relay(aiohttp_client, config)
+    assert (await readiness(relay))[1]["kafka"]["connected"] is True
+
+    try:
+        kafka.kill()
+        status, lost = await _readiness_when(relay, lambda ready: not ready["kafka"]["connected"])
+    finally:
+        await asyncio.to_thread(kafka.start)  # the rest of the session needs its broker
+    assert (lost["kafka"]["connected"], lost["kafka"]["error"]) == (False, "broker not answering")
+    assert status == 200  # the spool takes webhooks meanwhile
+    status, back = await _readiness_when(relay, lambda ready: ready["kafka"]["connected"])
+    assert (status, back["kafka"]["connected"], back["kafka"]["error"]) == (200, True, None)
+
+
+async def _readiness_when(
+    relay: RelayUnderTest, condition: Callable[[dict[str, Any]], bool], timeout_s: float = 90.0
+) -> tuple[int, dict[str, Any]]:
+    """The first ``/readyz`` answer whose document meets ``condition`` (a generous wait-until)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, ready = await readiness(relay)
+        if condition(ready) or time.monotonic() > deadline:
+            return status, ready
+        await asyncio.sleep(0.1)
 
 
 async def test_missing_topic_spools_until_it_exists(

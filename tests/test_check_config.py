@@ -8,13 +8,15 @@ to start with the same message (it runs the same validation first).
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from relay.config import load_config
-from tests.relay_process import run_relay
+from tests.relay_process import RelayProcess, run_relay, unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,9 +25,22 @@ COLLECT_SECRET = "check-config-collect-merchant-key-55be"
 # A real (demo) RSA private key as bare base64 DER, cut short: unusable, and still never to be echoed.
 BROKEN_SIGNING_KEY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1169OaovAyRYvzJGQhDzfBMr0SvlqNk3XUZgsGiPptElh"
 STANDARD_SECRET = "whsec_not-base64-at-all!"
+# One letter: the issue's secret, recovered from one captured webhook in under a second.
+SHORT_SECRET = "k"
+PAYIN_PUBLIC_KEY = "f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240"
+# 20 characters of base64 that decode to 15 bytes: long as text, one byte short as a key.
+SHORT_STANDARD_SECRET = "whsec_" + base64.b64encode(b"fifteen-bytes!!").decode()
 SHORT_OUTCOME_KEY = "too-short-outcome-key"
 OUTCOME_KEY = "check-config-replay-outcome-key-0123456789"
-SECRETS = (INVOICE_SECRET, COLLECT_SECRET, BROKEN_SIGNING_KEY, STANDARD_SECRET, SHORT_OUTCOME_KEY)
+SECRETS = (
+    INVOICE_SECRET,
+    COLLECT_SECRET,
+    BROKEN_SIGNING_KEY,
+    STANDARD_SECRET,
+    SHORT_STANDARD_SECRET,
+    INVOICE_SECRET[:15],
+    SHORT_OUTCOME_KEY,
+)
 
 BASE = f"""
 [server]
@@ -72,6 +87,11 @@ CASES = {
         "kafka.idempotence",
         "must be true or false",
     ),
+    "readiness check of zero": Case(
+        _with('topic = "payments.events"', 'topic = "payments.events"\nreadiness_check_s = 0'),
+        "kafka.readiness_check_s",
+        "must be greater than zero",
+    ),
     "port out of range": Case(
         _with("port = 8080", "port = 70000"), "server.port", "between 0 and 65535"
     ),
@@ -115,6 +135,33 @@ CASES = {
         "providers.invoices.secrets[0]",
         "is empty",
         env={"RELAY_TEST_EMPTY_SECRET": ""},
+    ),
+    "secret shorter than 16 bytes": Case(
+        _with(INVOICE_SECRET, SHORT_SECRET),
+        "providers.invoices.secrets[0]",
+        "too short: a shared secret needs at least 16 bytes, this one has 1 (",
+    ),
+    "short secret from the environment": Case(
+        _with(INVOICE_SECRET, "${RELAY_TEST_SHORT_SECRET}"),
+        "providers.invoices.secrets[0]",
+        "this one has 15 (",
+        env={"RELAY_TEST_SHORT_SECRET": INVOICE_SECRET[:15]},
+    ),
+    "short rotation secret": Case(
+        _with(f'"{INVOICE_SECRET}"', f'"{INVOICE_SECRET}", "{INVOICE_SECRET[:15]}"'),
+        "providers.invoices.secrets[1]",
+        "this one has 15 (",
+    ),
+    "standard webhooks secret short once decoded": Case(
+        BASE
+        + f'\n[providers.std]\nprofile = "standard-webhooks"\nsecrets = ["{SHORT_STANDARD_SECRET}"]\n',
+        "providers.std.secrets[0]",
+        "this one has 15 once decoded",
+    ),
+    "allow_short_secrets not a bool": Case(
+        _with("secrets = [", 'allow_short_secrets = "yes"\nsecrets = ['),
+        "providers.invoices.allow_short_secrets",
+        "must be true or false",
     ),
     "bad public key": Case(
         BASE + '\n[providers.topup]\nprofile = "wallet-topup"\npublic_keys = ["c2VjcmV0"]\n',
@@ -325,6 +372,103 @@ def test_a_replay_outcome_key_passes_and_is_never_printed(tmp_path: Path) -> Non
     assert checked.returncode == 0, checked.stderr
     assert load_config(path, {"RELAY_OUTCOME_KEY": OUTCOME_KEY}).replay.outcome_key == OUTCOME_KEY
     assert OUTCOME_KEY not in checked.stdout + checked.stderr
+
+
+def test_allow_short_secrets_takes_a_short_secret_on_that_instance_only(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    down = {"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    path.write_text(
+        _with(f'secrets = ["{INVOICE_SECRET}"]', f'secrets = ["{SHORT_SECRET}"]')
+        + '\n[providers.std]\nprofile = "standard-webhooks"\n'
+        + f'secrets = ["{SHORT_STANDARD_SECRET}"]\nallow_short_secrets = true\n'
+    )
+    refused = run_relay("check-config", str(path), env=down)
+    assert (refused.returncode, refused.stderr.partition(": too short")[0]) == (
+        2,
+        "config error: providers.invoices.secrets[0]",
+    )
+
+    path.write_text(
+        path.read_text().replace("secrets = [", "allow_short_secrets = true\nsecrets = [", 1)
+    )
+    checked = run_relay("check-config", str(path), env=down)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"{path}: OK (2 providers: invoices, std)\n")
+
+
+SHARING = BASE + (
+    f'\n[providers.hooks]\nprofile = "github"\nsecrets = ["{INVOICE_SECRET}"]\n'
+    # The same HMAC key written as a Standard Webhooks secret: whsec_ and base64 of its bytes.
+    + '\n[providers.std]\nprofile = "standard-webhooks"\n'
+    + f'secrets = ["whsec_{base64.b64encode(INVOICE_SECRET.encode()).decode()}"]\n'
+    + '\n[providers.std2]\nprofile = "standard-webhooks"\n'
+    + f'secrets = ["whsec_{base64.b64encode(COLLECT_SECRET.encode()).decode()}"]\n'
+    + '\n[providers.payin]\nprofile = "payin-order"\n'
+    + f'public_keys = ["{PAYIN_PUBLIC_KEY}"]\n'
+    + '\n[providers.payin-eu]\nprofile = "payin-order"\n'
+    + f'public_keys = ["{PAYIN_PUBLIC_KEY.upper()}"]\n'
+)
+
+
+def test_check_config_warns_of_a_key_shared_by_several_instances(tmp_path: Path) -> None:
+    """One secret on several routes: a body signed for one verifies at the others (the issue's
+    GitHub delivery verified as an invoice). A warning, not an error: exit 0."""
+    path = tmp_path / "relay.toml"
+    path.write_text(SHARING)
+    checked = run_relay(
+        "check-config", str(path), env={"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    )
+
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.splitlines() == [
+        "warning: providers.invoices, providers.hooks and providers.std share a secret: a "
+        "webhook signed for one also verifies at the others, so one captured body can be sent "
+        "to each; give each instance its own unless they are one sender's routes",
+        "warning: providers.payin and providers.payin-eu share a public key: a webhook signed "
+        "for one also verifies at the other, so one captured body can be sent to each; give "
+        "each instance its own unless they are one sender's routes",
+    ]
+    for secret in (INVOICE_SECRET, COLLECT_SECRET, PAYIN_PUBLIC_KEY):
+        assert secret not in checked.stdout + checked.stderr
+
+
+def test_instances_with_their_own_keys_get_no_warning(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(SHARING.split("\n[providers.hooks]")[0])
+    checked = run_relay(
+        "check-config", str(path), env={"RELAY_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "warning" not in checked.stdout + checked.stderr
+
+
+async def test_serve_logs_the_shared_key_warning(tmp_path: Path) -> None:
+    port = unused_port()
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        SHARING.replace("port = 8080", f"port = {port}").replace(
+            "var/check-config-spool", str(tmp_path / "spool")
+        )
+    )
+    relay = RelayProcess(path, port, tmp_path / "relay.log")
+    try:
+        await relay.start()
+        await relay.wait_logged("share a public key")
+    finally:
+        relay.kill()
+    warnings = [
+        entry
+        for line in relay.log_path.read_text().splitlines()
+        if line.startswith("{")
+        for entry in [json.loads(line)]
+        if entry["level"] == "warning" and "share a" in entry["msg"]
+    ]
+    assert [entry["instances"] for entry in warnings] == [
+        ["invoices", "hooks", "std"],
+        ["payin", "payin-eu"],
+    ]
+    for secret in (INVOICE_SECRET, PAYIN_PUBLIC_KEY):
+        assert secret not in relay.log_path.read_text()
 
 
 def test_dev_config_passes() -> None:

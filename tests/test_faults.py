@@ -292,6 +292,29 @@ async def test_readyz_shows_a_broker_lost_after_connecting_and_its_return(
     assert set(ids_of(records)) == {event_id(webhook) for webhook in webhooks}
 
 
+async def test_readyz_notices_a_broker_killed_while_nothing_is_sent_and_its_return(
+    make_relay: MakeRelay, own_broker: DevBroker, topic: str
+) -> None:
+    """No webhook arrives, so no send fails: the producer alone would say "connected" for
+    as long as Relay runs (the issue saw it for over 60 s). The broker watch notices."""
+    own_broker.start()
+    relay = make_relay("relay", bootstrap=own_broker.bootstrap_servers, topic=topic)
+    await relay.start()
+    await relay.wait_drained(DRAIN_WAIT_S)
+    assert (await relay.ready())["kafka"]["connected"] is True
+
+    assert own_broker.pid is not None
+    os.kill(own_broker.pid, signal.SIGKILL)
+    own_broker.stop()  # reaps it
+    lost = await _ready_when(relay, lambda ready: not ready["kafka"]["connected"])
+    assert (lost["kafka"]["connected"], lost["kafka"]["error"]) == (False, "broker not answering")
+    assert lost["ready"] is True  # the spool would take webhooks meanwhile
+
+    own_broker.start()  # the same port, as a broker restarted in place
+    back = await _ready_when(relay, lambda ready: ready["kafka"]["connected"])
+    assert (back["kafka"]["connected"], back["kafka"]["error"]) == (True, None)
+
+
 async def _ready_when(
     relay: RelayProcess, condition: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:

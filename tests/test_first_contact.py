@@ -96,7 +96,7 @@ def test_send_without_a_signing_key_says_which_key_is_missing(tmp_path: Path) ->
         f"""
 [providers.collect]
 profile = "usdt-collect-pay"
-secrets = ["merchant-key"]
+secrets = ["demo-merchant-key-0123456789"]
 public_keys = ["{SIGN_FIELD_PUBLIC_KEY}"]
 """
     )

@@ -75,9 +75,9 @@ class _Recorder:
         return [orjson.loads(record.value) for record in self.records if record.topic == "t.dlq"]
 
 
-COLLECT = {"profile": "usdt-collect-pay", "algorithm": "md5", "secrets": ["collect-secret"]}
-STRIPE = {"profile": "stripe", "secrets": ["whsec_pipeline"]}
-TOPUP = {"profile": "wallet-topup", "algorithm": "hmac-sha256", "secrets": ["topup-secret"]}
+COLLECT = {"profile": "usdt-collect-pay", "algorithm": "md5", "secrets": ["collect-secret-01234"]}
+STRIPE = {"profile": "stripe", "secrets": ["whsec_pipeline-01"]}
+TOPUP = {"profile": "wallet-topup", "algorithm": "hmac-sha256", "secrets": ["topup-secret-0123"]}
 
 
 def _pipeline(

@@ -322,3 +322,8 @@ def _hmac_key(secret: Secret, index: int) -> Secret:
     if not raw:
         raise UnusableKey(f"secret #{index} is empty")
     return Secret(raw)
+
+
+def secret_key(secret: Secret) -> bytes:
+    """The HMAC key an Adyen secret spells in hex (what the minimum length counts)."""
+    return _hmac_key(secret, 0).value

@@ -7,6 +7,7 @@ options, with the defaults a profile starts from), ``verify``, its twin
     verify(body, headers, params, keys, now) -> Verified      # or a VerificationError
     sign(body, params, keys, now) -> SignedRequest            # used by `relay send`, tests, bench
     required_keys(params) -> frozenset[str]                   # of {"secrets", "public_keys"}
+    secret_key(secret) -> bytes                               # the key a secret stands for
 
 ``headers`` is a mapping with lower-case names (the HTTP layer lower-cases them
 once). ``now`` is UNIX seconds, passed in and never read inside, so every
@@ -35,7 +36,7 @@ from verifiers.errors import (
     StaleTimestamp,
     VerificationError,
 )
-from verifiers.keys import KeyRing
+from verifiers.keys import KeyRing, Secret
 
 Headers = Mapping[str, str]
 
@@ -91,6 +92,16 @@ class Scheme(Protocol):
     def sign(self, body: bytes, params: Any, keys: KeyRing, now: float, /) -> SignedRequest: ...
 
     def required_keys(self, params: Any, /) -> frozenset[str]: ...
+
+    def secret_key(self, secret: Secret, /) -> bytes:
+        """The key bytes a secret gives this scheme's MAC, by which the config judges its
+        length and notices it on two instances (most schemes key with the text as given:
+        :func:`text_key`)."""
+
+
+def text_key(secret: Secret) -> bytes:
+    """``secret_key`` of a scheme keyed with the secret exactly as configured (its UTF-8 bytes)."""
+    return secret.value
 
 
 def check_choices(params: Any) -> None:

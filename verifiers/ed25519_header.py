@@ -35,6 +35,7 @@ from verifiers.base import (
     decode_hex,
     parse_digits,
     require_header,
+    text_key,
 )
 from verifiers.errors import MalformedSignature, MissingTimestamp, SignatureMismatch
 from verifiers.keys import KeyRing, private_key_of, public_keys_of
@@ -90,6 +91,10 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 
 def required_keys(params: Params) -> frozenset[str]:
     return PUBLIC_KEYS
+
+
+# No secret keys this scheme; the Protocol asks every scheme (secrets given anyway are text).
+secret_key = text_key
 
 
 def _spellings(header: str) -> tuple[str, ...]:

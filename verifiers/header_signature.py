@@ -45,6 +45,7 @@ from verifiers.base import (
     parse_digits,
     require_header,
     sign_rsa,
+    text_key,
     verify_rsa,
 )
 from verifiers.errors import MalformedSignature, SignatureMismatch
@@ -102,6 +103,9 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 
 def required_keys(params: Params) -> frozenset[str]:
     return PUBLIC_KEYS if params.algorithm == "rsa-sha256" else SECRETS
+
+
+secret_key = text_key
 
 
 def _check_timestamp(headers: Headers, params: Params, now: float) -> None:

@@ -64,6 +64,7 @@ from verifiers.base import (
     parse_digits,
     reject_constant,
     require_header,
+    text_key,
     unique_members,
 )
 from verifiers.errors import (
@@ -147,6 +148,9 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 
 def required_keys(params: Params) -> frozenset[str]:
     return SECRETS
+
+
+secret_key = text_key
 
 
 def signed_content(body: bytes, params: Params) -> bytes:

@@ -27,7 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from verifiers import timestamped
-from verifiers.base import SECRETS, Headers, SignedRequest, Verified, check_tolerance_option
+from verifiers.base import (
+    SECRETS,
+    Headers,
+    SignedRequest,
+    Verified,
+    check_tolerance_option,
+    text_key,
+)
 from verifiers.keys import KeyRing
 
 name = "paddle"
@@ -61,3 +68,6 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 
 def required_keys(params: Params) -> frozenset[str]:
     return SECRETS
+
+
+secret_key = text_key

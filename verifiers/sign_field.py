@@ -100,6 +100,7 @@ from verifiers.base import (
     matches,
     reject_constant,
     sign_rsa,
+    text_key,
     unique_members,
     verify_rsa,
 )
@@ -229,6 +230,9 @@ def required_keys(params: Params) -> frozenset[str]:
     if params.algorithm != "rsa-sha256":
         return SECRETS
     return PUBLIC_KEYS | SECRETS if params.appends_secret else PUBLIC_KEYS
+
+
+secret_key = text_key
 
 
 def _check_app_id(headers: Headers, params: Params) -> None:

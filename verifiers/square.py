@@ -35,6 +35,7 @@ from verifiers.base import (
     decode_base64,
     matching_secret,
     require_header,
+    text_key,
 )
 from verifiers.errors import MalformedSignature, SignatureMismatch
 from verifiers.keys import KeyRing, UnusableKey, first_secret
@@ -85,3 +86,6 @@ def _url(params: Params) -> bytes:
             "subscription's URL"
         )
     return params.notification_url.encode("utf-8")
+
+
+secret_key = text_key

@@ -150,15 +150,25 @@ def required_keys(params: Params) -> frozenset[str]:
     return PUBLIC_KEYS if params.version == "v1a" else SECRETS
 
 
-def _hmac_key(secret: Secret, index: int) -> bytes:
+def secret_key(secret: Secret) -> bytes:
+    """The HMAC key a ``whsec_<base64>`` secret stands for: its base64 part, decoded (a
+    24-byte key is 32 characters of base64). :class:`UnusableKey` if that is not base64."""
+    return _hmac_key(secret, None)
+
+
+def _hmac_key(secret: Secret, index: int | None) -> bytes:
     encoded = secret.value.strip().removeprefix(_SECRET_PREFIX)
     try:
         key = base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
     except binascii.Error as exc:
-        raise UnusableKey(f"secret #{index} is not whsec_<base64> or base64") from exc
+        raise UnusableKey(f"{_which(index)} is not whsec_<base64> or base64") from exc
     if not key:
-        raise UnusableKey(f"secret #{index} is empty")
+        raise UnusableKey(f"{_which(index)} is empty")
     return key
+
+
+def _which(index: int | None) -> str:
+    return "the secret" if index is None else f"secret #{index}"
 
 
 def _signatures(value: str, wanted: str) -> list[bytes]:

@@ -30,7 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from verifiers import timestamped
-from verifiers.base import SECRETS, Headers, SignedRequest, Verified, check_tolerance_option
+from verifiers.base import (
+    SECRETS,
+    Headers,
+    SignedRequest,
+    Verified,
+    check_tolerance_option,
+    text_key,
+)
 from verifiers.keys import KeyRing
 
 name = "stripe"
@@ -64,3 +71,6 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
 
 def required_keys(params: Params) -> frozenset[str]:
     return SECRETS
+
+
+secret_key = text_key
