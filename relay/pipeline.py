@@ -170,15 +170,30 @@ class Pipeline:
 
         try:
             event = normalize(inbound)
+            record = to_kafka_record(event, self._config.kafka.topic)
         except NormalizationError as error:
             return await dead_letter(error.reason, error.message)
+        except Exception as error:
+            # The safety net, and only around building the event: the message is authentic,
+            # so an error here is a normalizer's bug (a reader that let an exception through
+            # on input it did not foresee), which a retry would only repeat: a 500 on every
+            # retry, and the message lost when the provider gives up. As a dead letter it is
+            # kept, and replayed once the bug is fixed. The traceback is logged here, once
+            # per message handled; the letter names the exception's type only.
+            log.exception(
+                "normalizer failed on an authentic message",
+                extra={"provider": instance.name, "profile": instance.profile.name},
+            )
+            return await dead_letter(
+                "normalizer_error",
+                f"the {instance.profile.name} normalizer raised {type(error).__name__}",
+            )
         if max_age_s is not None and _older_than(event.time, inbound.received_at, max_age_s):
             return await dead_letter(
                 "stale_event",
                 f"the event's time {event.time} is more than max_age_s ({max_age_s:g}s) "
                 "before it was received",
             )
-        record = to_kafka_record(event, self._config.kafka.topic)
         self._check_size(record, "the canonical event")
         # An id from an unsigned header proves nothing: the signed content is the identity.
         claimed = identity if instance.id_header else event.id
