@@ -212,6 +212,61 @@ async def test_a_notification_older_than_max_age_is_dead_lettered_not_published(
     assert len(recorder.events()) == 1
 
 
+async def test_a_notification_dated_in_the_future_is_dead_lettered_not_published(
+    tmp_path: Path,
+) -> None:
+    """Before, only the past was checked: a notification dated a year ahead was published,
+    and published again by whoever re-sent it once the dedup window had forgotten it."""
+    pipeline, recorder, config = _pipeline(tmp_path, INVOICES)
+    webhook = signed_webhook(config, event="confirmed", now=time.time() + 86400 * 365)
+
+    first = await _post(pipeline, config, "invoices", webhook.body, webhook.headers)
+    again = await _post(pipeline, config, "invoices", webhook.body, webhook.headers)
+
+    assert (first.outcome, first.reason) == (Outcome.DEAD_LETTERED, "future_event")
+    assert (again.outcome, again.durability) == (Outcome.DEAD_LETTERED, None)
+    assert recorder.events() == []
+    [letter] = recorder.letters()
+    assert "max_future_s (300s)" in letter["message"]
+    # An operator's replay does not apply the check: it publishes.
+    replayed = await pipeline.process(
+        Inbound(
+            config.providers["invoices"],
+            webhook.body,
+            letter["headers"],
+            datetime.fromisoformat(letter["received_at"]),
+            attempts=2,
+        )
+    )
+    assert replayed.outcome is Outcome.ACCEPTED
+
+
+async def test_max_future_is_a_clock_skew_tolerance_per_instance(tmp_path: Path) -> None:
+    providers = {
+        "invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]},
+        "strict": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET], "max_future_s": 10},
+    }
+    pipeline, _recorder, config = _pipeline(tmp_path, providers)
+    ahead = signed_webhook(config, event="confirmed", now=time.time() + 120)
+
+    tolerated = await _post(pipeline, config, "invoices", ahead.body, ahead.headers)
+    refused = await _post(pipeline, config, "strict", ahead.body, ahead.headers)
+
+    assert tolerated.outcome is Outcome.ACCEPTED
+    assert (refused.outcome, refused.reason) == (Outcome.DEAD_LETTERED, "future_event")
+    assert config.providers["invoices"].max_future_s == 300
+    # The two windows together fit in the dedup window, so a replay after it is stale.
+    assert config.providers["invoices"].max_age_s == 604800 - 300
+
+
+async def test_a_signed_timestamp_vouches_for_a_future_event_time(tmp_path: Path) -> None:
+    pipeline, _recorder, config = _pipeline(tmp_path, {"pay": STRIPE})
+    ahead = orjson.dumps({"id": "evt_ahead", "type": "x", "created": int(time.time()) + 86400})
+    webhook = signed_webhook(config, "pay", body=ahead)
+    result = await _post(pipeline, config, "pay", webhook.body, webhook.headers)
+    assert result.outcome is Outcome.ACCEPTED
+
+
 async def test_max_age_is_per_instance(tmp_path: Path) -> None:
     pipeline, _recorder, config = _pipeline(
         tmp_path,
