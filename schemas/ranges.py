@@ -92,16 +92,23 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes | bytearray) -> Any:
     """JSON ``text`` with every number held to the ranges: integers ``int``, others ``Decimal``.
 
     Raises :class:`OutOfRange` for a number outside them, another ``ValueError`` for
     text that is not JSON (``NaN`` and ``Infinity`` are not), ``RecursionError`` for
     nesting deeper than the interpreter's stack.
     """
-    return json.loads(
-        text, parse_float=json_number, parse_int=json_integer, parse_constant=_reject_constant
-    )
+    if not isinstance(text, str):
+        # As json.loads reads bytes: UTF-8, -16 or -32, told apart by the first bytes.
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    return _DECODER.decode(text)
+
+
+# Made once: json.loads with options builds a decoder (and its C scanner) per call.
+_DECODER = json.JSONDecoder(
+    parse_float=json_number, parse_int=json_integer, parse_constant=_reject_constant
+)
 
 
 def check_body(body: bytes) -> None:
