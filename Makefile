@@ -41,10 +41,13 @@ bench: $(STAMP)
 # figures: requests, 4xx by code, 5xx, accepted forgeries, RSS before and after; re-spellings
 # of signed requests (RELAY_FUZZ_EXAMPLES per instance) and their counts; the hostile-cost
 # table (CPU, RSS, authentic latency; RELAY_FUZZ_HOSTILE_REQUESTS per kind and profile, each
-# kind stopped after RELAY_FUZZ_HOSTILE_BUDGET_S). Override with those, RELAY_FUZZ_REQUESTS,
-# RELAY_FUZZ_SEED, RELAY_TEST_BROKERS.
+# kind stopped after RELAY_FUZZ_HOSTILE_BUDGET_S); the decoder's properties over arbitrary
+# and mutated records (RELAY_FUZZ_RECORDS examples each, five times as many records through
+# the installed relay-events distribution) and their outcome counts. Override with those,
+# RELAY_FUZZ_REQUESTS, RELAY_FUZZ_SEED, RELAY_TEST_BROKERS.
 FUZZ_ENV := RELAY_FUZZ_REQUESTS=$${RELAY_FUZZ_REQUESTS:-100000} \
 	RELAY_FUZZ_EXAMPLES=$${RELAY_FUZZ_EXAMPLES:-2000} \
+	RELAY_FUZZ_RECORDS=$${RELAY_FUZZ_RECORDS:-5000} \
 	RELAY_FUZZ_HOSTILE_REQUESTS=$${RELAY_FUZZ_HOSTILE_REQUESTS:-500} \
 	RELAY_FUZZ_HOSTILE_BUDGET_S=$${RELAY_FUZZ_HOSTILE_BUDGET_S:-30} \
 	RELAY_TEST_BROKERS=$${RELAY_TEST_BROKERS:-tansu}

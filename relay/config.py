@@ -97,11 +97,16 @@ class ProviderInstance:
     content_encodings: tuple[str, ...] = ()
     """``Content-Encoding`` values undone before verification (``gzip``, ``deflate``);
     a request with any other encoding is a 415. None by default: no provider needs it."""
-    max_age_s: float = 604800.0
+    max_age_s: float = 604500.0
     """A notification whose own time is older than this when it arrives is dead-lettered
     as ``stale_event``, not published, where the scheme signs no timestamp (see
-    :mod:`relay.pipeline`). Default and maximum: ``[dedup] ttl_s``, so that a replay the
-    dedup window has forgotten is stale."""
+    :mod:`relay.pipeline`). Default and maximum: ``[dedup] ttl_s`` less ``max_future_s``,
+    so that a replay the dedup window has forgotten is stale, even of a notification
+    dated up to ``max_future_s`` ahead."""
+    max_future_s: float = 300.0
+    """The clock skew tolerated the other way: a notification whose own time is more than
+    this after its arrival is dead-lettered as ``future_event``, where the scheme signs no
+    timestamp (see :mod:`relay.pipeline`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,7 @@ _INSTANCE_KEYS = {
     "content_encodings",
     "max_age_s",
     "allow_short_secrets",
+    "max_future_s",
 }
 MIN_SECRET_BYTES = 16
 """The shortest key a shared secret may give its scheme unless the instance sets
@@ -419,6 +425,7 @@ def _instance(
         max_body_bytes=_body_limit(table.get("max_body_bytes"), profile, server, where),
         content_encodings=_content_encodings(table, where, env),
         max_age_s=_max_age(table, dedup, where),
+        max_future_s=_max_future(table, dedup, where),
     )
 
 
@@ -448,15 +455,32 @@ def _metadata_key(table: Mapping[str, Any], profile: Profile, where: str) -> str
 
 
 def _max_age(table: Mapping[str, Any], dedup: DedupConfig, where: str) -> float:
-    max_age_s = float(_typed(table, "max_age_s", (int, float), where, dedup.ttl_s))
+    # A notification received at R is published with a time up to R + max_future_s, and
+    # the dedup window remembers it until R + ttl_s: a replay after that is stale only if
+    # that time plus max_age_s is before it, hence max_age_s + max_future_s <= ttl_s.
+    limit = dedup.ttl_s - _max_future(table, dedup, where)
+    max_age_s = float(_typed(table, "max_age_s", (int, float), where, limit))
     _positive(max_age_s, f"{where}.max_age_s")
-    if max_age_s > dedup.ttl_s:
+    if max_age_s > limit:
         raise ConfigError(
             f"{where}.max_age_s",
-            f"{max_age_s:g} is above [dedup] ttl_s ({dedup.ttl_s}): a notification replayed "
-            "after the dedup window forgot it, and before max_age_s, would be published again",
+            f"{max_age_s:g} is above [dedup] ttl_s ({dedup.ttl_s}) less max_future_s "
+            f"({dedup.ttl_s - limit:g}): a notification replayed after the dedup window "
+            "forgot it, and before max_age_s, would be published again",
         )
     return max_age_s
+
+
+def _max_future(table: Mapping[str, Any], dedup: DedupConfig, where: str) -> float:
+    max_future_s = float(_typed(table, "max_future_s", (int, float), where, 300.0))
+    _positive(max_future_s, f"{where}.max_future_s")
+    if max_future_s >= dedup.ttl_s:
+        raise ConfigError(
+            f"{where}.max_future_s",
+            f"{max_future_s:g} is not below [dedup] ttl_s ({dedup.ttl_s}): no room is left "
+            "for max_age_s",
+        )
+    return max_future_s
 
 
 def _body_limit(value: Any, profile: Profile, server: ServerConfig, where: str) -> int:

@@ -33,12 +33,20 @@ signed content's identity instead (see :mod:`relay.providers.base`).
 Freshness: where the scheme has no signed timestamp, deduplication is the only
 replay guard, and it forgets after ``ttl_s``. So a received notification whose
 own time (the event's ``time``) is more than the instance's ``max_age_s``
-before its arrival is not published: it is authentic, so it is not refused
-either, but dead-lettered with reason ``stale_event`` and acknowledged (the
-provider stops retrying; an operator who judges it genuine replays it, and
-``relay replay`` does not apply the check). A captured notification replayed
-after the dedup window thus publishes nothing; re-spellings of it file the same
-one letter. Events without a time (a pending order) have only the window.
+before its arrival, or more than its ``max_future_s`` (the clock skew
+tolerated, 300 s by default) after it, is not published: it is authentic, so it
+is not refused either, but dead-lettered with reason ``stale_event`` or
+``future_event`` and acknowledged (the provider stops retrying; an operator who
+judges it genuine replays it, and ``relay replay`` does not apply the checks).
+The config keeps ``max_age_s + max_future_s <= ttl_s``, so a captured
+notification replayed after the dedup window publishes nothing, whatever its
+time; re-spellings of it file the same one letter. Events without a time (a
+pending order) have only the window.
+
+Every authentic message ends as an event or a dead letter, never as a 5xx that
+the provider would retry until it gives up: what a normalizer cannot read is a
+``NormalizationError`` (its reason code), and anything else it raises is a
+``normalizer_error`` dead letter, its traceback logged (a bug to fix, then replay).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from relay.config import Config, ProviderInstance
 from relay.deadletter import dead_letter_record, make_dead_letter
@@ -208,12 +216,15 @@ class Pipeline:
         kept = {name: headers[name] for name in profile.kept_headers if name in headers}
         if instance.id_header and instance.id_header in headers:
             kept[instance.id_header] = headers[instance.id_header]
-        # A signed timestamp inside its tolerance already bounds replays.
-        max_age_s = instance.max_age_s if verified.timestamp is None else None
         # Positional (instance, body, headers, received_at, attempts, traceparent,
         # received_headers), as NormalizeContext below: keywords cost more per webhook.
         inbound = Inbound(instance, body, kept, received_at, 1, traceparent, headers)
-        return await self.process(inbound, max_age_s=max_age_s)
+        if verified.timestamp is not None:
+            # A signed timestamp inside its tolerance already bounds replays.
+            return await self.process(inbound)
+        return await self.process(
+            inbound, max_age_s=instance.max_age_s, max_future_s=instance.max_future_s
+        )
 
     def verify_again(self, inbound: Inbound) -> Verified:
         """Verify a dead letter's message again before a replay publishes it (``relay
@@ -229,11 +240,13 @@ class Pipeline:
         *,
         budget_s: float | None = None,
         max_age_s: float | None = None,
+        max_future_s: float | None = None,
     ) -> Result:
         """Normalize an authentic message and make it durable exactly once.
 
         ``max_age_s``: dead-letter the event as ``stale_event`` when its time is older
-        than that at ``received_at`` (None: no check, as for a replay).
+        than that at ``received_at``; ``max_future_s``: as ``future_event`` when its time
+        is more than that after ``received_at`` (None: no check, as for a replay).
         """
         instance = inbound.instance
         budget_s = instance.ack_budget_s if budget_s is None else budget_s
@@ -245,15 +258,38 @@ class Pipeline:
 
         try:
             event = normalize(inbound)
+            record = to_kafka_record(event, self._config.kafka.topic)
         except NormalizationError as error:
             return await dead_letter(error.reason, error.message)
-        if max_age_s is not None and _older_than(event.time, inbound.received_at, max_age_s):
-            return await dead_letter(
-                "stale_event",
-                f"the event's time {event.time} is more than max_age_s ({max_age_s:g}s) "
-                "before it was received",
+        except Exception as error:
+            # The safety net, and only around building the event: the message is authentic,
+            # so an error here is a normalizer's bug (a reader that let an exception through
+            # on input it did not foresee), which a retry would only repeat: a 500 on every
+            # retry, and the message lost when the provider gives up. As a dead letter it is
+            # kept, and replayed once the bug is fixed. The traceback is logged here, once
+            # per message handled; the letter names the exception's type only.
+            log.exception(
+                "normalizer failed on an authentic message",
+                extra={"provider": instance.name, "profile": instance.profile.name},
             )
-        record = to_kafka_record(event, self._config.kafka.topic)
+            return await dead_letter(
+                "normalizer_error",
+                f"the {instance.profile.name} normalizer raised {type(error).__name__}",
+            )
+        if event.time is not None and (max_age_s is not None or max_future_s is not None):
+            age_s = (inbound.received_at - datetime.fromisoformat(event.time)).total_seconds()
+            if max_age_s is not None and age_s > max_age_s:
+                return await dead_letter(
+                    "stale_event",
+                    f"the event's time {event.time} is more than max_age_s ({max_age_s:g}s) "
+                    "before it was received",
+                )
+            if max_future_s is not None and -age_s > max_future_s:
+                return await dead_letter(
+                    "future_event",
+                    f"the event's time {event.time} is more than max_future_s "
+                    f"({max_future_s:g}s) after it was received",
+                )
         self._check_size(record, "the canonical event")
         # An id from an unsigned header proves nothing: the signed content is the identity.
         claimed = identity if instance.id_header else event.id
@@ -357,9 +393,3 @@ class Pipeline:
             raise EventTooLarge(
                 f"{what} would be {record.size} bytes, over the broker's limit of {limit} bytes"
             )
-
-
-def _older_than(event_time: str | None, received_at: datetime, max_age_s: float) -> bool:
-    if event_time is None:
-        return False
-    return datetime.fromisoformat(event_time) < received_at - timedelta(seconds=max_age_s)

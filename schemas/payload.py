@@ -3,19 +3,28 @@
 Numbers with a fraction or exponent become :class:`decimal.Decimal` built from
 their exact text, so ``150.0000`` stays ``150.0000``; integers stay ``int``.
 Duplicate keys are refused (which value did the provider mean?), as are
-``NaN``/``Infinity`` and nesting deeper than ``max_depth``.
+``NaN``/``Infinity`` and nesting deeper than ``max_depth`` (``malformed_json``),
+and numbers outside :mod:`schemas.ranges` (``out_of_range``): the body becomes
+the event's ``raw``, which a consumer's decoder must read.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from decimal import Decimal
 from typing import Any
 
 from schemas.errors import NormalizationError
+from schemas.ranges import (
+    MAX_DEPTH,
+    OutOfRange,
+    check_body,
+    json_integer,
+    json_number,
+    nesting_exceeds,
+)
 
-DEFAULT_MAX_DEPTH = 64
+DEFAULT_MAX_DEPTH = MAX_DEPTH
 
 
 def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
@@ -24,7 +33,7 @@ def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NormalizationError("malformed_json", "the body is not valid UTF-8") from exc
-    if _nesting_exceeds(text, max_depth):
+    if nesting_exceeds(text, max_depth):
         raise NormalizationError("malformed_json", f"the JSON nests deeper than {max_depth} levels")
     try:
         # decode is raw_decode between two regex scans for whitespace: a body that starts
@@ -37,7 +46,21 @@ def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     except (ValueError, RecursionError):
         pass
     try:
-        return _DECODER.decode(text)
+        return _CHECKED_DECODER.decode(text)
+    except OutOfRange as exc:
+        raise NormalizationError("out_of_range", str(exc)) from None
+    except (ValueError, RecursionError) as exc:
+        raise NormalizationError("malformed_json", f"the body is not valid JSON: {exc}") from exc
+
+
+def check_raw(body: bytes) -> None:
+    """Refuse, as :func:`parse_payload` would, a body whose numbers or nesting are outside
+    :mod:`schemas.ranges`: for a payload reader that does not parse the whole body (the
+    ``sign``-field profiles read the signed view) while the event embeds it as ``raw``."""
+    try:
+        check_body(body)
+    except OutOfRange as exc:
+        raise NormalizationError("out_of_range", str(exc)) from None
     except (ValueError, RecursionError) as exc:
         raise NormalizationError("malformed_json", f"the body is not valid JSON: {exc}") from exc
 
@@ -59,31 +82,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _JSON_WHITESPACE = " \t\n\r"
 
 # Made once: json.loads with options builds a decoder (and its C scanner) per call.
+# The first reads integers in C: Python's own limit (4,300 digits, unless a process
+# changes it; Relay does not) is the range's, and an integer past it fails the first
+# try. The second holds integers to the range itself, and tells out_of_range apart.
 _DECODER = json.JSONDecoder(
-    parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+    parse_float=json_number, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
 )
-
-
-def _nesting_exceeds(text: str, max_depth: int) -> bool:
-    """Cheap upper bound first: only bodies with many brackets get the exact scan."""
-    if text.count("{") + text.count("[") <= max_depth:
-        return False
-    depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            depth += 1
-            if depth > max_depth:
-                return True
-        elif char in "}]":
-            depth -= 1
-    return False
+_CHECKED_DECODER = json.JSONDecoder(
+    parse_float=json_number,
+    parse_int=json_integer,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_unique_keys,
+)

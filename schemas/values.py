@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from schemas import ranges
 from schemas.errors import NormalizationError
 
 _MISSING = object()
@@ -164,11 +165,18 @@ def _plain(value: Decimal, name: str) -> str:
 
 
 def rfc3339(moment: datetime) -> str:
-    """UTC RFC 3339 with ``Z``; milliseconds only when the moment has a fraction."""
-    # Most moments are UTC already (received times, ``Z`` times): astimezone is a call for
-    # nothing then. A UTC moment's isoformat ends in "+00:00", which "Z" replaces (cheaper
-    # than a naive copy by replace() to format).
-    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    """UTC RFC 3339 with ``Z``; milliseconds only when the moment has a fraction.
+
+    A moment outside the years 1 to 9999 once in UTC (:mod:`schemas.ranges`) raises
+    ``invalid_time``: no event carries it.
+    """
+    # Most moments are UTC already (received times, ``Z`` times): the conversion is a call
+    # for nothing then. A UTC moment's isoformat ends in "+00:00", which "Z" replaces
+    # (cheaper than a naive copy by replace() to format).
+    try:
+        utc = moment if moment.tzinfo is UTC else ranges.utc(moment)
+    except ranges.OutOfRange as exc:
+        raise NormalizationError("invalid_time", str(exc)) from None
     spec = "milliseconds" if utc.microsecond else "seconds"
     return utc.isoformat(timespec=spec)[:-6] + "Z"
 
@@ -219,7 +227,7 @@ def from_iso(value: Any, name: str, *, zone: ZoneInfo | None = None) -> str | No
         moment = datetime.fromisoformat(value.strip())
     except ValueError as exc:
         raise NormalizationError("invalid_time", f"the time {name!r} is not ISO 8601") from exc
-    return rfc3339(_localize(moment, zone))
+    return rfc3339(_in_utc(_localize(moment, zone), name))
 
 
 def from_local(value: Any, name: str, fmt: str, zone: ZoneInfo) -> str | None:
@@ -239,13 +247,26 @@ def from_local(value: Any, name: str, fmt: str, zone: ZoneInfo) -> str | None:
         raise NormalizationError(
             "invalid_time", f"the time {name!r} does not match the documented format"
         ) from exc
-    return rfc3339(moment.replace(tzinfo=zone))
+    return rfc3339(_in_utc(moment.replace(tzinfo=zone), name))
 
 
 def _localize(moment: datetime, zone: ZoneInfo | None) -> datetime:
     if moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=zone or UTC)
+
+
+def _in_utc(moment: datetime, name: str) -> datetime:
+    """``moment`` in UTC; ``invalid_time`` naming the field when that is outside the years
+    1 to 9999 (``9999-12-31 23:59:59`` in New York is in the year 10000)."""
+    if moment.tzinfo is UTC:
+        return moment
+    try:
+        return ranges.utc(moment)
+    except ranges.OutOfRange:
+        raise NormalizationError(
+            "invalid_time", f"the time {name!r} is outside the years 1 to 9999 in UTC"
+        ) from None
 
 
 def map_status(

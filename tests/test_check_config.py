@@ -247,6 +247,21 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         "providers.invoices.max_age_s",
         "700000 is above [dedup] ttl_s (604800)",
     ),
+    "max age and max future beyond the dedup window": Case(
+        _with("secrets = [", "max_age_s = 604800\nsecrets = ["),
+        "providers.invoices.max_age_s",
+        "604800 is above [dedup] ttl_s (604800) less max_future_s (300)",
+    ),
+    "max future not below the dedup window": Case(
+        _with("secrets = [", "max_future_s = 604800\nsecrets = ["),
+        "providers.invoices.max_future_s",
+        "604800 is not below [dedup] ttl_s (604800)",
+    ),
+    "max future not positive": Case(
+        _with("secrets = [", "max_future_s = 0\nsecrets = ["),
+        "providers.invoices.max_future_s",
+        "must be greater than zero",
+    ),
     "template that does not sign the timestamp it checks": Case(
         BASE
         + '\n[providers.generic]\nprofile = "hmac"\nsecrets = ["check-config-generic"]\n'

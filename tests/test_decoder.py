@@ -475,6 +475,85 @@ def test_rejects_a_value_that_is_not_a_json_object(value: bytes) -> None:
         decode_event(value)
 
 
+# -- values outside what an event may carry (schemas.ranges) ---------------------
+
+
+def _with_raw_number(number: bytes) -> bytes:
+    """A published payment event whose raw holds ``number``, nested (spliced in as text:
+    a record another producer, or a Relay before the ranges, could have written)."""
+    return _payment_record().value.replace(b'"paid_at"', b'"n":{"x":[' + number + b']},"paid_at"')
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        b"1e999999999999999999999",  # past what decimal holds at all: it raised InvalidOperation
+        b"-1e-999999999999999999999",
+        b"1e1000000",
+        b"9" * 4301,
+        b"1." + b"0" * 4300,
+    ],
+    ids=["huge-exponent", "tiny-exponent", "exponent-past-the-bound", "long-integer", "long"],
+)
+def test_a_raw_number_outside_the_ranges_is_a_malformed_record(number: bytes) -> None:
+    with pytest.raises(MalformedRecord, match="out of range"):
+        decode_event(_with_raw_number(number))
+
+
+def test_raw_numbers_at_the_ends_of_the_ranges_decode() -> None:
+    event = decode_event(_with_raw_number(b"1e999999,-1e-999999," + b"9" * 4300))
+    assert isinstance(event, PaymentEvent)
+    assert event.data.raw["n"]["x"] == [Decimal("1e999999"), Decimal("-1e-999999"), 10**4300 - 1]
+
+
+def test_a_long_raw_integer_decodes_whatever_the_process_limit() -> None:
+    """Python's integer-text limit is per process: a consumer may lower it, and what Relay
+    publishes must still decode."""
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        event = decode_event(_with_raw_number(b"9" * 4300))
+    finally:
+        sys.set_int_max_str_digits(previous)
+    assert isinstance(event, PaymentEvent)
+    assert event.data.raw["n"]["x"] == [10**4300 - 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("time", "9999-12-31T23:59:59-01:00"),
+        ("time", "0001-01-01T00:00:00+00:01"),
+        ("relayreceivedat", "9999-12-31T23:59:59.999-00:01"),
+    ],
+)
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_invalid(name: str, value: str) -> None:
+    """It raised OverflowError (not a DecodeError) converting to UTC."""
+    document = json.loads(_payment_record().value)
+    document[name] = value
+    with pytest.raises(InvalidEvent, match="years 1 to 9999") as info:
+        decode_event(json.dumps(document).encode())
+    assert info.value.field == name
+
+
+def test_an_id_that_is_not_valid_unicode_is_a_header_mismatch() -> None:
+    """A lone surrogate escape is valid JSON; comparing it with the header raised
+    UnicodeEncodeError."""
+    record = _payment_record()
+    value = record.value.replace(b'"id":"', b'"id":"\\ud800', 1)
+    with pytest.raises(HeaderMismatch) as info:
+        decode_event(value, record.headers)
+    assert info.value.header == "relay_id"
+
+
+@pytest.mark.parametrize("value", [None, 5], ids=["tombstone", "int"])
+def test_a_value_that_is_not_bytes_is_a_malformed_record(value: Any) -> None:
+    """A compacted topic's tombstone has no value: ``record.value`` is None."""
+    for decode in (decode_event, decode_dead_letter):
+        with pytest.raises(MalformedRecord):
+            decode(value)
+
+
 def test_error_messages_are_short_for_huge_values() -> None:
     document = json.loads(_payment_record().value)
     document["data"]["flow"] = "x" * 100_000
@@ -734,6 +813,8 @@ def test_a_letter_from_before_the_optional_fields_reads_with_their_old_defaults(
         (_drop("reason"), "reason"),
         (_set("provider", ""), "provider"),
         (_set("body_base64", "not base64!"), "body_base64"),
+        (_set("body_base64", "é"), "body_base64"),  # raised ValueError, not a DecodeError
+        (_set("received_at", "9999-12-31T23:59:59-01:00"), "received_at"),
         (_set("attempts", 0), "attempts"),
         (_set("attempts", True), "attempts"),
         (_set("attempts", "2"), "attempts"),
@@ -756,3 +837,17 @@ def test_rejects_an_invalid_dead_letter(change: Change, field: str) -> None:
 def test_rejects_a_dead_letter_that_is_not_an_object() -> None:
     with pytest.raises(MalformedRecord):
         decode_dead_letter(b"[]")
+
+
+def test_an_error_naming_a_long_integer_does_not_write_it_out() -> None:
+    """A process may forbid writing a long integer as text: the error must not raise that."""
+    document = json.loads(_payment_record().value)
+    document["id"] = 10**4000
+    value = json.dumps(document).encode()
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        with pytest.raises(InvalidEvent, match="more than 77 digits"):
+            decode_event(value)
+    finally:
+        sys.set_int_max_str_digits(previous)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -12,6 +13,7 @@ import jsonschema
 import orjson
 import pytest
 
+from schemas.decoder import PaymentEvent, decode_dead_letter, decode_event
 from tests.conftest import (
     INVOICE_SECRET,
     RelayUnderTest,
@@ -249,3 +251,68 @@ def test_amounts_never_pass_through_float() -> None:
 
     assert parse_payload(b'{"a": 150.0000}')["a"] == Decimal("150.0000")
     assert str(parse_payload(b'{"a": 150.0000}')["a"]) == "150.0000"
+
+
+async def test_authentic_values_outside_the_ranges_are_dead_letters_never_5xx(
+    aiohttp_client, kafka_bootstrap, topic, tmp_path
+) -> None:
+    """Each was a 500 on every retry, or an event the decoder could not read (issue 23).
+    Now: an out-of-range time or a nested number past what decimal holds is a dead letter,
+    acknowledged; a nested number at the end of the range is an event that decodes; an
+    unsigned body with such a number is a 400 before any signature work."""
+    providers = {
+        "invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]},
+        "collect": {
+            "profile": "usdt-collect-pay",
+            "algorithm": "md5",
+            "secrets": ["e2e-md5-merchant-key"],
+        },
+    }
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, providers=providers)
+    relay = await start_relay(aiohttp_client, config)
+    late = orjson.dumps(
+        {
+            "invoice_reference": "ORD-LATE",
+            "status": "confirmed",
+            "amount_usdt_exact": "1.0",
+            "paid_at": "9999-12-31T23:59:59-01:00",
+        }
+    )
+    huge = (
+        b'{"orderId":"C-HUGE","status":1,"actualAmount":"1","extra":{"n":1e999999999999999999999}}'
+    )
+    inside = (
+        b'{"orderId":"C-IN","status":1,"actualAmount":"1","extra":{"n":[1e999999,'
+        + b"9" * 4300
+        + b"]}}"
+    )
+    webhooks = [
+        signed_webhook(config, "invoices", body=late),
+        signed_webhook(config, "collect", body=huge),
+        signed_webhook(config, "collect", body=inside),
+    ]
+    for webhook in webhooks:
+        for _ in range(2):  # a retry gets the same answer
+            response = await relay.post(webhook)
+            assert response.status == 200, await response.text()
+    signed = signed_webhook(config, "collect", body=b'{"orderId":"C-U","status":1}')
+    # The signature keeps its shape, so only the number stands before the signature check.
+    forged = signed.body.replace(b'"status":1', b'"status":1e999999999999999999999')
+    response = await relay.post(dataclasses.replace(signed, body=forged))
+    assert response.status == 400
+    assert (await _error(response))["error"] == "malformed_body"
+
+    kafka = config.kafka
+    letters = await read_topic(kafka.bootstrap_servers, kafka.dead_letter_topic, expect=2)
+    reasons = {
+        decode_dead_letter(letter.value, letter.headers).body: (
+            decode_dead_letter(letter.value, letter.headers).reason
+        )
+        for letter in letters
+    }
+    assert reasons == {webhooks[0].body: "invalid_time", webhooks[1].body: "out_of_range"}
+    [record] = await read_topic(kafka.bootstrap_servers, kafka.topic, expect=1)
+    event = decode_event(record.value, record.headers)
+    assert isinstance(event, PaymentEvent)
+    assert event.data.merchant_order_id == "C-IN"
+    assert event.data.raw["extra"]["n"] == [Decimal("1e999999"), 10**4300 - 1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from relay.errors import Unavailable
 from relay.pipeline import Inbound, Outcome, Pipeline, Result, normalize
 from relay.records import KafkaRecord
 from schemas import Message, NormalizationError, NormalizeContext
+from schemas.decoder import PaymentEvent, decode_event
 from tests.conftest import INVOICE_SECRET, make_config, signed_webhook
 
 
@@ -210,6 +212,61 @@ async def test_a_notification_older_than_max_age_is_dead_lettered_not_published(
     assert len(recorder.events()) == 1
 
 
+async def test_a_notification_dated_in_the_future_is_dead_lettered_not_published(
+    tmp_path: Path,
+) -> None:
+    """Before, only the past was checked: a notification dated a year ahead was published,
+    and published again by whoever re-sent it once the dedup window had forgotten it."""
+    pipeline, recorder, config = _pipeline(tmp_path, INVOICES)
+    webhook = signed_webhook(config, event="confirmed", now=time.time() + 86400 * 365)
+
+    first = await _post(pipeline, config, "invoices", webhook.body, webhook.headers)
+    again = await _post(pipeline, config, "invoices", webhook.body, webhook.headers)
+
+    assert (first.outcome, first.reason) == (Outcome.DEAD_LETTERED, "future_event")
+    assert (again.outcome, again.durability) == (Outcome.DEAD_LETTERED, None)
+    assert recorder.events() == []
+    [letter] = recorder.letters()
+    assert "max_future_s (300s)" in letter["message"]
+    # An operator's replay does not apply the check: it publishes.
+    replayed = await pipeline.process(
+        Inbound(
+            config.providers["invoices"],
+            webhook.body,
+            letter["headers"],
+            datetime.fromisoformat(letter["received_at"]),
+            attempts=2,
+        )
+    )
+    assert replayed.outcome is Outcome.ACCEPTED
+
+
+async def test_max_future_is_a_clock_skew_tolerance_per_instance(tmp_path: Path) -> None:
+    providers = {
+        "invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]},
+        "strict": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET], "max_future_s": 10},
+    }
+    pipeline, _recorder, config = _pipeline(tmp_path, providers)
+    ahead = signed_webhook(config, event="confirmed", now=time.time() + 120)
+
+    tolerated = await _post(pipeline, config, "invoices", ahead.body, ahead.headers)
+    refused = await _post(pipeline, config, "strict", ahead.body, ahead.headers)
+
+    assert tolerated.outcome is Outcome.ACCEPTED
+    assert (refused.outcome, refused.reason) == (Outcome.DEAD_LETTERED, "future_event")
+    assert config.providers["invoices"].max_future_s == 300
+    # The two windows together fit in the dedup window, so a replay after it is stale.
+    assert config.providers["invoices"].max_age_s == 604800 - 300
+
+
+async def test_a_signed_timestamp_vouches_for_a_future_event_time(tmp_path: Path) -> None:
+    pipeline, _recorder, config = _pipeline(tmp_path, {"pay": STRIPE})
+    ahead = orjson.dumps({"id": "evt_ahead", "type": "x", "created": int(time.time()) + 86400})
+    webhook = signed_webhook(config, "pay", body=ahead)
+    result = await _post(pipeline, config, "pay", webhook.body, webhook.headers)
+    assert result.outcome is Outcome.ACCEPTED
+
+
 async def test_max_age_is_per_instance(tmp_path: Path) -> None:
     pipeline, _recorder, config = _pipeline(
         tmp_path,
@@ -285,3 +342,149 @@ def test_normalize_hands_the_normalizer_every_instance_setting(tmp_path: Path) -
             traceparent=traceparent,
         )
     ]
+
+
+# --- values outside what an event may carry (schemas.ranges) -----------------------------
+
+INVOICES = {"invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]}}
+HUGE_EXPONENT = b"1e999999999999999999999"  # past what decimal holds at all
+LONG_INTEGER = b"9" * 5000  # past the 4,300 digits Python reads an integer from
+
+
+def _invoice(paid_at: str = "2024-01-15T14:32:00Z", **extra: Any) -> bytes:
+    fields = {
+        "invoice_reference": "INV-RANGE",
+        "status": "confirmed",
+        "amount_usdt_exact": "150.0000",
+        "paid_at": paid_at,
+        **extra,
+    }
+    return orjson.dumps(fields)
+
+
+@pytest.mark.parametrize(
+    ("provider", "body", "reason"),
+    [
+        pytest.param(
+            "invoices",
+            _invoice(note=orjson.Fragment(HUGE_EXPONENT)),
+            "out_of_range",
+            id="whole-body-huge-exponent",
+        ),
+        pytest.param(
+            "invoices",
+            _invoice(note=orjson.Fragment(LONG_INTEGER)),
+            "out_of_range",
+            id="whole-body-long-integer",
+        ),
+        pytest.param(
+            "invoices", _invoice("9999-12-31T23:59:59-01:00"), "invalid_time", id="iso-year-10000"
+        ),
+        pytest.param(
+            "collect",
+            b'{"orderId":"R-1","orderNo":"P-1","amount":"5","actualAmount":"5","status":2,'
+            b'"payTime":"9999-12-31 23:59:59"}',
+            "invalid_time",
+            id="new-york-year-10000",
+        ),
+        pytest.param(
+            "collect",
+            b'{"orderId":"R-2","status":2,"actualAmount":"5","extra":{"n":' + HUGE_EXPONENT + b"}}",
+            "out_of_range",
+            id="sign-field-nested-huge-exponent",
+        ),
+        pytest.param(
+            "collect",
+            b'{"orderId":"R-3","status":2,"actualAmount":"5","extra":[' + LONG_INTEGER + b"]}",
+            "out_of_range",
+            id="sign-field-nested-long-integer",
+        ),
+        pytest.param(
+            "collect",
+            b'{"orderId":"R-4","status":2,"actualAmount":"5","extra":'
+            + b"[" * 70
+            + b"]" * 70
+            + b"}",
+            "malformed_json",
+            id="sign-field-nested-too-deep",
+        ),
+    ],
+)
+async def test_an_authentic_body_outside_the_ranges_is_dead_lettered_once(
+    tmp_path: Path, provider: str, body: bytes, reason: str
+) -> None:
+    """Before: a 500 on every retry (InvalidOperation, OverflowError), or an event the
+    decoder cannot read. Now: one dead letter, acknowledged, and no event."""
+    pipeline, recorder, config = _pipeline(tmp_path, {**INVOICES, "collect": COLLECT})
+    webhook = signed_webhook(config, provider, body=body)
+
+    first = await _post(pipeline, config, provider, webhook.body, webhook.headers)
+    again = await _post(pipeline, config, provider, webhook.body, webhook.headers)
+
+    assert (first.outcome, first.reason) == (Outcome.DEAD_LETTERED, reason)
+    assert (again.outcome, again.durability) == (Outcome.DEAD_LETTERED, None)
+    assert recorder.events() == []
+    assert [letter["reason"] for letter in recorder.letters()] == [reason]
+
+
+async def test_an_authentic_body_at_the_ends_of_the_ranges_is_an_event_the_decoder_reads(
+    tmp_path: Path,
+) -> None:
+    pipeline, recorder, config = _pipeline(tmp_path, {**INVOICES, "collect": COLLECT})
+    inside = b"[1e999999,-1e-999999," + b"9" * 4300 + b"]"
+    collect = signed_webhook(
+        config,
+        "collect",
+        body=b'{"orderId":"R-5","status":2,"actualAmount":"5","extra":' + inside + b"}",
+    )
+    result = await _post(pipeline, config, "collect", collect.body, collect.headers)
+    # The last second of the year 9999 in UTC; processed as a replay is (no freshness
+    # check, which would dead-letter a time so far ahead).
+    invoice = _invoice("9999-12-31T22:59:59-01:00", note=orjson.Fragment(inside))
+    replayed = await pipeline.process(
+        Inbound(config.providers["invoices"], invoice, {}, datetime.now(UTC))
+    )
+
+    assert (result.outcome, replayed.outcome) == (Outcome.ACCEPTED, Outcome.ACCEPTED)
+    collected, invoiced = (
+        decode_event(record.value, record.headers) for record in recorder.records
+    )
+    assert isinstance(collected, PaymentEvent) and isinstance(invoiced, PaymentEvent)
+    assert collected.data.raw["extra"] == [Decimal("1e999999"), Decimal("-1e-999999"), 10**4300 - 1]
+    assert invoiced.data.raw["note"] == collected.data.raw["extra"]
+    assert invoiced.time == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+class _BrokenNormalizer(Exception):
+    pass
+
+
+async def test_whatever_else_a_normalizer_raises_on_authentic_input_is_a_dead_letter(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The safety net: a bug in a normalizer must not turn an authentic message into a 500
+    on every retry (and a loss when the provider gives up)."""
+    pipeline, recorder, config = _pipeline(tmp_path)
+    instance = config.providers["invoices"]
+
+    def broken(message: Message, ctx: NormalizeContext) -> NoReturn:
+        raise _BrokenNormalizer("a bug")
+
+    broken_profile = dataclasses.replace(instance.profile, normalize=broken)
+    broken_instance = dataclasses.replace(instance, profile=broken_profile)
+    webhook = signed_webhook(config)
+    headers = {name.lower(): value for name, value in webhook.headers.items()}
+
+    results = [
+        await pipeline.receive(broken_instance, webhook.body, headers, datetime.now(UTC))
+        for _ in range(2)
+    ]
+
+    assert [(result.outcome, result.reason) for result in results] == [
+        (Outcome.DEAD_LETTERED, "normalizer_error")
+    ] * 2
+    assert [letter["reason"] for letter in recorder.letters()] == ["normalizer_error"]
+    assert "_BrokenNormalizer" in recorder.letters()[0]["message"]
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == 2  # once per webhook handled: never swallowed silently
+    assert recorder.events() == []

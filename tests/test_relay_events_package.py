@@ -59,6 +59,10 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install_relay_events(tmp_path_factory)
+
+
+def install_relay_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """relay-events installed by pip from a copy of the repository's layout."""
     source = tmp_path_factory.mktemp("source")
     shutil.copytree(

@@ -224,9 +224,25 @@ def test_from_iso(value, zone, expected) -> None:
     assert from_iso(value, "t", zone=zone) == expected
 
 
-@pytest.mark.parametrize("value", ["yesterday", "03/12/2025 17:07", 1768480200, True])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        "03/12/2025 17:07",
+        1768480200,
+        True,
+        "9999-12-31T23:59:59-01:00",  # the year 10000 in UTC
+        "0001-01-01T00:00:00+01:00",  # the year 0 in UTC
+    ],
+)
 def test_from_iso_refuses(value) -> None:
     assert reason(from_iso, value, "t") == "invalid_time"
+
+
+def test_times_at_the_ends_of_the_range() -> None:
+    assert from_iso("9999-12-31T23:59:59Z", "t") == "9999-12-31T23:59:59Z"
+    assert from_iso("9999-12-31T22:59:59-01:00", "t") == "9999-12-31T23:59:59Z"
+    assert from_iso("0001-01-01T00:00:00Z", "t") == "0001-01-01T00:00:00Z"
 
 
 @pytest.mark.parametrize(
@@ -251,9 +267,32 @@ def test_from_local_new_york_across_dst(wall, expected) -> None:
     assert from_local(wall, "payTime", "%Y-%m-%d %H:%M:%S", NEW_YORK) == expected
 
 
-@pytest.mark.parametrize("value", ["2026/03/08 01:00:00", "2026-03-08T01:00:00", "x", 1700000000])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026/03/08 01:00:00",
+        "2026-03-08T01:00:00",
+        "x",
+        1700000000,
+        "9999-12-31 23:59:59",  # New York time: the year 10000 in UTC
+    ],
+)
 def test_from_local_refuses(value) -> None:
     assert reason(from_local, value, "payTime", "%Y-%m-%d %H:%M:%S", NEW_YORK) == "invalid_time"
+
+
+def test_from_local_refuses_a_time_before_the_year_1_in_utc() -> None:
+    shanghai = ZoneInfo("Asia/Shanghai")
+    assert reason(from_local, "0001-01-01 00:00:00", "t", "%Y-%m-%d %H:%M:%S", shanghai) == (
+        "invalid_time"
+    )
+
+
+def test_rfc3339_refuses_a_moment_outside_the_years_1_to_9999_in_utc() -> None:
+    late = datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1)))
+    with pytest.raises(NormalizationError) as raised:
+        rfc3339(late)
+    assert raised.value.reason == "invalid_time"
 
 
 # --- statuses and ids ----------------------------------------------------------
@@ -342,11 +381,39 @@ def test_payload_numbers_keep_their_text() -> None:
         b"",
         b"\xef\xbb\xbf{}",  # a byte order mark
         b'{"a": "\xff"}',  # not UTF-8
-        b'{"a": ' + b"1" * 5000 + b"}",  # beyond Python's integer parsing limit
     ],
 )
 def test_payload_refuses(body) -> None:
     assert reason(parse_payload, body) == "malformed_json"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1e999999999999999999999}',  # past what decimal holds at all
+        b'{"a": -1.5e-999999999999999999999}',
+        b'{"a": [1e1000000]}',  # past the exponent bound
+        b'{"a": 1e-1000000}',
+        b'{"a": {"b": ' + b"1" * 4301 + b"}}",  # past Python's integer parsing limit
+        b'{"a": -' + b"1" * 4301 + b"}",
+        b'{"a": 1.' + b"0" * 4300 + b"}",  # 4,301 significant digits
+        b'  {"a": 1e999999999999999999999}  ',  # the slow path too
+        b'  {"a": ' + b"1" * 5000 + b"}  ",
+    ],
+)
+def test_payload_refuses_numbers_out_of_range(body) -> None:
+    with pytest.raises(NormalizationError, match="out of range") as raised:
+        parse_payload(body)
+    assert raised.value.reason == "out_of_range"
+
+
+def test_payload_reads_numbers_at_the_ends_of_the_range() -> None:
+    payload = parse_payload(
+        b'{"a": 1e999999, "b": -1e-999999, "c": ' + b"9" * 4300 + b', "d": 1.' + b"0" * 4299 + b"}"
+    )
+    assert payload["a"] == Decimal("1e999999") and payload["b"] == Decimal("-1e-999999")
+    assert payload["c"] == 10**4300 - 1
+    assert payload["d"] == 1
 
 
 def test_payload_nesting_limit() -> None:

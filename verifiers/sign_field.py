@@ -69,7 +69,8 @@ top-level members; ``MAX_VALUES`` JSON values in all (counted from the
 body's commas and brackets before it is parsed, so strings holding them count
 too); ``MAX_DEPTH`` levels of nesting; an integral number whose canonical
 form would have more than ``MAX_NUMBER_DIGITS`` digits (``1e4299`` is 4,300
-digits); and a signed string longer than twice the body (only number
+digits), or whose exponent is past what :mod:`decimal` holds at all
+(``1e999999999999999999999``); and a signed string longer than twice the body (only number
 expansion could make it so).
 """
 
@@ -375,7 +376,10 @@ class _Number:
         self.text = text
 
     def canonical(self) -> str:
-        value = Decimal(self.text)
+        try:
+            value = Decimal(self.text)
+        except ArithmeticError:  # InvalidOperation: an exponent past what decimal holds at all
+            raise MalformedBody(f"the body has a number out of range: {self.text[:40]}") from None
         if value != value.to_integral_value():
             return self.text
         # Checked before writing it out: ``1e999999999`` would be a gigabyte of digits.

@@ -10,6 +10,8 @@
   ``hmac-header`` parameters);
 - reading a payload and normalizing an authentic payload of any shape raise only
   ``NormalizationError``: a signed body of hostile shape becomes a dead letter, never a crash;
+  and every event that is built decodes (``schemas.decoder``, headers checked): what Relay
+  publishes and what the decoder reads are one set (``schemas.ranges``);
 - the client address for the allow-list never raises, whatever the peer and header say.
 
 Example counts stay small for CI; ``make fuzz`` runs them with more (``RELAY_FUZZ_EXAMPLES``).
@@ -36,6 +38,7 @@ from relay.pipeline import Inbound, normalize
 from relay.records import to_kafka_record
 from relay.samples import signed_sample
 from schemas import NormalizationError, parse_payload
+from schemas.decoder import decode_event
 from tests.fuzz.instances import decode, fuzz_providers, signature_of
 from tests.fuzz.mutations import Request, sign_field_equivalent, slot_value
 from verifiers import VerificationError, adyen, hmac_header, paddle, square
@@ -173,7 +176,23 @@ json_scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(10**40), max_value=10**40),
     st.text(max_size=50),
-    st.sampled_from(["", "0", "-1", "1e999", "NaN", "2024-02-30", "9999-12-31T23:59:59Z"]),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "1e999",
+            "NaN",
+            "2024-02-30",
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59-01:00",
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31 23:59:59",
+            "0001-01-01 00:00:00",
+            "253402300799",
+            "253402300800000",
+        ]
+    ),
     st.decimals(allow_nan=False, allow_infinity=False).map(str),
 )
 json_values = st.recursive(
@@ -184,7 +203,21 @@ json_values = st.recursive(
     max_leaves=12,
 )
 raw_numbers = st.sampled_from(
-    ["1e999999999", "-1e-999999999", "9" * 4400, "1" + "0" * 4299, "-0.0", "0.1e-7", "1E+2"]
+    [
+        "1e999999999",
+        "-1e-999999999",
+        "1e999999999999999999999",
+        "-1.5e-999999999999999999999",
+        "1e999999",
+        "1e1000000",
+        "9" * 4400,
+        "9" * 4301,
+        "1" + "0" * 4299,
+        "1." + "0" * 4300,
+        "-0.0",
+        "0.1e-7",
+        "1E+2",
+    ]
 )
 
 
@@ -234,7 +267,8 @@ def test_normalizing_an_authentic_payload_of_any_shape_never_crashes(
         event_out = normalize(Inbound(instance, body, headers, received))
     except NormalizationError:
         return
-    to_kafka_record(event_out, "topic")
+    record = to_kafka_record(event_out, "topic")
+    decode_event(record.value, record.headers)
 
 
 # --- schemes before their profiles -------------------------------------------------------

@@ -680,6 +680,29 @@ class TestBoundedWork:
         with pytest.raises(MalformedBody, match=message):
             sign_field.verify(shaped, {}, compact, SECRETS, NOW)
 
+    @pytest.mark.parametrize(
+        "number",
+        [b"1e999999999999999999999", b"-1.5e999999999999999999999", b"1e-999999999999999999999"],
+    )
+    def test_a_number_past_what_decimal_holds_is_a_malformed_body_before_any_signature_work(
+        self, number: bytes, rsa_key: rsa.RSAPrivateKey
+    ) -> None:
+        """Unauthenticated: random signature bytes of the right length, so only the body's
+        number stands between the request and the signature check (it was a 500)."""
+        rsa_keys = KeyRing(secrets=SECRETS.secrets, public_keys=(rsa_key.public_key(),))
+        for params, keys, signature in [
+            (MD5, SECRETS, "AB" * 16),
+            (V2_PAYOUT, SECRETS, base64.b64encode(b"x" * 32).decode()),
+            (Params(), rsa_keys, base64.b64encode(b"x" * 256).decode()),
+        ]:
+            body = b'{"orderId":"M1","actualAmount":' + number + b',"sign":"'
+            body += signature.encode() + b'"}'
+            with pytest.raises(MalformedBody, match="out of range") as raised:
+                sign_field.verify(body, {}, params, keys, NOW)
+            assert raised.value.status == 400
+            with pytest.raises(MalformedBody, match="out of range"):
+                sign_field.read(body, params)
+
     def test_inside_the_bounds_numbers_are_written_out(self) -> None:
         assert sign_field.read(b'{"a":1e63}', MD5).members == {"a": "1" + "0" * 63}
 
