@@ -53,9 +53,11 @@ def build_app(config: Config, *, span_exporter: SpanExporter | None = None) -> w
             # and closes the connection if no complete request head arrived by then: the
             # header half of the read timeout (the body half is in relay.http).
             "keepalive_timeout": server.read_timeout_s,
-            # After refusing a body it has not read whole (413, 408), aiohttp keeps reading and
-            # discarding it this long so the client sees the answer, not a reset; bounded by
-            # the same timeout instead of aiohttp's fixed 10 s.
+            # After answering a request whose body it has not read whole (any refusal), aiohttp
+            # waits this long for the rest. relay.http has by then answered, closed Relay's side
+            # and stopped the parsing (the rest is thrown away unparsed, up to max_body_bytes),
+            # so this is only the longest the connection stays open: the read timeout rather
+            # than aiohttp's fixed 10 s.
             "lingering_time": server.read_timeout_s,
             # Bodies arrive as sent: relay.body undoes only the Content-Encoding an instance
             # accepts, counting unpacked bytes against its limit before buffering them, and
