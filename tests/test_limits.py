@@ -324,26 +324,36 @@ async def test_connections_past_the_cap_get_a_503(
 async def test_malformed_requests_are_counted_not_logged(
     kafka_bootstrap: str, topic: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """aiohttp would log each with a traceback at ERROR: anyone could flood the logs."""
+    """aiohttp would log each with a traceback at ERROR (anyone could flood the logs) and
+    answer in plain text quoting the offending bytes: each gets the documented JSON error,
+    which quotes nothing of the request."""
     config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path)
     counted = REJECTED.labels("unknown", "malformed_http")
     before = counted._value.get()
     runner = await start_server(config)
     host, port = runner.addresses[0][:2]
+    requests = (
+        b"POST /webhooks/invoices HTTP/1.1\r\nHost: x\r\nX-A: leaked\x00b\r\n\r\n",
+        b"POST /webhooks/invoices HTTP/1.1\r\nHost: x\r\nX-Leaked value\r\n\r\n",
+        b"POST /webhooks/invoices HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 100 + b"\r\n",
+        b"LEAKED / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /webhooks/invoices HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nleaked\r\n",
+    )
     try:
-        for request in (
-            b"POST /webhooks/invoices HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
-            b"POST /webhooks/invoices HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            b"POST / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 100 + b"\r\n",
-        ):
+        for request in requests:
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(request)
             answer = await asyncio.wait_for(read_until_closed(reader), PATIENCE_S)
             writer.close()
             assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer
+            assert b"\r\nContent-Type: application/json" in answer, answer
+            document = orjson.loads(status_and_body(answer)[1])
+            assert document["error"] == "malformed_http", document
+            assert "leaked" not in document["message"].lower(), document
     finally:
         await runner.cleanup()
-    assert counted._value.get() == before + 3
+    assert counted._value.get() == before + len(requests)
     assert [r for r in caplog.records if r.name == "aiohttp.server"] == []
 
 
