@@ -160,6 +160,9 @@ async def _answer_and_close(request: web.Request, response: web.StreamResponse) 
     transport = request.transport
     if transport is None or transport.is_closing():
         return
+    # aiohttp's handler parses nothing more, even what it holds unparsed: reading what it
+    # has parsed (as its lingering does) would otherwise make it parse the rest it holds.
+    request.protocol.close()
     allowance = request.app[SERVICES].config.server.max_body_bytes
     transport.set_protocol(_Discard(transport, request.content, allowance))
     if transport.can_write_eof():
