@@ -56,7 +56,7 @@ def build_app(config: Config, *, span_exporter: SpanExporter | None = None) -> w
             "keepalive_timeout": server.read_timeout_s,
             # After answering a request whose body it has not read whole (any refusal), aiohttp
             # waits this long for the rest. relay.http has by then answered, closed Relay's side
-            # and stopped the parsing (the rest is thrown away unparsed, up to max_body_bytes),
+            # and stopped the parsing (the rest is thrown away unparsed, up to 4 max_body_bytes),
             # so this is only the longest the connection stays open: the read timeout rather
             # than aiohttp's fixed 10 s.
             "lingering_time": server.read_timeout_s,

@@ -15,9 +15,9 @@ would keep reading the rest for its lingering time, through its parser: a body
 in 1-byte chunks then cost 0.8 s of CPU per MiB after its 404. Instead the
 answer goes out with ``Connection: close``, Relay shuts its side (the client
 reads the answer, then the end), and what still arrives is thrown away unparsed,
-a socket read at a time, until the client closes, ``[server] max_body_bytes``
-more bytes have come (then the connection is reset) or ``read_timeout_s`` has
-passed (:class:`_Discard`).
+a socket read at a time, until the client closes, four times ``[server]
+max_body_bytes`` more bytes have come (then the connection is reset) or
+``read_timeout_s`` has passed (:class:`_Discard`).
 
 The allow-list checks the TCP peer, or, when the peer is one of
 ``[server] trusted_proxies``, the rightmost ``X-Forwarded-For`` address that
@@ -163,12 +163,19 @@ async def _answer_and_close(request: web.Request, response: web.StreamResponse) 
     # aiohttp's handler parses nothing more, even what it holds unparsed: reading what it
     # has parsed (as its lingering does) would otherwise make it parse the rest it holds.
     request.protocol.close()
-    allowance = request.app[SERVICES].config.server.max_body_bytes
+    # More than any proxy in front lets through (the bundled nginx: 2 MiB): a proxy still
+    # sending a body it buffered must not be reset before it reads the answer (it would
+    # answer 502 instead: measured behind nginx with an allowance of max_body_bytes).
+    allowance = _DISCARD_FACTOR * request.app[SERVICES].config.server.max_body_bytes
     transport.set_protocol(_Discard(transport, request.content, allowance))
     if transport.can_write_eof():
         transport.write_eof()  # after the answer, which the transport flushes first
     # aiohttp may have paused reading while the unread body filled its buffer.
     transport.resume_reading()
+
+
+_DISCARD_FACTOR = 4
+"""What :class:`_Discard` throws away before resetting, in ``[server] max_body_bytes``."""
 
 
 class _Discard(asyncio.Protocol):

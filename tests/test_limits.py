@@ -443,8 +443,8 @@ async def test_an_answer_before_the_body_closes_the_connection_unread(
 async def test_what_follows_a_refusal_is_thrown_away_up_to_the_body_limit(
     aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
 ) -> None:
-    """Past ``[server] max_body_bytes`` more, the connection is reset, however long the
-    read timeout: a refused sender cannot keep Relay reading."""
+    """Past four times ``[server] max_body_bytes`` more, the connection is reset, however
+    long the read timeout: a refused sender cannot keep Relay reading."""
     limit = 16 * 1024
     relay = await refusing_relay(
         aiohttp_client, kafka_bootstrap, topic, tmp_path, max_body_bytes=limit

@@ -73,6 +73,7 @@ from tests.fuzz.mutations import (
     with_header,
 )
 from tests.fuzz.test_http_fuzz import (
+    ANSWER_WAIT_S,
     STATUS_LINE,
     fuzz_document,
     logged_errors,
@@ -622,8 +623,10 @@ class Shape:
 
 def framed(request: Request, body: bytes, framing: str, *, path: str | None = None) -> bytes:
     """The request line, the request's headers with ``framing`` as its only framing
-    header, then ``body`` as is."""
+    header and ``Connection: close``, then ``body`` as is."""
+    # Connection: close, so that a proxy keeping connections alive ends this one too.
     lines = [f"{request.method} {path or request.path} HTTP/1.1", "Host: relay", framing]
+    lines.append("Connection: close")
     lines += [
         f"{name}: {value}"
         for name, value in request.headers
@@ -769,7 +772,8 @@ async def send_shape(host: str, port: int, shape: Shape, give_up_s: float) -> tu
                     await asyncio.sleep(shape.pace_s)
             else:
                 writer.write(raw)
-        done, _ = await asyncio.wait([reading], timeout=give_up_s if shape.pace_s else 60)
+        # A paced sender has waited already; a whole request gets the answer's time.
+        done, _ = await asyncio.wait([reading], timeout=1 if shape.pace_s else ANSWER_WAIT_S)
         received = reading.result() if done else b""
     finally:
         reading.cancel()
