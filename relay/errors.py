@@ -12,6 +12,7 @@ without a ladder of ``except`` clauses. Messages never contain secrets.
     ├── UnsupportedContentEncoding 415  a Content-Encoding the instance does not accept
     ├── BodyTooLarge            413  the body, on the wire or unpacked, exceeds the instance's limit
     ├── UndecodableBody         400  a compressed body that does not decode (broken, truncated)
+    ├── FragmentedBody          400  a body in too many pieces: HTTP chunks or gzip members
     ├── EventTooLarge           413  the canonical event exceeds the broker's message.max.bytes
     └── Unavailable             503  nothing durable can take the event now (Retry-After)
 
@@ -65,6 +66,14 @@ class UndecodableBody(RelayError):
     """The sender's fault, not ours: a 400, never a 500 with a traceback per request."""
 
     code = "undecodable_body"
+    status = 400
+
+
+class FragmentedBody(RelayError):
+    """A body in more pieces than any sender writes (HTTP chunks, gzip members): each piece
+    costs work of its own, so their number is bounded as the bytes are (:mod:`relay.body`)."""
+
+    code = "fragmented_body"
     status = 400
 
 

@@ -14,9 +14,11 @@ On start, spools that the new worker count does not open (``<spool.path>``
 itself, or ``worker-<i>`` with i >= N) hand their pending entries to one it
 does, so changing ``--workers`` strands nothing.
 
-Each process holds at most ``server.max_connections`` client connections;
-the request limits themselves (headers, body, read timeout) are set on the
-application by :func:`relay.app.build_app`.
+Each process holds at most ``server.max_connections`` client connections,
+and what aiohttp refuses before Relay's code runs (a request it cannot parse)
+gets Relay's JSON error (:func:`hook_connections`); the request limits
+themselves (headers, body, read timeout) are set on the application by
+:func:`relay.app.build_app`.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ import time
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import BadStatusLine, LineTooLong, PayloadEncodingError
 
 from relay.app import build_app
 from relay.config import Config, describe_shared, shared_keys
 from relay.errors import StartupError
+from relay.http import error_response
 from relay.logs import effective_config
 from relay.metrics import REJECTED
 from relay.spool import Spool, SpoolUnavailable
@@ -49,25 +52,54 @@ from relay.spool import Spool, SpoolUnavailable
 log = logging.getLogger("relay.server")
 
 
-class _MalformedRequests(logging.Filter):
-    """Counts, instead of logging, the requests aiohttp refuses before Relay's code runs.
+class _RequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering what it refuses itself as Relay does.
 
-    A request it cannot parse (broken framing, too many or too long headers, bytes where
-    text belongs) is answered 400 and logged at ERROR with a traceback, one per request:
-    on a public port that lets anyone flood the logs. The answer is right, so the log line
-    becomes a count in ``relay_webhooks_rejected_total{provider="unknown",
-    reason="malformed_http"}``. Real errors (5xx) still log.
+    A request aiohttp cannot parse (broken framing, too many or too long headers, bytes
+    where text belongs) never reaches the application or its middlewares: aiohttp answers
+    it from ``handle_error``, in plain text quoting the offending bytes, and logs it at
+    ERROR with a traceback, one per request (on a public port, anyone could flood the
+    logs). Here it gets the documented ``400 {"error": "malformed_http", ...}`` with a
+    fixed message (never the request's bytes), is counted in
+    ``relay_webhooks_rejected_total{provider="unknown", reason="malformed_http"}`` and
+    not logged. Real errors (5xx) still log, through aiohttp, and answer in JSON too.
+
+    aiohttp builds its handlers itself, one per connection, and offers no factory for
+    them; :func:`hook_connections` gives each new one this class, which adds no state
+    (``__slots__ = ()``), only this method.
     """
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            super().handle_error(request, status, exc, message)  # logs; raises if answered
+            response = error_response(status, "internal_error", "unexpected error")
+        else:
+            if request.writer.output_size > 0:
+                # As aiohttp: an answer has begun, so another cannot be sent.
+                raise ConnectionError("an answer was sent already")
             REJECTED.labels("unknown", "malformed_http").inc()
-            return False
-        return True
+            response = error_response(status, "malformed_http", _malformed_message(exc))
+        response.force_close()
+        return response
 
 
-_MALFORMED_REQUESTS = _MalformedRequests()
+def _malformed_message(error: BaseException | None) -> str:
+    """What is wrong, in words of ours: aiohttp's messages quote the request's bytes."""
+    if isinstance(error, LineTooLong):
+        return "a header or the request line is too long"
+    if isinstance(error, BadStatusLine):
+        return "the request line is not HTTP/1.1"
+    if isinstance(error, PayloadEncodingError):
+        return "the body's framing is broken (Content-Length or chunks)"
+    return "the request is not valid HTTP/1.1 (its head or framing)"
 
 
 # Sent to a connection over the cap before anything is read from it: providers retry a 503.
@@ -83,14 +115,16 @@ _OVERLOADED = (
 )
 
 
-def limit_connections(server: web.Server, limit: int) -> None:
-    """Turn away connections past ``limit`` open ones with a 503, before parsing a byte.
+def hook_connections(server: web.Server, limit: int) -> None:
+    """Turn away connections past ``limit`` open ones with a 503, before parsing a byte,
+    and give the others Relay's answers to malformed requests (:class:`_RequestHandler`).
 
     aiohttp has no connection limit of its own. Its server registers every new
     connection in ``connection_made`` (and forgets it once the connection's handler
     has finished), which makes that call the one place to count and refuse: the
     check and the registration happen in the same callback, so a burst of accepts
-    cannot overshoot the limit.
+    cannot overshoot the limit. It is also the first place Relay sees each handler,
+    before the handler has read a byte.
     """
     register = server.connection_made
     refusing = False
@@ -105,6 +139,7 @@ def limit_connections(server: web.Server, limit: int) -> None:
             transport.close()
             return
         refusing = False
+        handler.__class__ = _RequestHandler  # same layout: a method, no state
         register(handler, transport)
 
     server.connection_made = connection_made  # type: ignore[method-assign]
@@ -126,8 +161,7 @@ async def start_server(config: Config, *, reuse_port: bool = False) -> web.AppRu
     except SpoolUnavailable as exc:
         raise StartupError(str(exc)) from exc
     assert runner.server is not None  # setup() made it
-    logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)  # once: same object
-    limit_connections(runner.server, config.server.max_connections)
+    hook_connections(runner.server, config.server.max_connections)
     site = web.TCPSite(runner, config.server.host, config.server.port, reuse_port=reuse_port)
     try:
         await site.start()

@@ -21,9 +21,9 @@ import orjson
 import pytest
 
 from relay.app import build_app
-from relay.body import Inflater, content_encoding
+from relay.body import MAX_GZIP_MEMBERS, Inflater, content_encoding
 from relay.config import ConfigError, parse_config
-from relay.errors import BodyTooLarge, UndecodableBody, UnsupportedContentEncoding
+from relay.errors import BodyTooLarge, FragmentedBody, UndecodableBody, UnsupportedContentEncoding
 from relay.http import SERVICES
 from relay.profiles import PROFILES
 from relay.providers.base import DOCUMENT_BODY_LIMIT
@@ -280,6 +280,25 @@ async def test_a_broken_compressed_body_is_a_400_without_a_traceback(
 # --- per-instance body limits --------------------------------------------------------------
 
 
+async def test_a_gzip_body_of_too_many_members_is_a_400(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """Each member costs a decompressor, and an empty one is 20 bytes: a 1 MiB body of
+    them cost 218 ms. A body may hold MAX_GZIP_MEMBERS."""
+    relay = await relay_without_kafka(
+        aiohttp_client, tmp_path, {"invoices": {**INVOICES, "content_encodings": ["gzip"]}}
+    )
+    webhook = signed_webhook(relay.config)
+    empty = gzip.compress(b"")
+    beyond = empty * MAX_GZIP_MEMBERS + gzip.compress(webhook.body)
+    response = await post_encoded(relay, webhook, beyond, "gzip")
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"] == "fragmented_body"
+    within = empty * (MAX_GZIP_MEMBERS - 1) + gzip.compress(webhook.body)
+    response = await post_encoded(relay, webhook, within, "gzip")
+    assert response.status == 200, await response.text()
+
+
 async def test_each_profile_has_its_own_default_body_limit(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
@@ -405,3 +424,16 @@ def test_the_inflater_refuses_a_body_that_stops_early() -> None:
     with pytest.raises(UndecodableBody):
         inflater.finish()
     Inflater("gzip", limit=MIB).finish()  # an empty body is an empty body
+
+
+def test_the_inflater_counts_gzip_members_in_any_chunking() -> None:
+    body = gzip.compress(b"") * MAX_GZIP_MEMBERS + gzip.compress(b"{}")
+    for step in (1, 20, len(body)):
+        inflater = Inflater("gzip", limit=MIB)
+        with pytest.raises(FragmentedBody):
+            for i in range(0, len(body), step):
+                inflater.feed(body[i : i + step])
+        inflater = Inflater("gzip", limit=MIB)
+        out = b"".join(inflater.feed(body[i : i + step]) for i in range(20, len(body), step))
+        inflater.finish()
+        assert out == b"{}", step

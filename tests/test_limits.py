@@ -15,8 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from relay.body import MAX_CHUNKS
 from relay.config import ConfigError, parse_config
 from relay.http import client_address
 from relay.metrics import REJECTED
@@ -322,24 +324,165 @@ async def test_connections_past_the_cap_get_a_503(
 async def test_malformed_requests_are_counted_not_logged(
     kafka_bootstrap: str, topic: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """aiohttp would log each with a traceback at ERROR: anyone could flood the logs."""
+    """aiohttp would log each with a traceback at ERROR (anyone could flood the logs) and
+    answer in plain text quoting the offending bytes: each gets the documented JSON error,
+    which quotes nothing of the request."""
     config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path)
     counted = REJECTED.labels("unknown", "malformed_http")
     before = counted._value.get()
     runner = await start_server(config)
     host, port = runner.addresses[0][:2]
+    requests = (
+        b"POST /webhooks/invoices HTTP/1.1\r\nHost: x\r\nX-A: leaked\x00b\r\n\r\n",
+        b"POST /webhooks/invoices HTTP/1.1\r\nHost: x\r\nX-Leaked value\r\n\r\n",
+        b"POST /webhooks/invoices HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 100 + b"\r\n",
+        b"LEAKED / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /webhooks/invoices HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nleaked\r\n",
+    )
     try:
-        for request in (
-            b"POST /webhooks/invoices HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
-            b"POST /webhooks/invoices HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            b"POST / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 100 + b"\r\n",
-        ):
+        for request in requests:
             reader, writer = await asyncio.open_connection(host, port)
             writer.write(request)
             answer = await asyncio.wait_for(read_until_closed(reader), PATIENCE_S)
             writer.close()
             assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer
+            assert b"\r\nContent-Type: application/json" in answer, answer
+            document = orjson.loads(status_and_body(answer)[1])
+            assert document["error"] == "malformed_http", document
+            assert "leaked" not in document["message"].lower(), document
     finally:
         await runner.cleanup()
-    assert counted._value.get() == before + 3
+    assert counted._value.get() == before + len(requests)
     assert [r for r in caplog.records if r.name == "aiohttp.server"] == []
+
+
+# --- what a request costs after its answer, and in pieces -----------------------------------
+
+# Longer than PATIENCE_S: a server that kept reading a refused body for its read timeout (as
+# aiohttp's lingering did) would still hold the connection when the test gives up.
+LINGERING_S = 4 * PATIENCE_S
+
+
+def chunked(body: bytes, size: int, *, last: bool = True) -> bytes:
+    """``body`` in the chunked framing, ``size`` bytes a chunk (without the last, empty
+    chunk when ``last`` is False: the body then goes on)."""
+    pieces = (body[start : start + size] for start in range(0, len(body), size))
+    framed = b"".join(f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for piece in pieces)
+    return framed + (b"0\r\n\r\n" if last else b"")
+
+
+def head(method: str, path: str, headers: dict[str, str], framing: str) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: relay", framing]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def status_and_body(answer: bytes) -> tuple[int, bytes]:
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+async def refusing_relay(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path, **server: Any
+) -> Any:
+    config = make_config(
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        var=tmp_path,
+        server={"read_timeout_s": LINGERING_S, **server},
+        providers={
+            "invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]},
+            "listed": {
+                "profile": "usdt-invoice",
+                "secrets": [INVOICE_SECRET],
+                "allow_ips": ["192.0.2.0/24"],
+            },
+        },
+    )
+    return await start_relay(aiohttp_client, config)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content_type", "framing", "status"),
+    [
+        ("POST", "/webhooks/nope", "application/json", "Transfer-Encoding: chunked", 404),
+        ("POST", "/webhooks/listed", "application/json", "Transfer-Encoding: chunked", 403),
+        ("GET", "/webhooks/invoices", "application/json", "Transfer-Encoding: chunked", 405),
+        ("POST", "/webhooks/invoices", "text/plain", "Transfer-Encoding: chunked", 415),
+        ("POST", "/webhooks/invoices", "application/json", "Content-Length: 2097152", 413),
+        ("GET", "/healthz", "application/json", "Transfer-Encoding: chunked", 200),
+    ],
+)
+async def test_an_answer_before_the_body_closes_the_connection_unread(
+    aiohttp_client: Any,
+    kafka_bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+    method: str,
+    path: str,
+    content_type: str,
+    framing: str,
+    status: int,
+) -> None:
+    """Answered, then closed: the rest of the body is not waited for (nor parsed)."""
+    relay = await refusing_relay(aiohttp_client, kafka_bootstrap, topic, tmp_path)
+    reader, writer = await open_raw(relay)
+    started = b"x" * 1024
+    first = chunked(started, 1, last=False) if "chunked" in framing else started
+    writer.write(head(method, path, {"Content-Type": content_type}, framing) + first)
+    try:
+        # The body never ends: only the server closing ends this read.
+        answer = await asyncio.wait_for(read_until_closed(reader), PATIENCE_S)
+    finally:
+        writer.close()
+    assert status_and_body(answer)[0] == status, answer[:200]
+    assert b"\r\nConnection: close\r\n" in answer
+
+
+async def test_what_follows_a_refusal_is_thrown_away_up_to_the_body_limit(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """Past four times ``[server] max_body_bytes`` more, the connection is reset, however
+    long the read timeout: a refused sender cannot keep Relay reading."""
+    limit = 16 * 1024
+    relay = await refusing_relay(
+        aiohttp_client, kafka_bootstrap, topic, tmp_path, max_body_bytes=limit
+    )
+    reader, writer = await open_raw(relay)
+    headers = {"Content-Type": "application/json"}
+    writer.write(head("POST", "/webhooks/nope", headers, "Transfer-Encoding: chunked"))
+    answer = await asyncio.wait_for(reader.readuntil(b"}"), PATIENCE_S)
+    assert status_and_body(answer)[0] == 404
+    piece = chunked(b"x" * 65536, 65536, last=False)
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 2048 * limit:  # 32 MiB: far past the limit and any socket buffers
+            writer.write(piece)
+            await asyncio.wait_for(writer.drain(), PATIENCE_S)
+            sent += len(piece)
+    writer.close()
+    assert sent < 2048 * limit, "the server went on reading a refused body"
+
+
+async def test_a_body_in_too_many_chunks_is_a_400(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """Each chunk costs aiohttp's parser calls of its own: a body comes in at most
+    MAX_CHUNKS of them, whatever their size."""
+    relay = await small_relay(aiohttp_client, kafka_bootstrap, topic, tmp_path)
+    sample = signed_webhook(relay.config)
+    webhook = signed_webhook(relay.config, body=sample.body + b" " * MAX_CHUNKS)
+    headers = {**webhook.headers, "Connection": "close"}
+    framing = "Transfer-Encoding: chunked"
+    for size, status in ((1, 400), (len(webhook.body) // 100 + 1, 200)):
+        reader, writer = await open_raw(relay)
+        writer.write(head("POST", webhook.path, headers, framing) + chunked(webhook.body, size))
+        try:
+            answer = await asyncio.wait_for(read_until_closed(reader), PATIENCE_S)
+        finally:
+            writer.close()
+        code, body = status_and_body(answer)
+        assert code == status, answer[:300]
+        if status == 400:
+            assert orjson.loads(body)["error"] == "fragmented_body"

@@ -41,22 +41,29 @@ import contextlib
 import itertools
 import os
 import random
+import re
+import shutil
 import string
+import subprocess
+import tempfile
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
 import pytest
 
-from relay.config import Config, ProviderInstance
+from relay.config import Config, ProviderInstance, parse_config
+from relay.devbroker import free_port
+from relay.kafka import ReadRecord
 from tests.conftest import TestBroker
-from tests.fuzz.instances import signature_of, timestamp_of
+from tests.fuzz.instances import fuzz_providers, signature_of, timestamp_of
 from tests.fuzz.mutations import (
     Case,
     Fuzzer,
@@ -65,7 +72,16 @@ from tests.fuzz.mutations import (
     slot_text,
     with_header,
 )
-from tests.fuzz.test_http_fuzz import logged_errors, read_records, running, send
+from tests.fuzz.test_http_fuzz import (
+    ANSWER_WAIT_S,
+    STATUS_LINE,
+    fuzz_document,
+    logged_errors,
+    read_records,
+    running,
+    send,
+    toml,
+)
 from tests.fuzz.topics import record_tokens
 from tests.relay_process import RelayProcess
 
@@ -317,6 +333,8 @@ class Cell:
     p99_ms: float = float("nan")
     probes: int = 0
     hostile_during_probes: int = 0
+    proxy_cpu_ms: float | None = None
+    """The proxy's CPU per request (all its processes), when one is in front."""
     failures: list[str] = field(default_factory=list)
 
 
@@ -362,23 +380,38 @@ class Client:
         return latencies
 
 
+Post = Callable[[], Awaitable[tuple[int, str]]]
+
+
+def refused(status: int) -> bool:
+    return 400 <= status < 500
+
+
 async def measure(
-    client: Client, process: psutil.Process, instance: ProviderInstance, kind: str, case: Case
+    client: Client,
+    process: psutil.Process,
+    instance: ProviderInstance,
+    kind: str,
+    case: Case,
+    *,
+    post: Post | None = None,
+    accept: Callable[[int], bool] = refused,
+    proxy: list[psutil.Process] | None = None,
 ) -> Cell:
-    cell = Cell(
-        instance.name,
-        kind,
-        len(case.request.body) + sum(len(n) + len(v) for n, v in case.request.headers),
-    )
+    """The cell of ``case`` (sent by ``post``, by default the client's), whose answers must
+    pass ``accept``; the CPU of ``proxy`` processes, when given, is measured as well."""
+    size = len(case.raw) if case.raw is not None else len(case.request.body)
+    cell = Cell(instance.name, kind, size + sum(len(n) + len(v) for n, v in case.request.headers))
     client.hostile_tokens.add(case.token)
+    send = post or (lambda: client.post(case))
 
     async def hostile(stop: Callable[[], bool], statuses: Counter[int]) -> int:
         count = 0
         while not stop():
-            status, detail = await client.post(case)
+            status, detail = await send()
             count += 1
             statuses[status] += 1
-            if not 400 <= status < 500:
+            if not accept(status):
                 cell.failures.append(
                     f"{instance.name} {kind}: answered {status or 'nothing'}: {detail[:160]}"
                 )
@@ -388,6 +421,7 @@ async def measure(
     await settle(process)
     cell.rss_before = process.memory_info().rss
     cpu_before = cpu_seconds(process)
+    proxy_before = sum(cpu_seconds(each) for each in proxy or [])
     started = time.monotonic()
     deadline = started + CELL_BUDGET_S
     queue = iter(range(REQUESTS))
@@ -404,6 +438,9 @@ async def measure(
         await settle(process)
     cell.sent = sum(counts)
     cell.cpu_ms = (cpu_seconds(process) - cpu_before) * 1000 / max(cell.sent, 1)
+    if proxy is not None:
+        proxy_cpu = sum(cpu_seconds(each) for each in proxy) - proxy_before
+        cell.proxy_cpu_ms = proxy_cpu * 1000 / max(cell.sent, 1)
     cell.rss_growth = max(sampler.peak - cell.rss_before, 0)
 
     # 2. An authentic webhook's latency while the same kind keeps arriving.
@@ -439,15 +476,23 @@ async def baseline(client: Client, process: psutil.Process, instance: ProviderIn
     )
 
 
-def table(broker: str, baselines: dict[str, Baseline], cells: list[Cell], seconds: float) -> str:
+def table(
+    broker: str,
+    baselines: dict[str, Baseline],
+    cells: list[Cell],
+    seconds: float,
+    title: str = "hostile cost",
+) -> str:
+    proxied = any(cell.proxy_cpu_ms is not None for cell in cells)
     lines = [
         "",
-        f"hostile cost [{broker}]: {REQUESTS} requests per kind ({CONCURRENCY} at a time, "
+        f"{title} [{broker}]: {REQUESTS} requests per kind ({CONCURRENCY} at a time, "
         f"at most {CELL_BUDGET_S:.0f} s), authentic latency over {PROBES} requests; "
         f"seed {SEED}; {seconds:.0f} s in all",
         f"{'instance':<12} {'kind':<16} {'bytes':>9} {'sent':>5} {'in s':>6} {'answers':<14} "
         f"{'CPU ms/req':>10} {'RSS MiB':>8} {'+peak MiB':>9}  "
-        f"{'authentic p50 / p99 ms (n) under it':<36} {'alone':<14}",
+        f"{'authentic p50 / p99 ms (n) under it':<36} {'alone':<14}"
+        + (f" {'proxy CPU ms/req':>16}" if proxied else ""),
     ]
     for cell in cells:
         alone = baselines[cell.instance]
@@ -457,7 +502,8 @@ def table(broker: str, baselines: dict[str, Baseline], cells: list[Cell], second
             f"{cell.instance:<12} {cell.kind:<16} {cell.size:>9} {cell.sent:>5} "
             f"{cell.seconds:>6.2f} {answers:<14} {cell.cpu_ms:>10.2f} "
             f"{cell.rss_before / 2**20:>8.1f} {cell.rss_growth / 2**20:>9.1f}  "
-            f"{under:<36} {alone.p50_ms:.1f} / {alone.p99_ms:.1f}"
+            f"{under:<36} {f'{alone.p50_ms:.1f} / {alone.p99_ms:.1f}':<14}"
+            + (f" {cell.proxy_cpu_ms:>16.2f}" if cell.proxy_cpu_ms is not None else "")
         )
     costliest: dict[str, Cell] = {}
     for cell in cells:
@@ -521,6 +567,14 @@ async def test_hostile_requests_cost(
     with capsys.disabled():
         print(table(broker.name, baselines, cells, time.monotonic() - started))
 
+    assert_outcome(cells, client, records, errors)
+
+
+def assert_outcome(
+    cells: list[Cell], client: Client, records: list[ReadRecord], errors: list[str]
+) -> None:
+    """Every hostile answer accepted, every authentic request 2xx and published once, no
+    record of a hostile request, nothing logged at error level."""
     failures = [failure for cell in cells for failure in cell.failures]
     assert failures == [], failures[:20]
     refused_authentic = {
@@ -540,3 +594,344 @@ async def test_hostile_requests_cost(
     assert not twice, f"authentic requests published more than once: {twice[:10]}"
     assert not missing, f"authentic requests never published: {sorted(missing)[:10]}"
     assert errors == [], errors[:20]
+
+
+# --- request shapes: framing, pacing, refused routes, with and without the proxy ----------
+
+NGINX_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+# The slow sender's pace: a byte per segment, about as often as the server can wake for it.
+SLOW_PACE_S = 0.001
+EMPTY_GZIP_MEMBER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\x03\x00" + bytes(8)
+# The instances the shapes are sent to, besides the fuzz instances: a Stripe endpoint behind
+# an allow-list 127.0.0.1 is not on, and one that accepts gzip.
+SHAPE_PROVIDERS: dict[str, dict[str, Any]] = {
+    "listed": {**fuzz_providers()["stripe"], "allow_ips": ["192.0.2.0/24"]},
+    "gzipped": {**fuzz_providers()["stripe"], "content_encodings": ["gzip"]},
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: str
+    case: Case
+    pace_s: float = 0.0
+    """Above 0: the body is sent a byte at a time, this far apart, until answered."""
+    unanswered: bool = False
+    """No answer is right: a proxy holding a slow body answers nothing before the client
+    gives up."""
+
+
+def framed(request: Request, body: bytes, framing: str, *, path: str | None = None) -> bytes:
+    """The request line, the request's headers with ``framing`` as its only framing
+    header and ``Connection: close``, then ``body`` as is."""
+    # Connection: close, so that a proxy keeping connections alive ends this one too.
+    lines = [f"{request.method} {path or request.path} HTTP/1.1", "Host: relay", framing]
+    lines.append("Connection: close")
+    lines += [
+        f"{name}: {value}"
+        for name, value in request.headers
+        if name.lower() not in ("content-length", "transfer-encoding", "host", "connection")
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def one_byte_chunks(body: bytes) -> bytes:
+    return b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n" for i in range(len(body))) + b"0\r\n\r\n"
+
+
+def padded_to(body: bytes, size: int) -> bytes:
+    """``body`` with whitespace after it, ``size`` bytes in all (JSON ignores it)."""
+    return body + b" " * max(size - len(body), 0)
+
+
+def request_shapes(config: Config, fuzzer: Fuzzer, *, proxied: bool) -> list[Shape]:
+    """Each shape once, built as bytes on the wire (no HTTP client writes them)."""
+    stripe = forge(fuzzer, config.providers["stripe"]).request
+    document = forge(fuzzer, config.providers["collect"])
+    gzipped = forge(fuzzer, config.providers["gzipped"]).request
+    limit = config.providers["stripe"].max_body_bytes
+    document_limit = config.providers["collect"].max_body_bytes
+    chunked = "Transfer-Encoding: chunked"
+    big = one_byte_chunks(padded_to(stripe.body, limit - 64))
+    members = (limit - 64 - len(gzipped.body)) // len(EMPTY_GZIP_MEMBER)
+    gzip_body = EMPTY_GZIP_MEMBER * members + zlib.compress(gzipped.body, wbits=31)
+    oversized = padded_to(stripe.body, 2 * limit)
+
+    def case(kind: str, instance: str, request: Request, raw: bytes) -> Case:
+        return Case(kind, instance, fuzzer.token(), request, must_reject=True, raw=raw)
+
+    shapes = [
+        Shape("1B chunks", case("1B chunks", "stripe", stripe, framed(stripe, big, chunked))),
+        Shape(
+            "1B chunks, 60K",
+            case(
+                "1B chunks, 60K",
+                "collect",
+                document.request,
+                framed(
+                    document.request,
+                    one_byte_chunks(padded_to(document.request.body, document_limit - 4096)),
+                    chunked,
+                ),
+            ),
+        ),
+        Shape(
+            "1B chunks, 404",
+            case(
+                "1B chunks, 404",
+                "nope",
+                stripe,
+                framed(stripe, big, chunked, path="/webhooks/nope"),
+            ),
+        ),
+        Shape(
+            "1B chunks, 403",
+            case(
+                "1B chunks, 403",
+                "listed",
+                stripe,
+                framed(stripe, big, chunked, path="/webhooks/listed"),
+            ),
+        ),
+        Shape(
+            "2 MiB, 413",
+            case(
+                "2 MiB, 413",
+                "stripe",
+                stripe,
+                framed(stripe, oversized, f"Content-Length: {len(oversized)}"),
+            ),
+        ),
+        Shape(
+            "gzip members",
+            case(
+                "gzip members",
+                "gzipped",
+                gzipped,
+                framed(
+                    gzipped,
+                    gzip_body,
+                    f"Content-Length: {len(gzip_body)}\r\nContent-Encoding: gzip",
+                    path="/webhooks/gzipped",
+                ),
+            ),
+        ),
+        Shape(
+            "malformed HTTP",
+            case(
+                "malformed HTTP",
+                "stripe",
+                stripe,
+                framed(
+                    stripe,
+                    stripe.body,
+                    f"Content-Length: {len(stripe.body)}\r\nX-Broken: a\x00b",
+                ),
+            ),
+        ),
+        Shape(
+            "slow sender",
+            case(
+                "slow sender",
+                "stripe",
+                stripe,
+                framed(stripe, padded_to(stripe.body, limit), f"Content-Length: {limit}"),
+            ),
+            pace_s=SLOW_PACE_S,
+            unanswered=proxied,
+        ),
+    ]
+    return [shape for shape in shapes if not ONLY or shape.kind in ONLY]
+
+
+async def send_shape(host: str, port: int, shape: Shape, give_up_s: float) -> tuple[int, str]:
+    """The status of the answer (0: none), sending the shape's bytes at its pace."""
+    raw = shape.case.raw
+    assert raw is not None
+    reader, writer = await asyncio.open_connection(host, port)
+
+    async def answer() -> bytes:
+        received = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(65536):
+                received += chunk
+        return received
+
+    reading = asyncio.create_task(answer())
+    try:
+        with contextlib.suppress(ConnectionError):
+            if shape.pace_s:
+                split = raw.index(b"\r\n\r\n") + 4
+                writer.write(raw[:split])
+                deadline = time.monotonic() + give_up_s
+                for offset in range(split, len(raw)):
+                    if reading.done() or time.monotonic() > deadline:
+                        break
+                    writer.write(raw[offset : offset + 1])
+                    await writer.drain()
+                    await asyncio.sleep(shape.pace_s)
+            else:
+                writer.write(raw)
+        # A paced sender has waited already; a whole request gets the answer's time.
+        done, _ = await asyncio.wait([reading], timeout=1 if shape.pace_s else ANSWER_WAIT_S)
+        received = reading.result() if done else b""
+    finally:
+        reading.cancel()
+        writer.close()
+    statuses = STATUS_LINE.findall(received)
+    return (int(statuses[0]) if statuses else 0), received[:300].decode("latin-1")
+
+
+@contextlib.asynccontextmanager
+async def running_at_defaults(
+    broker: TestBroker, topic: str, var: Path
+) -> AsyncIterator[tuple[Config, RelayProcess]]:
+    """``relay serve`` with the fuzz instances and the shapes' own, every limit at its
+    default (the fuzz suite's shorter read timeout included)."""
+    for name in (topic, f"{topic}.dlq"):
+        broker.create_topic(name)
+    document = fuzz_document(broker, topic, var, free_port())
+    document["server"] = {"host": "127.0.0.1", "port": document["server"]["port"]}
+    document["providers"].update(SHAPE_PROVIDERS)
+    config_path = var / "shapes.toml"
+    config_path.write_text(toml(document), encoding="utf-8")
+    relay = RelayProcess(config_path, document["server"]["port"], var / "relay.log")
+    try:
+        await relay.start()
+        await relay.wait_drained(30)
+        yield parse_config(document, env={}), relay
+    finally:
+        relay.kill()
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None
+    )
+
+
+def nginx_conf(text: str, relay_port: int, port: int, prefix: Path) -> str:
+    """deploy/nginx.conf in front of one Relay on ``relay_port``, listening on ``port``,
+    its files in ``prefix``. Each edit must apply: a change to the bundled file that
+    breaks one fails here rather than measuring another proxy."""
+    temp = "".join(
+        f"    {name}_temp_path {prefix / name};\n"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    edits = [
+        (r"\n\s*server relay-\d:8080[^\n]*", ""),
+        (r"upstream relay \{", f"upstream relay {{\n        server 127.0.0.1:{relay_port};"),
+        (r"listen 8080;", f"listen 127.0.0.1:{port};"),
+        (r"access_log /dev/stdout;", f"access_log {prefix / 'access.log'};"),
+        (r"error_log /dev/stderr warn;", f"error_log {prefix / 'error.log'} warn;"),
+        (r"\nhttp \{\n", "\nhttp {\n" + temp),
+    ]
+    for pattern, replacement in edits:
+        text, count = re.subn(pattern, replacement.replace("\\", "\\\\"), text)
+        assert count, f"deploy/nginx.conf no longer has {pattern!r}"
+    return f"pid {prefix / 'nginx.pid'};\n" + text
+
+
+@contextlib.asynccontextmanager
+async def nginx_in_front(relay_port: int) -> AsyncIterator[tuple[int, list[psutil.Process]]]:
+    """The bundled nginx config in front of Relay: its port and its processes. Skips when
+    nginx is not installed (CI installs it: ``apt-get install -y nginx-light``)."""
+    binary = nginx_binary()
+    if binary is None:
+        pytest.skip("nginx is not installed (apt-get install -y nginx-light)")
+    # Not under pytest's tmp_path: nginx's workers run as nobody and must reach their
+    # temporary files (request bodies are buffered there).
+    prefix = Path(tempfile.mkdtemp(prefix="relay-nginx-"))
+    prefix.chmod(0o755)
+    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / name).mkdir(mode=0o777)
+        (prefix / name).chmod(0o777)
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_conf(NGINX_CONF.read_text(), relay_port, port, prefix))
+    command = [binary, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
+    with (prefix / "nginx.out").open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "-g", "daemon off;"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                if process.poll() is not None:
+                    raise AssertionError((prefix / "error.log").read_text(errors="replace"))
+                await asyncio.sleep(0.05)
+        master = psutil.Process(process.pid)
+        yield port, [master, *master.children()]
+    finally:
+        process.terminate()
+        process.wait()
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+@pytest.mark.parametrize("front", ["direct", "nginx"])
+async def test_request_shapes_cost(
+    broker: TestBroker, topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], front: str
+) -> None:
+    """What each request shape costs Relay at the default limits: 1-byte chunks on a webhook
+    route, on a 404 and an allow_ips 403; a body over the limit sent whole; a gzip body of
+    empty members; malformed HTTP; a slow sender. Directly, and behind deploy/nginx.conf
+    (the proxy's own CPU in a column of its own). Figures printed, never asserted; asserted
+    as for the kinds above, except that behind the proxy a slow sender gets no answer."""
+    started = time.monotonic()
+    cells: list[Cell] = []
+    async with running_at_defaults(broker, topic, tmp_path) as (config, relay):
+        assert relay.process is not None
+        process = psutil.Process(relay.process.pid)
+        fuzzer = Fuzzer(config, SEED)
+        stripe = config.providers["stripe"]
+        async with contextlib.AsyncExitStack() as stack:
+            port, proxy = relay.port, None
+            if front == "nginx":
+                port, proxy = await stack.enter_async_context(nginx_in_front(relay.port))
+            connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2 + 2, force_close=True)
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120))
+            )
+            client = Client(relay, session, fuzzer)
+            client.base = f"http://127.0.0.1:{port}"
+            baselines = {stripe.name: await baseline(client, process, stripe)}
+            give_up_s = config.server.read_timeout_s + 5
+            for shape in request_shapes(config, fuzzer, proxied=proxy is not None):
+
+                def post(shape: Shape = shape) -> Awaitable[tuple[int, str]]:
+                    return send_shape("127.0.0.1", port, shape, give_up_s)
+
+                def accept(status: int, shape: Shape = shape) -> bool:
+                    return refused(status) or (shape.unanswered and status == 0)
+
+                cell = await measure(
+                    client,
+                    process,
+                    stripe,
+                    shape.kind,
+                    shape.case,
+                    post=post,
+                    accept=accept,
+                    proxy=proxy,
+                )
+                cells.append(cell)
+        await relay.wait_drained(60)
+        records = await read_records(
+            broker.bootstrap_servers,
+            [config.kafka.topic, config.kafka.dead_letter_topic],
+            set(client.authentic),
+        )
+        errors = logged_errors(relay)
+
+    with capsys.disabled():
+        title = f"request shapes, {front}"
+        print(table(broker.name, baselines, cells, time.monotonic() - started, title))
+
+    assert_outcome(cells, client, records, errors)
