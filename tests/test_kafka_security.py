@@ -116,6 +116,8 @@ def write_toml(path: Path, config: Config, kafka: dict[str, Any]) -> Path:
         "kafka": {"topic": config.kafka.topic, **kafka},
         "spool": {"path": config.spool.path},
         "dedup": {"backend": "memory"},
+        # Replay signs the outcomes it files, and relay dlq believes only signed ones.
+        "replay": {"outcome_key": "kafka-security-replay-outcome-key-0123"},
         "providers": {"invoices": {"profile": "usdt-invoice", "secrets": [INVOICE_SECRET]}},
     }
     path.write_text(toml_text(document), encoding="utf-8")
