@@ -117,6 +117,7 @@ _INSTANCE_KEYS = {
     "secrets",
     "public_keys",
     "signing_key",
+    "authorizations",
     "allow_ips",
     "timezone",
     "flow",
@@ -359,7 +360,12 @@ def _instance(
                 f"{where}.{needed}",
                 f"the {profile.name} profile with these options needs at least one entry",
             )
-    keys = KeyRing(secrets=secrets, public_keys=public_keys, private_key=private_key)
+    keys = KeyRing(
+        secrets=secrets,
+        public_keys=public_keys,
+        private_key=private_key,
+        authorizations=_authorizations(table, profile, where, env),
+    )
     _check_usable(profile, params, keys, where)
 
     timeout_s = float(_typed(table, "timeout_s", (int, float), where, profile.timeout_s))
@@ -392,6 +398,22 @@ def _instance(
         content_encodings=_content_encodings(table, where, env),
         max_age_s=_max_age(table, dedup, where),
     )
+
+
+def _authorizations(
+    table: Mapping[str, Any], profile: Profile, where: str, env: Mapping[str, str]
+) -> tuple[Secret, ...]:
+    """The ``Authorization`` header values the instance accepts (``authorizations``: secrets,
+    read as ``secrets`` are), for a profile whose scheme checks them: elsewhere they would
+    be configured protection that nothing enforces."""
+    values = _strings(table, "authorizations", where, env, secret=True)
+    if values and not profile.scheme.checks_authorization:
+        raise ConfigError(
+            f"{where}.authorizations",
+            f"the {profile.name} profile's scheme ({profile.scheme.name}) does not check "
+            "an Authorization header",
+        )
+    return tuple(Secret.of(value) for value in values)
 
 
 def _id_header(table: Mapping[str, Any], profile: Profile, where: str) -> str | None:
@@ -493,9 +515,10 @@ def _check_usable(profile: Profile, params: Any, keys: KeyRing, where: str) -> N
     refusal: UnusableKey | None = None
     for probe in _probe_keys():
         try:
-            signed = scheme.sign(
-                b'{"probe":"1"}', params, KeyRing(secrets=keys.secrets, private_key=probe), now
+            signer = KeyRing(
+                secrets=keys.secrets, private_key=probe, authorizations=keys.authorizations
             )
+            signed = scheme.sign(b'{"probe":"1"}', params, signer, now)
         except UnusableKey as exc:  # this scheme signs with the other kind, or a bad secret
             refusal = exc
             continue

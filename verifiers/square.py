@@ -40,6 +40,7 @@ from verifiers.errors import MalformedSignature, SignatureMismatch
 from verifiers.keys import KeyRing, UnusableKey, first_secret
 
 name = "square"
+checks_authorization = False
 
 HEADER = "x-square-hmacsha256-signature"
 
