@@ -336,6 +336,13 @@ def _instance(
     except ValueError as exc:
         # Options that are valid one by one but not together (e.g. md5 without a key).
         raise ConfigError(where, str(exc)) from exc
+    for option in dataclasses.fields(params):
+        # An option without a usable default (Square's notification_url) says why it is needed.
+        needed_for = option.metadata.get("required")
+        if needed_for and not getattr(params, option.name):
+            raise ConfigError(
+                f"{where}.{option.name}", f"required by the {profile.name} profile: {needed_for}"
+            )
 
     secrets = tuple(Secret.of(text) for text in _strings(table, "secrets", where, env, secret=True))
     public_keys = tuple(

@@ -14,6 +14,7 @@ from relay.providers import (
     github,
     hmac,
     payin_order,
+    square,
     standard_webhooks,
     stripe,
     usdt_collect_pay,
@@ -37,6 +38,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             github.PROFILE,
             stripe.PROFILE,
             hmac.PROFILE,
+            square.PROFILE,
         )
     }
 )

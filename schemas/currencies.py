@@ -95,6 +95,28 @@ ADYEN = _table(
 )
 
 
+# ISO 4217's own minor units (the "Minor unit" column of List One, the active codes, as
+# published by SIX, the maintenance agency), for providers that send amounts "in the
+# smallest denomination" of the currency without a table of their own (Square). Left out:
+# the funds codes with four decimals (CLF, UYW), units of account rather than currencies
+# a payment is made in, and the codes without a minor unit (XAU, XDR, XXX, ...).
+ISO_4217 = _table(
+    "iso-4217",
+    "https://www.six-group.com/en/products-services/financial-information/data-standards.html",
+    d0="BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    d2=(
+        "AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP"
+        " BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR"
+        " FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR"
+        " KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV"
+        " MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR"
+        " SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH"
+        " USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG"
+    ),
+    d3="BHD IQD JOD KWD LYD OMR TND",
+)
+
+
 def currency_code(value: Any, table: CurrencyTable, name: str = "currency") -> str:
     """The provider's currency code as upper-case ISO 4217, once ``table`` knows it.
 

@@ -175,6 +175,19 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         "providers.invoices.authorizations",
         "must be a list of strings",
     ),
+    "square instance without its notification URL": Case(
+        BASE + '\n[providers.pos]\nprofile = "square"\nsecrets = ["check-config-square"]\n',
+        "providers.pos.notification_url",
+        "required by the square profile: the subscription's notification URL exactly as "
+        "registered with Square",
+    ),
+    "square notification URL that is not a URL": Case(
+        BASE
+        + '\n[providers.pos]\nprofile = "square"\nsecrets = ["check-config-square"]\n'
+        + 'notification_url = "relay.example/webhooks/pos"\n',
+        "providers.pos",
+        "notification_url must be the subscription's URL as registered with Square",
+    ),
     "bad CIDR in allow_ips": Case(
         _with("secrets = [", 'allow_ips = ["203.0.113.0/33"]\nsecrets = ['),
         "providers.invoices.allow_ips[0]",

@@ -15,11 +15,18 @@ from typing import Any
 
 import pytest
 
-from schemas.currencies import ADYEN, STRIPE, CurrencyTable, currency_code, minor_units
+from schemas.currencies import (
+    ADYEN,
+    ISO_4217,
+    STRIPE,
+    CurrencyTable,
+    currency_code,
+    minor_units,
+)
 from schemas.errors import NormalizationError
 from schemas.values import MAX_AMOUNT_DIGITS
 
-TABLES = (STRIPE, ADYEN)
+TABLES = (STRIPE, ADYEN, ISO_4217)
 # payment-event.schema.json's decimal pattern.
 DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 
@@ -50,6 +57,13 @@ DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
         (ADYEN, 1000, "ISK", "10.00"),
         (ADYEN, 1000, "LYD", "1.000"),
         (ADYEN, 1000, "UGX", "1000"),
+        # ISO 4217's own: ISK and CLP without decimals, CVE and IDR with two.
+        (ISO_4217, 1000, "ISK", "1000"),
+        (ISO_4217, 1000, "CLP", "1000"),
+        (ISO_4217, 1000, "CVE", "10.00"),
+        (ISO_4217, 1000, "IDR", "10.00"),
+        (ISO_4217, 12345, "KWD", "12.345"),
+        (ISO_4217, 1000, "IQD", "1.000"),
     ],
 )
 def test_converts_exactly(table: CurrencyTable, value: Any, currency: str, expected: str) -> None:

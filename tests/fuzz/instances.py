@@ -50,6 +50,11 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "timestamp_header": "x-timestamp",
             "id_header": "x-event-id",
         },
+        "square": {
+            "profile": "square",
+            "secrets": ["fuzz-square-signature-key"],
+            "notification_url": "https://relay.example/webhooks/square",
+        },
     }
 
 
@@ -99,6 +104,8 @@ def signature_of(instance: ProviderInstance) -> Signature:
         return Signature(Slot("webhook-signature", marker="v1,"), "base64")
     if scheme == "stripe":
         return Signature(Slot("stripe-signature", marker="v1="), "hex")
+    if scheme == "square":
+        return Signature(Slot("x-square-hmacsha256-signature"), "base64")
     raise AssertionError(f"no signature slot for scheme {scheme}")
 
 
