@@ -13,6 +13,7 @@ from types import MappingProxyType
 from relay.providers import (
     github,
     hmac,
+    paddle,
     payin_order,
     square,
     standard_webhooks,
@@ -39,6 +40,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             stripe.PROFILE,
             hmac.PROFILE,
             square.PROFILE,
+            paddle.PROFILE,
         )
     }
 )

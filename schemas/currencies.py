@@ -117,6 +117,22 @@ ISO_4217 = _table(
 )
 
 
+# Paddle Billing: the currencies its API takes and sends (paddle-python-sdk,
+# paddle_billing/Entities/Shared/CurrencyCode.py), amounts "as a string in the lowest
+# denomination for a currency" with the currency's decimal_places in its common notation
+# (developer.paddle.com/api-reference/currencies), which are ISO 4217's: JPY, KRW, CLP and
+# VND without decimals, the rest with two. Paddle takes no three-decimal currency.
+PADDLE = _table(
+    "paddle",
+    "https://developer.paddle.com/api-reference/currencies",
+    d0="CLP JPY KRW VND",
+    d2=(
+        "ARS AUD BRL CAD CHF CNY COP CZK DKK EUR GBP HKD HUF ILS INR MXN NOK NZD PEN PLN RUB"
+        " SEK SGD THB TRY TWD UAH USD ZAR"
+    ),
+)
+
+
 def currency_code(value: Any, table: CurrencyTable, name: str = "currency") -> str:
     """The provider's currency code as upper-case ISO 4217, once ``table`` knows it.
 

@@ -18,6 +18,7 @@ import pytest
 from schemas.currencies import (
     ADYEN,
     ISO_4217,
+    PADDLE,
     STRIPE,
     CurrencyTable,
     currency_code,
@@ -64,6 +65,9 @@ DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
         (ISO_4217, 1000, "IDR", "10.00"),
         (ISO_4217, 12345, "KWD", "12.345"),
         (ISO_4217, 1000, "IQD", "1.000"),
+        (PADDLE, "6522", "JPY", "6522"),
+        (PADDLE, "65215", "USD", "652.15"),
+        (PADDLE, "1000", "HUF", "10.00"),
     ],
 )
 def test_converts_exactly(table: CurrencyTable, value: Any, currency: str, expected: str) -> None:
@@ -92,6 +96,8 @@ def test_every_amount_is_the_minor_units_exactly(table: CurrencyTable) -> None:
         # The sources disagree on UGX's decimals in Stripe's API: not guessed.
         (STRIPE, 100, "ugx", "unknown_currency"),
         (ADYEN, 100, "XXX", "unknown_currency"),
+        # Paddle takes no three-decimal currency.
+        (PADDLE, "1000", "KWD", "unknown_currency"),
         (STRIPE, 100, None, "missing_field"),
         (STRIPE, 100, "", "missing_field"),
         (STRIPE, 10.5, "usd", "invalid_amount"),

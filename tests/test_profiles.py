@@ -55,6 +55,11 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
         "secrets": ["test-square-signature-key"],
         "notification_url": "https://relay.example/webhooks/hooks-square",
     },
+    "hooks-paddle": {
+        "profile": "paddle",
+        "secrets": ["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_testPaddleSecret"],
+        "order_id_metadata_key": "order_id",
+    },
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}
 
