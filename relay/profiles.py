@@ -15,6 +15,7 @@ from relay.providers import (
     hmac,
     paddle,
     payin_order,
+    razorpay,
     square,
     standard_webhooks,
     stripe,
@@ -41,6 +42,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             hmac.PROFILE,
             square.PROFILE,
             paddle.PROFILE,
+            razorpay.PROFILE,
         )
     }
 )

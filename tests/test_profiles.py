@@ -60,6 +60,11 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
         "secrets": ["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_testPaddleSecret"],
         "order_id_metadata_key": "order_id",
     },
+    "hooks-razorpay": {
+        "profile": "razorpay",
+        "secrets": ["test-razorpay-webhook-secret"],
+        "order_id_metadata_key": "order_id",
+    },
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}
 

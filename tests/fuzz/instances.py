@@ -59,6 +59,7 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "profile": "paddle",
             "secrets": ["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_fuzzPaddleSecret"],
         },
+        "razorpay": {"profile": "razorpay", "secrets": ["fuzz-razorpay-webhook-secret"]},
     }
 
 
