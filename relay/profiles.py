@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from relay.providers import (
+    checkout,
     github,
     hmac,
     paddle,
@@ -43,6 +44,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             square.PROFILE,
             paddle.PROFILE,
             razorpay.PROFILE,
+            checkout.PROFILE,
         )
     }
 )

@@ -133,6 +133,24 @@ PADDLE = _table(
 )
 
 
+# https://www.checkout.com/docs/payments/accept-payments/format-the-amount-value: "the full
+# amount" for BIF DJF GNF ISK JPY KMF KRW PYG RWF UGX VUV VND XAF XOF XPF, "divided by
+# 1000" for BHD JOD KWD LYD OMR TND (the last digit always 0), "divided by 100" for every
+# other currency. Read as ISO 4217's two-decimal currencies plus CLP, which the page does
+# not list as whole (ISO 4217 has it without decimals, so Checkout.com's CLP amounts are in
+# hundredths). IQD, three-decimal in ISO 4217 and absent from the page's 1000 list, is left
+# out rather than guessed.
+CHECKOUT = _table(
+    "checkout",
+    "https://www.checkout.com/docs/payments/accept-payments/format-the-amount-value",
+    d0="BIF DJF GNF ISK JPY KMF KRW PYG RWF UGX VUV VND XAF XOF XPF",
+    d2=" ".join(
+        sorted([code for code, exponent in ISO_4217.exponents.items() if exponent == 2] + ["CLP"])
+    ),
+    d3="BHD JOD KWD LYD OMR TND",
+)
+
+
 def currency_code(value: Any, table: CurrencyTable, name: str = "currency") -> str:
     """The provider's currency code as upper-case ISO 4217, once ``table`` knows it.
 

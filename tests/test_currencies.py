@@ -17,6 +17,7 @@ import pytest
 
 from schemas.currencies import (
     ADYEN,
+    CHECKOUT,
     ISO_4217,
     PADDLE,
     STRIPE,
@@ -27,7 +28,7 @@ from schemas.currencies import (
 from schemas.errors import NormalizationError
 from schemas.values import MAX_AMOUNT_DIGITS
 
-TABLES = (STRIPE, ADYEN, ISO_4217)
+TABLES = (STRIPE, ADYEN, ISO_4217, CHECKOUT)
 # payment-event.schema.json's decimal pattern.
 DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 
@@ -68,6 +69,10 @@ DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
         (PADDLE, "6522", "JPY", "6522"),
         (PADDLE, "65215", "USD", "652.15"),
         (PADDLE, "1000", "HUF", "10.00"),
+        # Checkout.com: CLP in hundredths (not on its whole-amount list), ISK whole.
+        (CHECKOUT, 150000, "CLP", "1500.00"),
+        (CHECKOUT, 1000, "ISK", "1000"),
+        (CHECKOUT, 12340, "KWD", "12.340"),
     ],
 )
 def test_converts_exactly(table: CurrencyTable, value: Any, currency: str, expected: str) -> None:
@@ -98,6 +103,8 @@ def test_every_amount_is_the_minor_units_exactly(table: CurrencyTable) -> None:
         (ADYEN, 100, "XXX", "unknown_currency"),
         # Paddle takes no three-decimal currency.
         (PADDLE, "1000", "KWD", "unknown_currency"),
+        # Not on Checkout.com's thousandths list, three-decimal in ISO 4217: not guessed.
+        (CHECKOUT, 1000, "IQD", "unknown_currency"),
         (STRIPE, 100, None, "missing_field"),
         (STRIPE, 100, "", "missing_field"),
         (STRIPE, 10.5, "usd", "invalid_amount"),

@@ -65,6 +65,11 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
         "secrets": ["test-razorpay-webhook-secret"],
         "order_id_metadata_key": "order_id",
     },
+    "hooks-checkout": {
+        "profile": "checkout",
+        "secrets": ["test-checkout-signature-key"],
+        "authorizations": ["test-checkout-authorization-value"],
+    },
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}
 
@@ -195,3 +200,32 @@ async def test_relay_send_posts_each_public_profiles_first_sample_to_relay_serve
         f"relay/{provider}": next(iter(PROFILES[table["profile"]].samples.values())).becomes
         for provider, table in PUBLIC_PROVIDERS.items()
     }
+
+
+@pytest.mark.parametrize("configured", [True, False], ids=["with", "without"])
+async def test_checkout_authorization_is_required_only_where_configured(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path, configured: bool
+) -> None:
+    """Checkout.com's Authorization value is optional: an instance that sets
+    ``authorizations`` refuses a correctly signed request without one of them (401
+    authorization_mismatch, nothing published); one that does not accepts it."""
+    table = dict(PUBLIC_PROVIDERS["hooks-checkout"])
+    if not configured:
+        del table["authorizations"]
+    config = make_config(
+        bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, providers={"cko": table}
+    )
+    relay = await start_relay(aiohttp_client, config)
+    webhook = signed_webhook(config, "cko", order="ORD-1")
+    assert ("authorization" in webhook.headers) is configured
+    unauthorized = {k: v for k, v in webhook.headers.items() if k != "authorization"}
+    for headers in (unauthorized, {**unauthorized, "authorization": "test-checkout-other"}):
+        response = await relay.post(SignedWebhook(webhook.path, webhook.body, headers))
+        if configured:
+            assert response.status == 401
+            assert (await response.json())["error"] == "authorization_mismatch"
+        else:
+            assert response.status == 200, await response.text()
+    if configured:
+        assert (await relay.post(webhook)).status == 200
+    assert len(await read_topic(kafka_bootstrap, topic, expect=1)) == 1

@@ -60,6 +60,11 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "secrets": ["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_fuzzPaddleSecret"],
         },
         "razorpay": {"profile": "razorpay", "secrets": ["fuzz-razorpay-webhook-secret"]},
+        "checkout": {
+            "profile": "checkout",
+            "secrets": ["fuzz-checkout-signature-key"],
+            "authorizations": ["fuzz-checkout-authorization-value"],
+        },
     }
 
 
