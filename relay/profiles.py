@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from relay.providers import (
     checkout,
+    coinbase_commerce,
     github,
     hmac,
     paddle,
@@ -45,6 +46,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             paddle.PROFILE,
             razorpay.PROFILE,
             checkout.PROFILE,
+            coinbase_commerce.PROFILE,
         )
     }
 )

@@ -70,6 +70,11 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
         "secrets": ["test-checkout-signature-key"],
         "authorizations": ["test-checkout-authorization-value"],
     },
+    "hooks-coinbase": {
+        "profile": "coinbase-commerce",
+        "secrets": ["test-coinbase-commerce-shared-secret"],
+        "order_id_metadata_key": "order_id",
+    },
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}
 

@@ -65,6 +65,7 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "secrets": ["fuzz-checkout-signature-key"],
             "authorizations": ["fuzz-checkout-authorization-value"],
         },
+        "coinbase": {"profile": "coinbase-commerce", "secrets": ["fuzz-coinbase-shared-secret"]},
     }
 
 
