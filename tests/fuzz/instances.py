@@ -58,6 +58,9 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
         "paddle": {
             "profile": "paddle",
             "secrets": ["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_fuzzPaddleSecret"],
+            # The suites sign every instance's originals before sending any: Paddle's 5 s
+            # would go stale in the queue, as Stripe's 300 s does not.
+            "timestamp_tolerance_s": 300,
         },
         "razorpay": {"profile": "razorpay", "secrets": ["fuzz-razorpay-webhook-secret"]},
         "checkout": {
