@@ -18,15 +18,16 @@ as the defaults let it before it can say no (:data:`KINDS`):
   as long as a header may be.
 
 ``RELAY_FUZZ_HOSTILE_KINDS`` and ``RELAY_FUZZ_HOSTILE_INSTANCES`` (comma-separated) limit a
-run to some kinds and some instances. Each kind is sent ``RELAY_FUZZ_HOSTILE_REQUESTS`` times
-(CI default 50; ``make fuzz`` more), ``CONCURRENCY`` at a time, to a real ``relay serve``
-process, and measured from outside: its CPU time per request (``psutil`` ``cpu_times()``
-user + system, delta over the run / N) and its RSS growth (peak of ``memory_info().rss``
-sampled every 2 ms in a thread, over the RSS before). An authentic webhook's latency (p50/p99 over ``RELAY_FUZZ_HOSTILE_PROBES``,
-default 50, sent one after another) is measured alone, and again while that kind of request
-keeps arriving concurrently. A kind that takes longer than ``CELL_BUDGET_S`` stops early
-(the table says how many were sent), so a pathological cost shows in the figures without
-holding CI for minutes.
+run to some kinds and some instances. Each kind is sent ``RELAY_FUZZ_HOSTILE_REQUESTS``
+times (CI default 50; ``make fuzz`` more), ``CONCURRENCY`` at a time, to a real ``relay
+serve`` process, and measured from outside: its CPU time per request (``psutil``
+``cpu_times()`` user + system, delta over the run / N) and its RSS growth (peak of
+``memory_info().rss`` sampled every 2 ms in a thread, over the RSS before). An authentic
+webhook's latency (p50/p99 over ``RELAY_FUZZ_HOSTILE_PROBES``, default 50, sent one after
+another) is measured alone, and again while that kind of request keeps arriving
+concurrently. A kind that takes longer than ``CELL_BUDGET_S`` stops early (the table says
+how many were sent), so a pathological cost shows in the figures without holding CI for
+minutes.
 
 The figures are printed as a table and never asserted: speed depends on the machine.
 Asserted: every hostile request answered 4xx (none 5xx, none unanswered), no record
