@@ -338,7 +338,7 @@ def secret_material(document: Mapping[str, Any]) -> set[str]:
     encodings a careless log line could use (PEM, base64 and hex DER, hex of a secret)."""
     found: set[str] = set()
     for table in document["providers"].values():
-        for secret in table.get("secrets", []):
+        for secret in [*table.get("secrets", []), *table.get("authorizations", [])]:
             found |= {secret, secret.encode().hex(), base64.b64encode(secret.encode()).decode()}
         if "signing_key" in table:
             key = load_private_key(table["signing_key"])
