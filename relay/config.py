@@ -129,6 +129,7 @@ _INSTANCE_KEYS = {
     "secrets",
     "public_keys",
     "signing_key",
+    "authorizations",
     "allow_ips",
     "timezone",
     "flow",
@@ -367,6 +368,13 @@ def _instance(
     except ValueError as exc:
         # Options that are valid one by one but not together (e.g. md5 without a key).
         raise ConfigError(where, str(exc)) from exc
+    for option in dataclasses.fields(params):
+        # An option without a usable default (Square's notification_url) says why it is needed.
+        needed_for = option.metadata.get("required")
+        if needed_for and not getattr(params, option.name):
+            raise ConfigError(
+                f"{where}.{option.name}", f"required by the {profile.name} profile: {needed_for}"
+            )
 
     secrets = tuple(Secret.of(text) for text in _strings(table, "secrets", where, env, secret=True))
     public_keys = tuple(
@@ -391,7 +399,12 @@ def _instance(
                 f"{where}.{needed}",
                 f"the {profile.name} profile with these options needs at least one entry",
             )
-    keys = KeyRing(secrets=secrets, public_keys=public_keys, private_key=private_key)
+    keys = KeyRing(
+        secrets=secrets,
+        public_keys=public_keys,
+        private_key=private_key,
+        authorizations=_authorizations(table, profile, where, env),
+    )
     _check_usable(profile, params, keys, where)
     if not _coerce(table.get("allow_short_secrets", False), bool, f"{where}.allow_short_secrets"):
         _check_secret_lengths(profile, params, keys, where)
@@ -427,6 +440,22 @@ def _instance(
         max_age_s=_max_age(table, dedup, where),
         max_future_s=_max_future(table, dedup, where),
     )
+
+
+def _authorizations(
+    table: Mapping[str, Any], profile: Profile, where: str, env: Mapping[str, str]
+) -> tuple[Secret, ...]:
+    """The ``Authorization`` header values the instance accepts (``authorizations``: secrets,
+    read as ``secrets`` are), for a profile whose scheme checks them: elsewhere they would
+    be configured protection that nothing enforces."""
+    values = _strings(table, "authorizations", where, env, secret=True)
+    if values and not profile.scheme.checks_authorization:
+        raise ConfigError(
+            f"{where}.authorizations",
+            f"the {profile.name} profile's scheme ({profile.scheme.name}) does not check "
+            "an Authorization header",
+        )
+    return tuple(Secret.of(value) for value in values)
 
 
 def _id_header(table: Mapping[str, Any], profile: Profile, where: str) -> str | None:
@@ -545,9 +574,10 @@ def _check_usable(profile: Profile, params: Any, keys: KeyRing, where: str) -> N
     refusal: UnusableKey | None = None
     for probe in _probe_keys():
         try:
-            signed = scheme.sign(
-                b'{"probe":"1"}', params, KeyRing(secrets=keys.secrets, private_key=probe), now
+            signer = KeyRing(
+                secrets=keys.secrets, private_key=probe, authorizations=keys.authorizations
             )
+            signed = scheme.sign(b'{"probe":"1"}', params, signer, now)
         except UnusableKey as exc:  # this scheme signs with the other kind, or a bad secret
             refusal = exc
             continue

@@ -236,9 +236,10 @@ def setup_logging(level: str | None = None, stream: TextIO | None = None) -> Non
 def effective_config(config: Config) -> dict[str, Any]:
     """The config as Relay runs it (defaults filled in, env expanded), safe to log.
 
-    Secrets are counted, public keys shown as fingerprints (to check which key
-    a replica really has after a rotation), a signing key and the Kafka
-    passwords only as present or not, and credentials in the Redis URL masked.
+    Secrets and accepted Authorization values are counted, public keys shown as
+    fingerprints (to check which key a replica really has after a rotation), a
+    signing key and the Kafka passwords only as present or not, and credentials in
+    the Redis URL masked.
     """
     kafka = dataclasses.asdict(config.kafka) | {"dlq_topic": config.kafka.dead_letter_topic}
     for secret in (f for f in dataclasses.fields(config.kafka) if not f.repr):
@@ -263,6 +264,7 @@ def _instance(instance: ProviderInstance) -> dict[str, Any]:
         "secrets": len(instance.keys.secrets),
         "public_keys": [_fingerprint(key) for key in instance.keys.public_keys],
         "signing_key": instance.keys.private_key is not None,
+        "authorizations": len(instance.keys.authorizations),
         "allow_ips": [str(network) for network in instance.allow_ips],
         "timezone": str(instance.timezone) if instance.timezone else None,
         "flow": instance.flow,

@@ -11,9 +11,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from relay.providers import (
+    checkout,
+    coinbase_commerce,
     github,
     hmac,
+    paddle,
     payin_order,
+    razorpay,
+    square,
     standard_webhooks,
     stripe,
     usdt_collect_pay,
@@ -37,6 +42,11 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             github.PROFILE,
             stripe.PROFILE,
             hmac.PROFILE,
+            square.PROFILE,
+            paddle.PROFILE,
+            razorpay.PROFILE,
+            checkout.PROFILE,
+            coinbase_commerce.PROFILE,
         )
     }
 )

@@ -95,6 +95,62 @@ ADYEN = _table(
 )
 
 
+# ISO 4217's own minor units (the "Minor unit" column of List One, the active codes, as
+# published by SIX, the maintenance agency), for providers that send amounts "in the
+# smallest denomination" of the currency without a table of their own (Square). Left out:
+# the funds codes with four decimals (CLF, UYW), units of account rather than currencies
+# a payment is made in, and the codes without a minor unit (XAU, XDR, XXX, ...).
+ISO_4217 = _table(
+    "iso-4217",
+    "https://www.six-group.com/en/products-services/financial-information/data-standards.html",
+    d0="BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    d2=(
+        "AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP"
+        " BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR"
+        " FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR"
+        " KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV"
+        " MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR"
+        " SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH"
+        " USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG"
+    ),
+    d3="BHD IQD JOD KWD LYD OMR TND",
+)
+
+
+# Paddle Billing: the currencies its API takes and sends (paddle-python-sdk,
+# paddle_billing/Entities/Shared/CurrencyCode.py), amounts "as a string in the lowest
+# denomination for a currency" with the currency's decimal_places in its common notation
+# (developer.paddle.com/api-reference/currencies), which are ISO 4217's: JPY, KRW, CLP and
+# VND without decimals, the rest with two. Paddle takes no three-decimal currency.
+PADDLE = _table(
+    "paddle",
+    "https://developer.paddle.com/api-reference/currencies",
+    d0="CLP JPY KRW VND",
+    d2=(
+        "ARS AUD BRL CAD CHF CNY COP CZK DKK EUR GBP HKD HUF ILS INR MXN NOK NZD PEN PLN RUB"
+        " SEK SGD THB TRY TWD UAH USD ZAR"
+    ),
+)
+
+
+# https://www.checkout.com/docs/payments/accept-payments/format-the-amount-value: "the full
+# amount" for BIF DJF GNF ISK JPY KMF KRW PYG RWF UGX VUV VND XAF XOF XPF, "divided by
+# 1000" for BHD JOD KWD LYD OMR TND (the last digit always 0), "divided by 100" for every
+# other currency. Read as ISO 4217's two-decimal currencies plus CLP, which the page does
+# not list as whole (ISO 4217 has it without decimals, so Checkout.com's CLP amounts are in
+# hundredths). IQD, three-decimal in ISO 4217 and absent from the page's 1000 list, is left
+# out rather than guessed.
+CHECKOUT = _table(
+    "checkout",
+    "https://www.checkout.com/docs/payments/accept-payments/format-the-amount-value",
+    d0="BIF DJF GNF ISK JPY KMF KRW PYG RWF UGX VUV VND XAF XOF XPF",
+    d2=" ".join(
+        sorted([code for code, exponent in ISO_4217.exponents.items() if exponent == 2] + ["CLP"])
+    ),
+    d3="BHD JOD KWD LYD OMR TND",
+)
+
+
 def currency_code(value: Any, table: CurrencyTable, name: str = "currency") -> str:
     """The provider's currency code as upper-case ISO 4217, once ``table`` knows it.
 

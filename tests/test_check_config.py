@@ -13,10 +13,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import pytest
 
 from relay.config import load_config
+from relay.logs import effective_config
 from tests.relay_process import RelayProcess, run_relay, unused_port
+from verifiers.errors import AuthorizationMismatch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +35,7 @@ PAYIN_PUBLIC_KEY = "f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a
 SHORT_STANDARD_SECRET = "whsec_" + base64.b64encode(b"fifteen-bytes!!").decode()
 SHORT_OUTCOME_KEY = "too-short-outcome-key"
 OUTCOME_KEY = "check-config-replay-outcome-key-0123456789"
+AUTHORIZATION = "Bearer check-config-authorization-0c41"
 SECRETS = (
     INVOICE_SECRET,
     COLLECT_SECRET,
@@ -40,6 +44,7 @@ SECRETS = (
     SHORT_STANDARD_SECRET,
     INVOICE_SECRET[:15],
     SHORT_OUTCOME_KEY,
+    AUTHORIZATION,
 )
 
 BASE = f"""
@@ -195,6 +200,43 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         + f'\n[providers.std]\nprofile = "standard-webhooks"\nsecrets = ["{STANDARD_SECRET}"]\n',
         "providers.std.secrets",
         "secret #0 is not whsec_<base64> or base64",
+    ),
+    "authorizations on a profile whose scheme does not check them": Case(
+        BASE
+        + '\n[providers.pay]\nprofile = "stripe"\nsecrets = ["whsec_check-config"]\n'
+        + 'authorizations = ["${RELAY_TEST_AUTHORIZATION}"]\n',
+        "providers.pay.authorizations",
+        "the stripe profile's scheme (stripe) does not check an Authorization header",
+        env={"RELAY_TEST_AUTHORIZATION": AUTHORIZATION},
+    ),
+    "empty authorization": Case(
+        _with("secrets = [", 'authorizations = ["${RELAY_TEST_EMPTY_SECRET}"]\nsecrets = ['),
+        "providers.invoices.authorizations[0]",
+        "is empty",
+        env={"RELAY_TEST_EMPTY_SECRET": ""},
+    ),
+    "authorization from an unset variable": Case(
+        _with("secrets = [", 'authorizations = ["${RELAY_TEST_UNSET_AUTH}"]\nsecrets = ['),
+        "providers.invoices.authorizations[0]",
+        "the environment variable RELAY_TEST_UNSET_AUTH is not set",
+    ),
+    "authorizations not a list": Case(
+        _with("secrets = [", f'authorizations = "{AUTHORIZATION}"\nsecrets = ['),
+        "providers.invoices.authorizations",
+        "must be a list of strings",
+    ),
+    "square instance without its notification URL": Case(
+        BASE + '\n[providers.pos]\nprofile = "square"\nsecrets = ["check-config-square"]\n',
+        "providers.pos.notification_url",
+        "required by the square profile: the subscription's notification URL exactly as "
+        "registered with Square",
+    ),
+    "square notification URL that is not a URL": Case(
+        BASE
+        + '\n[providers.pos]\nprofile = "square"\nsecrets = ["check-config-square"]\n'
+        + 'notification_url = "relay.example/webhooks/pos"\n',
+        "providers.pos",
+        "notification_url must be the subscription's URL as registered with Square",
     ),
     "bad CIDR in allow_ips": Case(
         _with("secrets = [", 'allow_ips = ["203.0.113.0/33"]\nsecrets = ['),
@@ -508,6 +550,31 @@ def test_an_instance_that_sets_its_flow_gets_no_note(tmp_path: Path) -> None:
     checked = run_relay("check-config", str(path), env={})
     assert checked.returncode == 0, checked.stderr
     assert "note:" not in checked.stdout
+
+
+def test_authorizations_are_read_as_secrets_and_logged_as_a_count(tmp_path: Path) -> None:
+    """``authorizations``: ``${ENV}``-expanded into the key ring, which the scheme checks;
+    the effective config Relay logs at start counts them."""
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        _with("secrets = [", 'authorizations = ["${RELAY_TEST_AUTHORIZATION}"]\nsecrets = [')
+    )
+    env = {"RELAY_TEST_AUTHORIZATION": AUTHORIZATION}
+    checked = run_relay("check-config", str(path), env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert AUTHORIZATION not in checked.stdout + checked.stderr
+
+    config = load_config(path, env=env)
+    instance = config.providers["invoices"]
+    assert [value.value for value in instance.keys.authorizations] == [AUTHORIZATION.encode()]
+    logged = orjson.dumps(effective_config(config)).decode()
+    assert effective_config(config)["providers"]["invoices"]["authorizations"] == 1
+    assert AUTHORIZATION not in logged and AUTHORIZATION not in repr(config)
+    signed = instance.profile.scheme.sign(b"{}", instance.params, instance.keys, 0)
+    unauthorized = {k: v for k, v in signed.headers.items() if k != "authorization"}
+    instance.profile.scheme.verify(b"{}", signed.headers, instance.params, instance.keys, 0)
+    with pytest.raises(AuthorizationMismatch):
+        instance.profile.scheme.verify(b"{}", unauthorized, instance.params, instance.keys, 0)
 
 
 def test_secrets_can_come_from_files(tmp_path: Path) -> None:

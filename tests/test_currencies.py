@@ -15,11 +15,20 @@ from typing import Any
 
 import pytest
 
-from schemas.currencies import ADYEN, STRIPE, CurrencyTable, currency_code, minor_units
+from schemas.currencies import (
+    ADYEN,
+    CHECKOUT,
+    ISO_4217,
+    PADDLE,
+    STRIPE,
+    CurrencyTable,
+    currency_code,
+    minor_units,
+)
 from schemas.errors import NormalizationError
 from schemas.values import MAX_AMOUNT_DIGITS
 
-TABLES = (STRIPE, ADYEN)
+TABLES = (STRIPE, ADYEN, ISO_4217, CHECKOUT)
 # payment-event.schema.json's decimal pattern.
 DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 
@@ -50,6 +59,20 @@ DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
         (ADYEN, 1000, "ISK", "10.00"),
         (ADYEN, 1000, "LYD", "1.000"),
         (ADYEN, 1000, "UGX", "1000"),
+        # ISO 4217's own: ISK and CLP without decimals, CVE and IDR with two.
+        (ISO_4217, 1000, "ISK", "1000"),
+        (ISO_4217, 1000, "CLP", "1000"),
+        (ISO_4217, 1000, "CVE", "10.00"),
+        (ISO_4217, 1000, "IDR", "10.00"),
+        (ISO_4217, 12345, "KWD", "12.345"),
+        (ISO_4217, 1000, "IQD", "1.000"),
+        (PADDLE, "6522", "JPY", "6522"),
+        (PADDLE, "65215", "USD", "652.15"),
+        (PADDLE, "1000", "HUF", "10.00"),
+        # Checkout.com: CLP in hundredths (not on its whole-amount list), ISK whole.
+        (CHECKOUT, 150000, "CLP", "1500.00"),
+        (CHECKOUT, 1000, "ISK", "1000"),
+        (CHECKOUT, 12340, "KWD", "12.340"),
     ],
 )
 def test_converts_exactly(table: CurrencyTable, value: Any, currency: str, expected: str) -> None:
@@ -78,6 +101,10 @@ def test_every_amount_is_the_minor_units_exactly(table: CurrencyTable) -> None:
         # The sources disagree on UGX's decimals in Stripe's API: not guessed.
         (STRIPE, 100, "ugx", "unknown_currency"),
         (ADYEN, 100, "XXX", "unknown_currency"),
+        # Paddle takes no three-decimal currency.
+        (PADDLE, "1000", "KWD", "unknown_currency"),
+        # Not on Checkout.com's thousandths list, three-decimal in ISO 4217: not guessed.
+        (CHECKOUT, 1000, "IQD", "unknown_currency"),
         (STRIPE, 100, None, "missing_field"),
         (STRIPE, 100, "", "missing_field"),
         (STRIPE, 10.5, "usd", "invalid_amount"),

@@ -342,7 +342,7 @@ def secret_material(document: Mapping[str, Any]) -> set[str]:
     if outcome_key:
         found |= {outcome_key, outcome_key.encode().hex()}
     for table in document["providers"].values():
-        for secret in table.get("secrets", []):
+        for secret in [*table.get("secrets", []), *table.get("authorizations", [])]:
             found |= {secret, secret.encode().hex(), base64.b64encode(secret.encode()).decode()}
         if "signing_key" in table:
             key = load_private_key(table["signing_key"])

@@ -15,16 +15,19 @@ import jsonschema
 import orjson
 import pytest
 
+from relay.devbroker import free_port
 from relay.profiles import PROFILES
 from schemas.values import FINAL_STATUSES
 from tests.conftest import (
     SignedWebhook,
+    TestBroker,
     event_of,
     make_config,
     read_topic,
     signed_webhook,
     start_relay,
 )
+from tests.relay_process import RelayProcess, run_relay, toml_text
 
 ROOT = Path(__file__).parent.parent
 SCHEMA = json.loads((ROOT / "schemas" / "payment-event.schema.json").read_text())
@@ -46,6 +49,31 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
         "profile": "hmac",
         "secrets": ["test-generic-secret"],
         "id_header": "X-Event-Id",
+    },
+    "hooks-square": {
+        "profile": "square",
+        "secrets": ["test-square-signature-key"],
+        "notification_url": "https://relay.example/webhooks/hooks-square",
+    },
+    "hooks-paddle": {
+        "profile": "paddle",
+        "secrets": ["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_testPaddleSecret"],
+        "order_id_metadata_key": "order_id",
+    },
+    "hooks-razorpay": {
+        "profile": "razorpay",
+        "secrets": ["test-razorpay-webhook-secret"],
+        "order_id_metadata_key": "order_id",
+    },
+    "hooks-checkout": {
+        "profile": "checkout",
+        "secrets": ["test-checkout-signature-key"],
+        "authorizations": ["test-checkout-authorization-value"],
+    },
+    "hooks-coinbase": {
+        "profile": "coinbase-commerce",
+        "secrets": ["test-coinbase-commerce-shared-secret"],
+        "order_id_metadata_key": "order_id",
     },
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}
@@ -135,3 +163,74 @@ async def test_forged_requests_are_401_and_publish_nothing(
         assert response.status == 401, await response.text()
         assert (await response.json())["error"]
     assert await read_topic(kafka_bootstrap, topic, expect=0, settle_s=0.3, timeout_s=1) == []
+
+
+async def test_relay_send_posts_each_public_profiles_first_sample_to_relay_serve(
+    broker: TestBroker, topic: str, tmp_path: Path
+) -> None:
+    """``relay send <instance>`` with the config ``relay serve`` runs: the CLI signs the
+    profile's first sample with the instance's keys (and options: Square's URL, Checkout.com's
+    Authorization value), the server acknowledges it, and it is published."""
+    for name in (topic, f"{topic}.dlq"):
+        broker.create_topic(name)
+    port = free_port()
+    config_path = tmp_path / "relay.toml"
+    document = {
+        "server": {"host": "127.0.0.1", "port": port},
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "topic": topic,
+            "idempotence": broker.idempotence,
+        },
+        "dedup": {"backend": "memory"},
+        "spool": {"path": str(tmp_path / "spool")},
+        "providers": PUBLIC_PROVIDERS,
+    }
+    config_path.write_text(toml_text(document), encoding="utf-8")
+    relay = RelayProcess(config_path, port, tmp_path / "relay.log")
+    try:
+        await relay.start()
+        for provider, table in PUBLIC_PROVIDERS.items():
+            sent = run_relay("send", provider, "--config", str(config_path), env={})
+            ack = PROFILES[table["profile"]].ack
+            assert sent.returncode == 0, sent.stderr + relay.log_tail()
+            assert sent.stdout == (
+                f"POST {relay.url}/webhooks/{provider} -> {ack.status} {ack.body.decode()}\n"
+            )
+        records = await read_topic(broker.bootstrap_servers, topic, expect=len(PUBLIC_PROVIDERS))
+    finally:
+        relay.kill()
+    published = {event_of(record)["source"]: event_of(record)["type"] for record in records}
+    assert published == {
+        f"relay/{provider}": next(iter(PROFILES[table["profile"]].samples.values())).becomes
+        for provider, table in PUBLIC_PROVIDERS.items()
+    }
+
+
+@pytest.mark.parametrize("configured", [True, False], ids=["with", "without"])
+async def test_checkout_authorization_is_required_only_where_configured(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path, configured: bool
+) -> None:
+    """Checkout.com's Authorization value is optional: an instance that sets
+    ``authorizations`` refuses a correctly signed request without one of them (401
+    authorization_mismatch, nothing published); one that does not accepts it."""
+    table = dict(PUBLIC_PROVIDERS["hooks-checkout"])
+    if not configured:
+        del table["authorizations"]
+    config = make_config(
+        bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, providers={"cko": table}
+    )
+    relay = await start_relay(aiohttp_client, config)
+    webhook = signed_webhook(config, "cko", order="ORD-1")
+    assert ("authorization" in webhook.headers) is configured
+    unauthorized = {k: v for k, v in webhook.headers.items() if k != "authorization"}
+    for headers in (unauthorized, {**unauthorized, "authorization": "test-checkout-other"}):
+        response = await relay.post(SignedWebhook(webhook.path, webhook.body, headers))
+        if configured:
+            assert response.status == 401
+            assert (await response.json())["error"] == "authorization_mismatch"
+        else:
+            assert response.status == 200, await response.text()
+    if configured:
+        assert (await relay.post(webhook)).status == 200
+    assert len(await read_topic(kafka_bootstrap, topic, expect=1)) == 1

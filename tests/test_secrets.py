@@ -45,7 +45,7 @@ def secret_needles(providers: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Every slice of every secret, mapped to where it came from (for the failure message)."""
     needles: dict[str, str] = {}
     for name, table in providers.items():
-        texts = [*table.get("secrets", [])]
+        texts = [*table.get("secrets", []), *table.get("authorizations", [])]
         texts += [text.removeprefix("whsec_") for text in texts if text.startswith("whsec_")]
         if "signing_key" in table:
             texts += [table["signing_key"], private_pem(load_private_key(table["signing_key"]))]

@@ -96,6 +96,7 @@ from verifiers.errors import (
 from verifiers.keys import KeyRing, Secret, UnusableKey, first_secret
 
 name = "adyen"
+checks_authorization = True
 
 MAX_ITEMS = 100
 

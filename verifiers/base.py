@@ -2,7 +2,8 @@
 
 A scheme is a module with a ``name``, a frozen ``Params`` dataclass (its
 options, with the defaults a profile starts from), ``verify``, its twin
-``sign``, and ``required_keys`` (which key material a config must give)::
+``sign``, ``required_keys`` (which key material a config must give) and
+``checks_authorization`` (whether ``verify`` reads ``KeyRing.authorizations``)::
 
     verify(body, headers, params, keys, now) -> Verified      # or a VerificationError
     sign(body, params, keys, now) -> SignedRequest            # used by `relay send`, tests, bench
@@ -84,6 +85,13 @@ class Scheme(Protocol):
 
     @property
     def Params(self) -> type: ...
+
+    @property
+    def checks_authorization(self) -> bool:
+        """Whether ``verify`` holds a request to the ring's ``authorizations``
+        (:func:`check_authorization`); the config refuses them for a scheme that would
+        ignore them."""
+        ...
 
     def verify(
         self, body: bytes, headers: Headers, params: Any, keys: KeyRing, now: float, /

@@ -52,6 +52,7 @@ from verifiers.errors import MalformedSignature, SignatureMismatch
 from verifiers.keys import KeyRing, first_secret, private_key_of, public_keys_of
 
 name = "header-signature"
+checks_authorization = False
 
 # The smallest UNIX time in milliseconds that is not also a plausible time in seconds.
 _MILLISECONDS_FROM = 10**11

@@ -76,6 +76,7 @@ from verifiers.errors import (
 from verifiers.keys import KeyRing, first_secret
 
 name = "hmac-header"
+checks_authorization = True
 
 Algorithm = Literal["sha256", "sha1", "sha512"]
 

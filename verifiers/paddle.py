@@ -38,6 +38,7 @@ from verifiers.base import (
 from verifiers.keys import KeyRing
 
 name = "paddle"
+checks_authorization = False
 
 LAYOUT = timestamped.Layout(
     scheme=name,

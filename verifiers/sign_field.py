@@ -116,6 +116,7 @@ from verifiers.errors import (
 from verifiers.keys import KeyRing, first_secret, private_key_of, public_keys_of
 
 name = "sign-field"
+checks_authorization = False
 
 Algorithm = Literal["rsa-sha256", "md5", "sha256", "hmac-sha256"]
 

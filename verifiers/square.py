@@ -5,9 +5,10 @@ signature key as text, of the notification URL followed by the raw body. The
 URL is the subscription's as registered in the Square Developer Console, byte
 for byte: Square signs the URL it posts to, so a URL spelled otherwise here
 (another scheme, a trailing slash, a query string) fails every webhook. It is
-an instance parameter, ``notification_url``, which has no default: an instance
-without it cannot verify anything, and says so as an unusable key (500, a
-config error at load) rather than blaming every sender with a 401.
+an instance parameter, ``notification_url``, which has no default: the field's
+``required`` metadata makes the config loader refuse an instance without it,
+naming the key; one built otherwise cannot verify anything, and says so as an
+unusable key (500) rather than blaming every sender with a 401.
 
 Not ``hmac-header`` with a template: the URL is required, and it is signed as
 given, where a template would read ``{timestamp}`` or ``{body}`` inside it.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from verifiers.base import (
     SECRETS,
@@ -41,13 +42,20 @@ from verifiers.errors import MalformedSignature, SignatureMismatch
 from verifiers.keys import KeyRing, UnusableKey, first_secret
 
 name = "square"
+checks_authorization = False
 
 HEADER = "x-square-hmacsha256-signature"
 
 
 @dataclass(frozen=True, slots=True)
 class Params:
-    notification_url: str = ""
+    notification_url: str = field(
+        default="",
+        metadata={
+            "required": "the subscription's notification URL exactly as registered with "
+            "Square, which signs it (https://...)"
+        },
+    )
 
     def __post_init__(self) -> None:
         url = self.notification_url

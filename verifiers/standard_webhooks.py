@@ -80,6 +80,7 @@ from verifiers.keys import (
 )
 
 name = "standard-webhooks"
+checks_authorization = False
 
 _SECRET_PREFIX = b"whsec_"
 # Decoded signature length per version: HMAC-SHA256, Ed25519.

@@ -41,6 +41,7 @@ from verifiers.base import (
 from verifiers.keys import KeyRing
 
 name = "stripe"
+checks_authorization = False
 
 LAYOUT = timestamped.Layout(
     scheme=name,

@@ -50,6 +50,25 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "timestamp_header": "x-timestamp",
             "id_header": "x-event-id",
         },
+        "square": {
+            "profile": "square",
+            "secrets": ["fuzz-square-signature-key"],
+            "notification_url": "https://relay.example/webhooks/square",
+        },
+        "paddle": {
+            "profile": "paddle",
+            "secrets": ["pdl_ntfset_01hs0t3tw21j988db1pam5xg8m_fuzzPaddleSecret"],
+            # The suites sign every instance's originals before sending any: Paddle's 5 s
+            # would go stale in the queue, as Stripe's 300 s does not.
+            "timestamp_tolerance_s": 300,
+        },
+        "razorpay": {"profile": "razorpay", "secrets": ["fuzz-razorpay-webhook-secret"]},
+        "checkout": {
+            "profile": "checkout",
+            "secrets": ["fuzz-checkout-signature-key"],
+            "authorizations": ["fuzz-checkout-authorization-value"],
+        },
+        "coinbase": {"profile": "coinbase-commerce", "secrets": ["fuzz-coinbase-shared-secret"]},
     }
 
 
@@ -99,6 +118,10 @@ def signature_of(instance: ProviderInstance) -> Signature:
         return Signature(Slot("webhook-signature", marker="v1,"), "base64")
     if scheme == "stripe":
         return Signature(Slot("stripe-signature", marker="v1="), "hex")
+    if scheme == "paddle":
+        return Signature(Slot("paddle-signature", marker="h1="), "hex")
+    if scheme == "square":
+        return Signature(Slot("x-square-hmacsha256-signature"), "base64")
     raise AssertionError(f"no signature slot for scheme {scheme}")
 
 
@@ -110,6 +133,8 @@ def timestamp_of(instance: ProviderInstance) -> Timestamp | None:
         return Timestamp(Slot("webhook-timestamp"), 1, signed=True)
     if scheme == "stripe":
         return Timestamp(Slot("stripe-signature", marker="t=", end=","), 1, signed=True)
+    if scheme == "paddle":
+        return Timestamp(Slot("paddle-signature", marker="ts=", end=";"), 1, signed=True)
     if scheme == "hmac-header" and params.timestamp_header:
         return Timestamp(Slot(params.timestamp_header), 1, signed=True)
     if scheme == "header-signature" and params.timestamp_header:

@@ -17,15 +17,17 @@ as the defaults let it before it can say no (:data:`KINDS`):
 - ``many_signatures``: (Stripe, Standard Webhooks) a signature list of wrong ``v1`` entries
   as long as a header may be.
 
-Each kind is sent ``RELAY_FUZZ_HOSTILE_REQUESTS`` times (CI default 50; ``make fuzz`` more),
-``CONCURRENCY`` at a time, to a real ``relay serve`` process, and measured from outside:
-its CPU time per request (``psutil`` ``cpu_times()`` user + system, delta over the run / N)
-and its RSS growth (peak of ``memory_info().rss`` sampled every 2 ms in a thread, over the
-RSS before). An authentic webhook's latency (p50/p99 over ``RELAY_FUZZ_HOSTILE_PROBES``,
-default 50, sent one after another) is measured alone, and again while that kind of request
-keeps arriving concurrently. A kind that takes longer than ``CELL_BUDGET_S`` stops early
-(the table says how many were sent), so a pathological cost shows in the figures without
-holding CI for minutes.
+``RELAY_FUZZ_HOSTILE_KINDS`` and ``RELAY_FUZZ_HOSTILE_INSTANCES`` (comma-separated) limit a
+run to some kinds and some instances. Each kind is sent ``RELAY_FUZZ_HOSTILE_REQUESTS``
+times (CI default 50; ``make fuzz`` more), ``CONCURRENCY`` at a time, to a real ``relay
+serve`` process, and measured from outside: its CPU time per request (``psutil``
+``cpu_times()`` user + system, delta over the run / N) and its RSS growth (peak of
+``memory_info().rss`` sampled every 2 ms in a thread, over the RSS before). An authentic
+webhook's latency (p50/p99 over ``RELAY_FUZZ_HOSTILE_PROBES``, default 50, sent one after
+another) is measured alone, and again while that kind of request keeps arriving
+concurrently. A kind that takes longer than ``CELL_BUDGET_S`` stops early (the table says
+how many were sent), so a pathological cost shows in the figures without holding CI for
+minutes.
 
 The figures are printed as a table and never asserted: speed depends on the machine.
 Asserted: every hostile request answered 4xx (none 5xx, none unanswered), no record
@@ -92,6 +94,8 @@ CONCURRENCY = 4
 CELL_BUDGET_S = float(os.environ.get("RELAY_FUZZ_HOSTILE_BUDGET_S", "5"))
 # A comma-separated subset of the kinds, to look at a few (default: all).
 ONLY = {kind for kind in os.environ.get("RELAY_FUZZ_HOSTILE_KINDS", "").split(",") if kind}
+# A comma-separated subset of the fuzz instances, to measure a few profiles (default: all).
+INSTANCES = {name for name in os.environ.get("RELAY_FUZZ_HOSTILE_INSTANCES", "").split(",") if name}
 SAMPLE_EVERY_S = 0.002
 # The aiohttp client adds Host, Accept, Accept-Encoding, User-Agent and Content-Length.
 CLIENT_HEADERS = 5
@@ -540,6 +544,8 @@ async def test_hostile_requests_cost(
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             client = Client(relay, session, fuzzer)
             for name in sorted(config.providers):
+                if INSTANCES and name not in INSTANCES:
+                    continue
                 instance = config.providers[name]
                 # "Near the limit" is near the instance's own limit where it has one.
                 limit = getattr(instance, "max_body_bytes", config.server.max_body_bytes)

@@ -1,8 +1,9 @@
 """What every scheme module promises, checked over all of them.
 
-Each module exports ``name``, a frozen slotted ``Params``, ``verify``, ``sign``
-and ``required_keys``; ``sign`` output verifies; and a failure's message
-never carries a secret or the signature the verifier expected.
+Each module exports ``name``, a frozen slotted ``Params``, ``verify``, ``sign``,
+``required_keys`` and ``checks_authorization`` (true to what ``verify`` does);
+``sign`` output verifies; and a failure's message never carries a secret or the
+signature the verifier expected.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from verifiers import (
     standard_webhooks,
     stripe,
 )
-from verifiers.errors import SignatureMismatch
+from verifiers.errors import AuthorizationMismatch, SignatureMismatch
 from verifiers.keys import KeyRing, Secret
 
 NOW = 1_700_000_000
@@ -89,6 +90,32 @@ def test_exports(module: ModuleType, params: object) -> None:
     assert hasattr(module.Params, "__slots__")
     assert module.required_keys(params) <= {"secrets", "public_keys"}
     assert module.required_keys(params)
+    assert isinstance(module.checks_authorization, bool)
+
+
+@pytest.mark.parametrize(("module", "params"), SCHEMES, ids=IDS)
+def test_checks_authorization_says_what_verify_does(
+    module: ModuleType,
+    params: object,
+    rsa_key: rsa.RSAPrivateKey,
+    ed_key: ed25519.Ed25519PrivateKey,
+) -> None:
+    """A scheme that declares it checks ``authorizations`` refuses a request without one
+    of them; any other verifies it as if none were configured (the config refuses them)."""
+    keys = dataclasses.replace(
+        ring(GOOD_SECRET, rsa_key, ed_key, params),
+        authorizations=(Secret.of("Bearer contract-authorization"),),
+    )
+    signed = module.sign(body_for(params), params, keys, NOW)
+    assert module.verify(signed.body, signed.headers, params, keys, NOW).key_index == 0
+    without = {k: v for k, v in signed.headers.items() if k.lower() != "authorization"}
+    if module.checks_authorization:
+        assert signed.headers["authorization"] == "Bearer contract-authorization"
+        with pytest.raises(AuthorizationMismatch):
+            module.verify(signed.body, without, params, keys, NOW)
+    else:
+        assert without == signed.headers
+        assert module.verify(signed.body, without, params, keys, NOW).key_index == 0
 
 
 @pytest.mark.parametrize(("module", "params"), SCHEMES, ids=IDS)
