@@ -158,37 +158,23 @@ def payment_event(
     is ``unknown_status``: a version 1 event cannot carry it."""
     if not _PAYMENT_FIELD_SET.issuperset(fields):
         raise TypeError(f"not payment fields: {sorted(fields.keys() - _PAYMENT_FIELD_SET)}")
-    canonical_status, final = status
-    if canonical_status not in STATUSES_V1:
+    if status[0] not in STATUSES_V1:
         raise NormalizationError(
             "unknown_status",
-            f"the status {canonical_status!r} is not one this profile's events "
+            f"the status {status[0]!r} is not one this profile's events "
             f"({PAYMENT_SCHEMA}) can carry",
         )
-    _require_utf8(event_id=event_id, provider_status=str(provider_status), **fields)
-    data: dict[str, Any] = {
-        "provider": ctx.provider,
-        "profile": ctx.profile,
-        "flow": flow,
-        "status": canonical_status,
-        "final": final,
-        "provider_status": None if provider_status is None else str(provider_status),
-        **_ABSENT_PAYMENT_FIELDS,
-        **fields,
-        "raw": orjson.Fragment(message.body),
-    }
-    # Positional, in the field order: matching nine keywords is a quarter of building the
-    # event. The golden files pin every field.
-    return CanonicalEvent(
-        event_id,  # id
-        f"payment.{flow}.{canonical_status}",  # type
-        f"relay/{ctx.provider}",  # source
-        fields.get("merchant_order_id"),  # subject
+    return _payment(
+        message,
+        ctx,
+        PAYMENT_SCHEMA,
+        _ABSENT_PAYMENT_FIELDS,
+        event_id,
+        flow,
+        status,
+        provider_status,
         time,
-        PAYMENT_SCHEMA,  # dataschema
-        rfc3339(ctx.received_at),  # relayreceivedat
-        data,
-        ctx.traceparent,
+        fields,
     )
 
 
@@ -209,6 +195,33 @@ def payment_event_v2(
         raise TypeError(f"not payment fields: {sorted(fields.keys() - _PAYMENT_FIELD_SET_V2)}")
     if flow not in FLOWS:
         raise TypeError(f"not a canonical flow: {flow!r}")
+    return _payment(
+        message,
+        ctx,
+        PAYMENT_SCHEMA_V2,
+        _ABSENT_PAYMENT_FIELDS_V2,
+        event_id,
+        flow,
+        status,
+        provider_status,
+        time,
+        fields,
+    )
+
+
+def _payment(
+    message: Message,
+    ctx: NormalizeContext,
+    dataschema: str,
+    absent: Mapping[str, str | None],
+    event_id: str,
+    flow: str,
+    status: tuple[str, bool],
+    provider_status: Any,
+    time: str | None,
+    fields: Mapping[str, str | None],
+) -> CanonicalEvent:
+    """Either version's event: ``data`` in one display over the version's null template."""
     canonical_status, final = status
     _require_utf8(event_id=event_id, provider_status=str(provider_status), **fields)
     data: dict[str, Any] = {
@@ -218,17 +231,19 @@ def payment_event_v2(
         "status": canonical_status,
         "final": final,
         "provider_status": None if provider_status is None else str(provider_status),
-        **_ABSENT_PAYMENT_FIELDS_V2,
+        **absent,
         **fields,
         "raw": orjson.Fragment(message.body),
     }
+    # Positional, in the field order: matching nine keywords is a quarter of building the
+    # event. The golden files pin every field.
     return CanonicalEvent(
         event_id,  # id
         f"payment.{flow}.{canonical_status}",  # type
         f"relay/{ctx.provider}",  # source
         fields.get("merchant_order_id"),  # subject
         time,
-        PAYMENT_SCHEMA_V2,  # dataschema
+        dataschema,
         rfc3339(ctx.received_at),  # relayreceivedat
         data,
         ctx.traceparent,
