@@ -71,7 +71,12 @@ async def test_the_index_answers_as_find_and_dlq_do(
     await build(index, after, idle_s=0.5)
 
     since = datetime.now(UTC) - DAY
-    for criteria in ({"order": "ORD-1"}, {"order": "ORD-3"}, {"provider": "invoices-b"}):
+    criteria_list: list[dict[str, Any]] = [
+        {"order": "ORD-1"},
+        {"order": "ORD-3"},
+        {"provider": "invoices-b"},
+    ]
+    for criteria in criteria_list:
         query = FindQuery(since=since, **criteria)
         from_topics = await find(after, query, err=io.StringIO(), idle_s=0.5)
         from_index, total = index.find(query)

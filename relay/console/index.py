@@ -589,6 +589,7 @@ class Indexer:
                     state.connected, state.error = True, None
                     state.exists = await reader.assign_at(self._index.positions(topic))
                     if not state.exists:
+                        self.caught_up[topic].set()  # nothing to read there yet
                         await asyncio.sleep(self._retry_s)
                         continue
                     while True:
