@@ -252,7 +252,8 @@ def _harden(response: web.StreamResponse) -> None:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # Not no-referrer: under it a browser sends "Origin: null" with a form, which says nothing.
+    response.headers["Referrer-Policy"] = "same-origin"
     response.headers.setdefault("Cache-Control", "no-store")
 
 
@@ -359,9 +360,9 @@ async def overview(request: web.Request) -> web.StreamResponse:
     name = request.query.get("range", "24h")
     span = RANGES.get(name, RANGES["24h"])
     bucket_minutes = max(1, int(span.total_seconds() // 60 // 48))
-    now = datetime.now(UTC)
-    since = now - span
-    start_minute = int(since.timestamp() // 60)
+    # 48 buckets, the last one holding this minute.
+    start_minute = int(datetime.now(UTC).timestamp() // 60) + 1 - 48 * bucket_minutes
+    since = datetime.fromtimestamp(start_minute * 60, UTC)
     buckets = [start_minute + i * bucket_minutes for i in range(48)]
     position = {minute: i for i, minute in enumerate(buckets)}
     providers: dict[str, dict[str, list[float]]] = {}
