@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS letters (
     provider TEXT NOT NULL, id TEXT NOT NULL, attempts INTEGER NOT NULL,
     reason TEXT NOT NULL, order_id TEXT, replay_state TEXT NOT NULL DEFAULT 'none',
     value BLOB NOT NULL, headers BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS letters_record ON letters (partition, "offset");
 CREATE INDEX IF NOT EXISTS letters_received ON letters (received_ms);
 CREATE INDEX IF NOT EXISTS letters_provider ON letters (provider, received_ms);
 CREATE INDEX IF NOT EXISTS letters_reason ON letters (reason, received_ms);
