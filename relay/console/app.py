@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import io
 import itertools
 import logging
+import re
 import secrets
 import ssl
+import sys
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -172,19 +175,46 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def visible(text: str) -> Markup:
-    """``text`` escaped, with control characters (but newline and tab) shown as ``\\xNN``
-    in a marked span: a terminal escape or a bidi override is seen, not obeyed."""
-    out: list[str] = []
-    for char in text:
-        if char in "\n\t":
-            out.append(char)
-        elif unicodedata.category(char) in ("Cc", "Cf") or char == "\u2028" or char == "\u2029":
-            code = ord(char)
-            shown = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-            out.append(f'<span class="ctl">{shown}</span>')
-        else:
-            out.append(str(escape(char)))
-    return Markup("".join(out))
+    """``text`` escaped, with control and format characters (but newline and tab) shown as
+    ``\\xNN`` or ``\\uNNNN`` in a marked span: a terminal escape or a bidi override is
+    seen, not obeyed."""
+    escaped = str(escape(text))  # leaves control characters as they are
+    return Markup(_invisible().sub(_shown, escaped))
+
+
+@functools.cache
+def _invisible() -> re.Pattern[str]:
+    """Every character of categories Cc and Cf (and the line and paragraph separators)
+    but newline and tab, as one character class (built once: a regex finds none in a
+    clean string far faster than a look at each character)."""
+    ranges: list[str] = []
+    start = previous = -2
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if char in "\n\t" or not (
+            unicodedata.category(char) in ("Cc", "Cf") or char in "\u2028\u2029"
+        ):
+            continue
+        if code != previous + 1:
+            if start >= 0:
+                ranges.append(_range(start, previous))
+            start = code
+        previous = code
+    ranges.append(_range(start, previous))
+    return re.compile(f"[{''.join(ranges)}]")
+
+
+def _range(first: int, last: int) -> str:
+    return f"\\U{first:08x}" if first == last else f"\\U{first:08x}-\\U{last:08x}"
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x100:
+        shown = f"\\x{code:02x}"
+    else:
+        shown = f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return f'<span class="ctl">{shown}</span>'
 
 
 def body_text(body: bytes) -> tuple[str, bool]:
@@ -761,6 +791,7 @@ def build_console(
     app[AUTH] = Auth(config.console)
     app[INDEX] = index if index is not None else Index(config.console.index_path, config)
     app[TEMPLATES] = _environment()
+    _invisible()  # built now (under a second), not during the first page
     app[SCRAPER] = Scraper(config.console.metrics_urls, config.console.scrape_interval_s)
     app[INDEXER] = Indexer(app[INDEX], config)
     app[WORK] = Work()
