@@ -232,6 +232,51 @@ async def test_replay_shows_the_plan_then_replays_as_relay_replay_does(
     assert found.count('class="dead-letter"') == 1 and found.count('class="event"') == 1
 
 
+async def test_the_plan_says_which_letters_would_not_verify_and_the_replay_agrees(
+    aiohttp_client: Any, seeded: Any
+) -> None:
+    """A forged letter (a refund the provider never signed) and one filed before Relay kept
+    signature headers: the plan says they would fail again as unverified and unverifiable,
+    as ``relay replay --dry-run`` does, and the replay refuses exactly those."""
+    config, letters = seeded
+    genuine = letters[0]
+    forged = dataclasses.replace(
+        genuine,
+        id="f" * 32,
+        body=invoice_body("ORD-FORGED", "refunded"),
+        signature_headers={"x-webhook-signature": "0" * 64},
+    )
+    unsigned = dataclasses.replace(genuine, id="e" * 32, signature_headers=None)
+    await file_letters(config, [forged, unsigned])
+    client = await _console(aiohttp_client, config)
+    csrf = await _log_in(client, REPLAYER_TOKEN)
+    chosen = [
+        _key_of(await (await client.get("/letters")).text(), item.id)
+        for item in (genuine, forged, unsigned)
+    ]
+    plan = await client.post(
+        "/replay/plan", data={"csrf": csrf, "scope": "chosen", "letter": chosen}
+    )
+    text = await plan.text()
+    assert re.search(r'id="plan-replay">1<', text)
+    assert "would fail again: unverified</th><td>1<" in text
+    assert "would fail again: unverifiable</th><td>1<" in text
+    plan_id = re.search(r'action="/replay/([\w-]+)" id="confirm"', text)
+    assert plan_id
+
+    started = await client.post(
+        f"/replay/{plan_id.group(1)}", data={"csrf": csrf}, allow_redirects=False
+    )
+    for _ in range(200):
+        page = await (await client.get(started.headers["Location"])).text()
+        if 'id="job-done"' in page or 'id="job-error"' in page:
+            break
+        await asyncio.sleep(0.2)
+    assert re.search(r'id="job-replayed">1<', page), page
+    assert "failed again: unverified</th><td>1<" in page
+    assert "failed again: unverifiable</th><td>1<" in page
+
+
 async def test_hostile_letters_are_text(aiohttp_client: Any, seeded: Any) -> None:
     config, letters = seeded
     client = await _console(aiohttp_client, config)

@@ -10,10 +10,12 @@ poller (``static/live.js``, the project's own).
 Reads come from the index (:mod:`relay.console.index`) and the servers' metrics
 (:mod:`relay.console.metrics`). A replay is two POSTs, each with the session's CSRF
 token: the first computes the plan (what would be replayed, what is already
-published, what would fail again, and why) and changes nothing; the second, from the
-plan's page and only for the ``replay`` role, runs :func:`relay.replay.replay` over
-exactly the planned letters, as ``relay replay`` would, which files each outcome on
-the dead-letter topic. Each replay writes an audit line (``relay.console.audit``):
+published, what would fail again, and why: each letter verified again and normalized by
+:func:`relay.replay.plan_letter`, the dry run of ``relay replay``) and changes nothing;
+the second, from the plan's page and only for the ``replay`` role, runs
+:func:`relay.replay.replay` over exactly the planned letters, as ``relay replay`` would,
+which files each outcome on the dead-letter topic; the job's page follows it through
+replay's progress callback. Each replay writes an audit line (``relay.console.audit``):
 who, which letters, how many, and what became of them.
 """
 
@@ -23,7 +25,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import io
 import itertools
 import logging
 import re
@@ -55,10 +56,16 @@ from relay.console.index import (
 )
 from relay.console.metrics import Scraper, increase, quantile
 from relay.find import DEFAULT_WINDOW, FindQuery
-from relay.pipeline import Inbound, normalize
-from relay.replay import FiledLetter, LetterFilter, ReplaySummary, letter_order_id, replay
+from relay.replay import (
+    FiledLetter,
+    LetterFilter,
+    ReplaySummary,
+    letter_order_id,
+    plan_letter,
+    progress_text,
+    replay,
+)
 from relay.sink import KafkaUnavailable
-from schemas import NormalizationError
 from schemas.records import DeadLetter, ReplayResult
 from schemas.values import rfc3339
 
@@ -135,30 +142,21 @@ class Plan:
         return dict(sorted(reasons.items()))
 
 
-class _ProgressLine(io.StringIO):
-    """The progress line :func:`relay.replay.replay` draws for a terminal, kept for the
-    job's page instead (the last one drawn)."""
-
-    line = ""
-
-    def write(self, text: str) -> int:
-        drawn = text.rsplit("\r", 1)[-1].strip()
-        if drawn:
-            self.line = drawn
-        return len(text)
-
-
 @dataclass
 class Job:
     id: str
     plan: Plan
     operator: str
     started_at: datetime
-    progress: _ProgressLine = field(default_factory=_ProgressLine)
+    progress: str = ""
+    """How far the replay is, as :func:`relay.replay.progress_text` says it."""
     summary: ReplaySummary | None = None
     error: str | None = None
     finished_at: datetime | None = None
     task: asyncio.Task[None] | None = None
+
+    def progressed(self, summary: ReplaySummary, elapsed: float) -> None:
+        self.progress = progress_text(summary, elapsed)
 
 
 @dataclass
@@ -697,25 +695,17 @@ def _query_fields(query: LetterQuery) -> dict[str, str | None]:
 
 def _plan_item(config: Config, index: Index, filed: FiledLetter) -> PlanItem:
     """What a replay would do with one letter: its last replay's result when one already
-    published it; else the dry run's normalize (``relay replay --dry-run``), and whether
-    the event it makes is already on the topic."""
+    published it; else the dry run's (``relay replay --dry-run``: verified again, then
+    normalized), and whether the event it makes is already on the topic."""
     last = filed.last_replay
     if last is not None and last.outcome in (ReplayResult.REPLAYED, ReplayResult.DUPLICATE):
         return PlanItem(filed, "published", event_id=last.event_id)
-    letter = filed.letter
-    instance = config.providers.get(letter.provider)
-    if instance is None:
-        return PlanItem(filed, "fail", reason="unknown_provider")
-    inbound = Inbound(
-        instance, letter.body, letter.headers, letter.received_at, letter.attempts + 1
-    )
-    try:
-        event = normalize(inbound)
-    except NormalizationError as error:
-        return PlanItem(filed, "fail", reason=error.reason)
-    if index.event_exists(letter.provider, event.id):
-        return PlanItem(filed, "published", event_id=event.id)
-    return PlanItem(filed, "replay", event_id=event.id)
+    planned = plan_letter(config, filed.letter)
+    if planned.event is None:
+        return PlanItem(filed, "fail", reason=planned.reason)
+    if index.event_exists(filed.letter.provider, planned.event.id):
+        return PlanItem(filed, "published", event_id=planned.event.id)
+    return PlanItem(filed, "replay", event_id=planned.event.id)
 
 
 async def run_replay(request: web.Request) -> web.StreamResponse:
@@ -749,7 +739,7 @@ async def _replay_job(config: Config, job: Job, session: Session) -> None:
         },
     )
     try:
-        job.summary = await replay(config, Selection(filings=filings), progress=job.progress)
+        job.summary = await replay(config, Selection(filings=filings), on_progress=job.progressed)
     except KafkaUnavailable as error:
         job.error = str(error)
     except Exception as error:  # the page says it; the console keeps serving
