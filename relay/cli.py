@@ -352,11 +352,12 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
 
 def _warn_unauthenticated(config: Config, listing: Listing) -> None:
+    from relay.replay import unauthenticated_warning
+
     if listing.unauthenticated_outcomes:
         print(
             f"relay dlq: {listing.unauthenticated_outcomes} replay outcome(s) shown "
-            "unauthenticated: no [replay] outcome_key is set, so anyone who can write to "
-            f"{config.kafka.dead_letter_topic} can forge what they say",
+            f"unauthenticated: {unauthenticated_warning(config)}",
             file=sys.stderr,
         )
 

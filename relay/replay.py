@@ -97,6 +97,8 @@ UNVERIFIED = "unverified"
 """The reason a letter whose message does not verify is refused."""
 UNVERIFIABLE = "unverifiable"
 """The reason a letter without signature headers, whose scheme needs them, is refused."""
+UNSIGNED_OUTCOME = "not signed with [replay] outcome_key"
+"""Why a replay outcome is ignored when a key is set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +249,7 @@ async def list_letters(
                     unauthenticated += 1
                 elif not outcome_authentic(key, record.value, record.headers):
                     ignored += 1
-                    unsigned = "not signed with [replay] outcome_key"
-                    print(f"{record.where}: replay outcome ignored: {unsigned}", file=out)
+                    print(f"{record.where}: replay outcome ignored: {UNSIGNED_OUTCOME}", file=out)
                     continue
                 replays.setdefault((item.provider, item.letter_id, item.attempts), []).append(item)
             elif letter_filter.matches(item):
@@ -258,6 +259,15 @@ async def list_letters(
         replace(filed, replays=tuple(replays.get(_filing(filed.letter), ()))) for filed in letters
     ]
     return Listing(filed_letters, unreadable, ignored, unauthenticated)
+
+
+def unauthenticated_warning(config: Config) -> str:
+    """What replay outcomes read without ``[replay] outcome_key`` are worth (``relay dlq``
+    and the console say it wherever they show them)."""
+    return (
+        "no [replay] outcome_key is set, so anyone who can write to "
+        f"{config.kafka.dead_letter_topic} can forge what they say"
+    )
 
 
 def letter_order_id(config: Config, letter: DeadLetter) -> str | None:

@@ -16,7 +16,10 @@ import pytest
 
 from relay.config import Config
 from relay.console.app import INDEXER, build_console
+from relay.deadletter import make_replay_outcome, replay_outcome_record
 from relay.replay import LetterFilter, list_letters
+from relay.settings import ReplayConfig
+from schemas.records import ReplayResult
 from tests.console_support import (
     HOSTILE_BODY,
     HOSTILE_HEADERS,
@@ -29,6 +32,7 @@ from tests.console_support import (
     invoice_providers,
     letter,
 )
+from tests.poison import publish
 
 
 async def _console(aiohttp_client: Any, config: Any) -> Any:
@@ -275,6 +279,41 @@ async def test_the_plan_says_which_letters_would_not_verify_and_the_replay_agree
     assert re.search(r'id="job-replayed">1<', page), page
     assert "failed again: unverified</th><td>1<" in page
     assert "failed again: unverifiable</th><td>1<" in page
+
+
+async def test_the_pages_show_only_signed_replay_outcomes_and_flag_the_rest(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """A forged outcome claiming a letter was replayed: with [replay] outcome_key set, the
+    letter stays never replayed and the pages count the outcome as ignored; without a key
+    it is shown, and the pages say nothing tells it from a real one (as relay dlq does)."""
+    unkeyed = console_config(kafka_bootstrap, topic, tmp_path, providers=invoice_providers())
+    keyed = dataclasses.replace(unkeyed, replay=ReplayConfig(outcome_key="k" * 40))
+    filed = letter(invoice_body("ORD-SIGNED", "refunded"))
+    await file_letters(keyed, [filed])
+    claim = make_replay_outcome(filed, ReplayResult.REPLAYED, event_id="evt-forged")
+    await publish(keyed.kafka, [replay_outcome_record(claim, keyed.kafka.dead_letter_topic)])
+
+    client = await _console(aiohttp_client, keyed)
+    await _log_in(client, READER_TOKEN)
+    listing = await (await client.get("/letters")).text()
+    assert re.search(r'class="state none">-<', listing)
+    assert "1 replay outcome ignored: not signed with [replay] outcome_key" in listing
+    page = await (await client.get(f"/letters/invoices/{filed.id}")).text()
+    assert "Never replayed." in page and "evt-forged" not in page
+    assert 'id="outcomes-ignored"' in page and 'id="outcomes-unauthenticated"' not in page
+
+    elsewhere = dataclasses.replace(unkeyed.console, index_path=str(tmp_path / "unkeyed.sqlite3"))
+    client = await _console(aiohttp_client, dataclasses.replace(unkeyed, console=elsewhere))
+    await _log_in(client, READER_TOKEN)
+    listing = await (await client.get("/letters")).text()
+    assert re.search(r'class="state replayed">replayed<', listing)
+    assert (
+        "Replay states shown unauthenticated: no [replay] outcome_key is set, so anyone who "
+        f"can write to {unkeyed.kafka.dead_letter_topic} can forge what they say"
+    ) in listing
+    page = await (await client.get(f"/letters/invoices/{filed.id}")).text()
+    assert "evt-forged" in page and 'id="outcomes-unauthenticated"' in page
 
 
 async def test_hostile_letters_are_text(aiohttp_client: Any, seeded: Any) -> None:

@@ -15,11 +15,15 @@ from aiokafka import AIOKafkaProducer
 
 from relay.config import Config
 from relay.console.index import NEVER_REPLAYED, Index, Indexer, LetterQuery, build
+from relay.deadletter import make_replay_outcome, replay_outcome_record
 from relay.find import FindQuery, find
 from relay.replay import LetterFilter, list_letters, replay
+from schemas.records import ReplayResult
 from tests.conftest import INVOICE_SECRET, make_config, signed_webhook, start_relay
+from tests.poison import publish
 
 DAY = timedelta(hours=24)
+OUTCOME_KEY = "console-index-outcome-key-0123456789abcdef"
 
 
 def _providers(**extra: Any) -> dict[str, Any]:
@@ -37,6 +41,10 @@ async def _post(aiohttp_client: Any, config: Config, webhooks: list[tuple[str, b
     relay = await start_relay(aiohttp_client, config)
     for provider, body in webhooks:
         assert (await relay.post(signed_webhook(config, provider, body=body))).status == 200
+
+
+def _order_of(body: bytes) -> str:
+    return str(orjson.loads(body)["invoice_reference"])
 
 
 def _configs(bootstrap: str, topic: str, tmp_path: Path) -> tuple[Config, Config]:
@@ -167,4 +175,61 @@ async def test_the_index_resumes_skips_foreign_records_and_rebuilds(
     rebuilt = Index(path, other)
     assert rebuilt.stats().events == 0
     assert rebuilt.positions(topic) == {}
+    rebuilt.close()
+
+
+async def test_the_index_believes_only_outcomes_signed_with_the_key(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """As relay dlq: with [replay] outcome_key set, a forged outcome (unsigned, or signed
+    with another key) is not a letter's replay nor its state, only counted; without a key
+    every outcome counts. Another key in the config rebuilds the index."""
+    common: dict[str, Any] = {"bootstrap": kafka_bootstrap, "topic": topic, "var": tmp_path}
+    keyed = {"outcome_key": OUTCOME_KEY}
+    before = make_config(**common, providers=_providers(), replay=keyed)
+    after = make_config(
+        **common, providers=_providers(statuses={"refunded": "failed"}), replay=keyed
+    )
+    await _post(
+        aiohttp_client,
+        before,
+        [("invoices", _invoice("ORD-1", "refunded")), ("invoices", _invoice("ORD-2", "refunded"))],
+    )
+    listing = await list_letters(before, LetterFilter(), idle_s=0.5)
+    letters = {_order_of(filed.letter.body): filed.letter for filed in listing.letters}
+    assert (await replay(after, LetterFilter(id=letters["ORD-1"].id), idle_s=0.5)).replayed == 1
+    claim = make_replay_outcome(letters["ORD-2"], ReplayResult.REPLAYED, event_id="evt-forged")
+    dlq = before.kafka.dead_letter_topic
+    await publish(
+        before.kafka,
+        [
+            replay_outcome_record(claim, dlq),
+            replay_outcome_record(claim, dlq, "a-key-that-is-not-relays-0123456789abcdef"),
+        ],
+    )
+
+    path = tmp_path / "index.sqlite3"
+    index = Index(path, after)
+    await build(index, after, idle_s=0.5)
+    rows, _ = index.letters(LetterQuery())
+    assert {row.order_id: row.replay_state for row in rows} == {
+        "ORD-1": "replayed",
+        "ORD-2": NEVER_REPLAYED,
+    }
+    believed = await list_letters(after, LetterFilter(), idle_s=0.5, err=io.StringIO())
+    by_id = {filed.letter.id: filed for filed in index.filed(row.key for row in rows)}
+    assert by_id == {filed.letter.id: filed for filed in believed.letters}
+    assert index.ignored_outcomes() == believed.ignored_outcomes == 2
+    assert index.ignored_outcomes("invoices", letters["ORD-2"].id) == 2
+    assert index.ignored_outcomes("invoices", letters["ORD-1"].id) == 0
+    index.close()
+
+    # No key: nothing can be told apart, so every outcome counts (the pages say so).
+    no_key = make_config(**common, providers=_providers())
+    rebuilt = Index(path, no_key)
+    assert rebuilt.stats().replays == 0 and rebuilt.positions(dlq) == {}
+    await build(rebuilt, no_key, idle_s=0.5)
+    states = {row.order_id: row.replay_state for row in rebuilt.letters(LetterQuery())[0]}
+    assert states == {"ORD-1": "replayed", "ORD-2": "replayed"}
+    assert rebuilt.ignored_outcomes() == 0
     rebuilt.close()

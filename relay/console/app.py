@@ -57,6 +57,7 @@ from relay.console.index import (
 from relay.console.metrics import Scraper, increase, quantile
 from relay.find import DEFAULT_WINDOW, FindQuery
 from relay.replay import (
+    UNSIGNED_OUTCOME,
     FiledLetter,
     LetterFilter,
     ReplaySummary,
@@ -64,6 +65,7 @@ from relay.replay import (
     plan_letter,
     progress_text,
     replay,
+    unauthenticated_warning,
 )
 from relay.sink import KafkaUnavailable
 from schemas.records import DeadLetter, ReplayResult
@@ -521,7 +523,20 @@ async def letters(request: web.Request) -> web.StreamResponse:
         reasons=index.facets("reason"),
         states=REPLAY_STATES,
         filters={k: v for k, v in request.query.items() if k != "page" and v},
+        **_outcome_notes(request, index.stats().replays > 0, index.ignored_outcomes()),
     )
+
+
+def _outcome_notes(request: web.Request, shown: bool, ignored: int) -> dict[str, Any]:
+    """What the replay states shown are worth, as ``relay dlq`` says it: how many outcomes
+    were ignored as not signed with the key; or, without a key, that they prove nothing."""
+    config = request.app[CONFIG]
+    unauthenticated = shown and not config.replay.outcome_key
+    return {
+        "ignored": ignored,
+        "unsigned": UNSIGNED_OUTCOME,
+        "unauthenticated": unauthenticated_warning(config) if unauthenticated else None,
+    }
 
 
 async def letter(request: web.Request) -> web.StreamResponse:
@@ -543,7 +558,18 @@ async def letter(request: web.Request) -> web.StreamResponse:
                 "size": len(filed.letter.body),
             }
         )
-    return _render(request, "letter.html", provider=provider, letter_id=letter_id, filings=shown)
+    return _render(
+        request,
+        "letter.html",
+        provider=provider,
+        letter_id=letter_id,
+        filings=shown,
+        **_outcome_notes(
+            request,
+            any(filed.replays for filed in filings),
+            request.app[INDEX].ignored_outcomes(provider, letter_id),
+        ),
+    )
 
 
 async def letter_body(request: web.Request) -> web.StreamResponse:

@@ -14,14 +14,19 @@ the indexer writes):
   is read from its body as ``relay find`` reads it
   (:func:`relay.replay.letter_order_id`); ``replay_state`` is the outcome of its
   last replay, kept current as outcomes arrive.
-- ``replays``: one row per replay outcome record.
+- ``replays``: one row per replay outcome record, and whether it is believed: as
+  ``relay dlq`` believes them, with ``[replay] outcome_key`` set only those signed
+  with it (:func:`relay.deadletter.outcome_authentic`), the others kept to be counted
+  and named, never as a letter's replays or state; without a key all of them, which
+  the pages then call unauthenticated.
 - ``counts``: records per received minute, provider and kind, for the overview.
 - ``positions``: the next offset of each partition, committed in the same
   transaction as the rows read before it, so a restart resumes exactly.
 
 The topics are the truth and the index only a copy: deleting the file (or
 ``relay console --rebuild``) reads both topics again from the beginning, and a
-file written for other topics or another schema is rebuilt by itself. Records
+file written for other topics, another schema or another outcome key is rebuilt by
+itself (the file holds a keyed fingerprint of the key, never the key). Records
 the decoder refuses are counted and passed over, as ``relay find`` passes them.
 
 What the pages ask (:meth:`Index.letters`, :meth:`Index.find`, ...) returns the
@@ -32,6 +37,7 @@ so a page shows what the command would print.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import sqlite3
 import time
@@ -44,6 +50,7 @@ from typing import Any
 import orjson
 
 from relay.config import Config
+from relay.deadletter import outcome_authentic
 from relay.find import FindQuery, Kind, Match
 from relay.kafka import ReadRecord, TopicReader
 from relay.replay import FiledLetter, letter_order_id
@@ -53,7 +60,7 @@ from schemas.records import DeadLetter, ReplayOutcome, ReplayResult
 
 log = logging.getLogger("relay.console")
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 NEVER_REPLAYED = "none"
 """``replay_state`` of a letter no replay has handled yet."""
 REPLAY_STATES = (NEVER_REPLAYED, *(result.value for result in ReplayResult))
@@ -86,8 +93,9 @@ CREATE INDEX IF NOT EXISTS letters_order ON letters (order_id);
 CREATE TABLE IF NOT EXISTS replays (
     partition INTEGER NOT NULL, "offset" INTEGER NOT NULL, provider TEXT NOT NULL,
     letter_id TEXT NOT NULL, attempts INTEGER NOT NULL, value BLOB NOT NULL,
-    headers BLOB NOT NULL);
+    headers BLOB NOT NULL, believed INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS replays_letter ON replays (provider, letter_id, attempts);
+CREATE INDEX IF NOT EXISTS replays_ignored ON replays (provider, letter_id) WHERE NOT believed;
 CREATE TABLE IF NOT EXISTS counts (
     minute INTEGER NOT NULL, provider TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (minute, provider, kind));
@@ -188,7 +196,11 @@ class Index:
         self._db.executescript(_SCHEMA)
         self.topics = (config.kafka.topic, config.kafka.dead_letter_topic)
         self.states = {topic: TopicState(topic) for topic in self.topics}
-        wanted = {"schema": SCHEMA_VERSION, "topics": "\n".join(self.topics)}
+        wanted = {
+            "schema": SCHEMA_VERSION,
+            "topics": "\n".join(self.topics),
+            "outcome_key": _fingerprint(config.replay.outcome_key),
+        }
         if self._meta() != wanted:
             # Another schema, or other topics: what the file holds is about something else.
             self.clear()
@@ -203,7 +215,9 @@ class Index:
         """Forget everything: the next read of the topics starts from their beginning."""
         with self._transaction():
             for table in _TABLES:
-                self._db.execute(f"DELETE FROM {table}")  # the names are this module's constants
+                # The names are this module's constants; dropped, as another schema's may differ.
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._db.executescript(_SCHEMA)
 
     def _meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -285,8 +299,10 @@ class Index:
             return False
         headers = orjson.dumps([[name, value.decode("latin-1")] for name, value in record.headers])
         if isinstance(item, ReplayOutcome):
+            key = self._config.replay.outcome_key
+            believed = not key or outcome_authentic(key, record.value, record.headers)
             self._db.execute(
-                "INSERT INTO replays VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO replays VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.partition,
                     record.offset,
@@ -295,14 +311,16 @@ class Index:
                     item.attempts,
                     record.value,
                     headers,
+                    believed,
                 ),
             )
-            # Outcomes follow their letter on its partition, in the order replays wrote them.
-            self._db.execute(
-                "UPDATE letters SET replay_state = ? WHERE provider = ? AND id = ? "
-                "AND attempts = ?",
-                (item.outcome.value, item.provider, item.letter_id, item.attempts),
-            )
+            if believed:
+                # Outcomes follow their letter on its partition, in the order replays wrote them.
+                self._db.execute(
+                    "UPDATE letters SET replay_state = ? WHERE provider = ? AND id = ? "
+                    "AND attempts = ?",
+                    (item.outcome.value, item.provider, item.letter_id, item.attempts),
+                )
             return True
         received_ms = _ms(item.received_at)
         self._db.execute(
@@ -413,7 +431,7 @@ class Index:
         assert isinstance(letter, DeadLetter)  # only letters are written to this table
         replays = self._db.execute(
             "SELECT value, headers FROM replays WHERE provider = ? AND letter_id = ? "
-            'AND attempts = ? ORDER BY partition, "offset"',
+            'AND attempts = ? AND believed ORDER BY partition, "offset"',
             (letter.provider, letter.id, letter.attempts),
         )
         outcomes = tuple(
@@ -422,6 +440,19 @@ class Index:
             if isinstance(outcome := decode_dlq_record(value_, _headers(headers_)), ReplayOutcome)
         )
         return FiledLetter(letter, self.topics[1], partition, offset, outcomes)
+
+    def ignored_outcomes(self, provider: str | None = None, letter_id: str | None = None) -> int:
+        """Replay outcomes not believed (not signed with ``[replay] outcome_key``): all of
+        them, or those naming one letter."""
+        if provider is None or letter_id is None:
+            row = self._db.execute("SELECT count(*) FROM replays WHERE NOT believed").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT count(*) FROM replays WHERE NOT believed AND provider = ? "
+                "AND letter_id = ?",
+                (provider, letter_id),
+            ).fetchone()
+        return int(row[0])
 
     def event_exists(self, provider: str, event_id: str) -> bool:
         row = self._db.execute(
@@ -509,6 +540,13 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _fingerprint(key: str) -> str:
+    """What tells one outcome key from another without saying anything about it."""
+    if not key:
+        return ""
+    return hmac.new(key.encode(), b"relay console index", "sha256").hexdigest()[:16]
 
 
 def _count(counts: dict[tuple[int, str, str], int], ms: int, provider: str, kind: str) -> None:
