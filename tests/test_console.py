@@ -61,6 +61,23 @@ async def _replays_filed(config: Any) -> int:
     return sum(len(filed.replays) for filed in listing.letters)
 
 
+async def _confirm(client: Any, plan: str, csrf: str) -> str:
+    """Confirm the plan shown on the page ``plan``; the job's page once the replay is done."""
+    plan_id = re.search(r'action="/replay/([\w-]+)" id="confirm"', plan)
+    assert plan_id
+    started = await client.post(
+        f"/replay/{plan_id.group(1)}", data={"csrf": csrf}, allow_redirects=False
+    )
+    assert started.status == 303
+    for _ in range(200):
+        page = await (await client.get(started.headers["Location"])).text()
+        if 'id="job-done"' in page or 'id="job-error"' in page:
+            break
+        await asyncio.sleep(0.2)
+    assert 'id="job-done"' in page, page
+    return str(page)
+
+
 @pytest.fixture
 async def seeded(kafka_bootstrap: str, topic: str, tmp_path: Path) -> Any:
     """A console config whose providers now know "refunded", and two letters filed before."""
@@ -196,21 +213,8 @@ async def test_replay_shows_the_plan_then_replays_as_relay_replay_does(
     assert re.search(r'id="plan-replay">1<', text)
     assert re.search(r'id="plan-published">0<', text)
     assert "would fail again" in text
-    plan_id = re.search(r'action="/replay/([\w-]+)" id="confirm"', text)
-    assert plan_id
-
     with caplog.at_level(logging.INFO, logger="relay.console.audit"):
-        started = await client.post(
-            f"/replay/{plan_id.group(1)}", data={"csrf": csrf}, allow_redirects=False
-        )
-        assert started.status == 303
-        job_url = started.headers["Location"]
-        for _ in range(200):
-            page = await (await client.get(job_url)).text()
-            if 'id="job-done"' in page or 'id="job-error"' in page:
-                break
-            await asyncio.sleep(0.2)
-    assert 'id="job-done"' in page, page
+        page = await _confirm(client, text, csrf)
     assert re.search(r'id="job-replayed">1<', page)
     # Filed on the dead-letter topic exactly as relay replay files it.
     listed = await list_letters(config, LetterFilter(), idle_s=0.5)
@@ -265,17 +269,7 @@ async def test_the_plan_says_which_letters_would_not_verify_and_the_replay_agree
     assert re.search(r'id="plan-replay">1<', text)
     assert "would fail again: unverified</th><td>1<" in text
     assert "would fail again: unverifiable</th><td>1<" in text
-    plan_id = re.search(r'action="/replay/([\w-]+)" id="confirm"', text)
-    assert plan_id
-
-    started = await client.post(
-        f"/replay/{plan_id.group(1)}", data={"csrf": csrf}, allow_redirects=False
-    )
-    for _ in range(200):
-        page = await (await client.get(started.headers["Location"])).text()
-        if 'id="job-done"' in page or 'id="job-error"' in page:
-            break
-        await asyncio.sleep(0.2)
+    page = await _confirm(client, text, csrf)
     assert re.search(r'id="job-replayed">1<', page), page
     assert "failed again: unverified</th><td>1<" in page
     assert "failed again: unverifiable</th><td>1<" in page

@@ -27,11 +27,8 @@ import functools
 import hashlib
 import itertools
 import logging
-import re
 import secrets
 import ssl
-import sys
-import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +53,7 @@ from relay.console.index import (
 )
 from relay.console.metrics import Scraper, increase, quantile
 from relay.find import DEFAULT_WINDOW, FindQuery
+from relay.inert import escapes
 from relay.replay import (
     UNSIGNED_OUTCOME,
     FiledLetter,
@@ -176,45 +174,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def visible(text: str) -> Markup:
     """``text`` escaped, with control and format characters (but newline and tab) shown as
-    ``\\xNN`` or ``\\uNNNN`` in a marked span: a terminal escape or a bidi override is
-    seen, not obeyed."""
-    escaped = str(escape(text))  # leaves control characters as they are
-    return Markup(_invisible().sub(_shown, escaped))
+    their escapes (:func:`relay.inert.escapes`: ``\\x1b``, ``\\u202e``) in a marked span:
+    a terminal escape or a bidi override is seen, not obeyed."""
+    return Markup(str(escape(text)).translate(_marked()))
 
 
 @functools.cache
-def _invisible() -> re.Pattern[str]:
-    """Every character of categories Cc and Cf (and the line and paragraph separators)
-    but newline and tab, as one character class (built once: a regex finds none in a
-    clean string far faster than a look at each character)."""
-    ranges: list[str] = []
-    start = previous = -2
-    for code in range(sys.maxunicode + 1):
-        char = chr(code)
-        if char in "\n\t" or not (
-            unicodedata.category(char) in ("Cc", "Cf") or char in "\u2028\u2029"
-        ):
-            continue
-        if code != previous + 1:
-            if start >= 0:
-                ranges.append(_range(start, previous))
-            start = code
-        previous = code
-    ranges.append(_range(start, previous))
-    return re.compile(f"[{''.join(ranges)}]")
-
-
-def _range(first: int, last: int) -> str:
-    return f"\\U{first:08x}" if first == last else f"\\U{first:08x}-\\U{last:08x}"
-
-
-def _shown(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code < 0x100:
-        shown = f"\\x{code:02x}"
-    else:
-        shown = f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-    return f'<span class="ctl">{shown}</span>'
+def _marked() -> dict[int, str]:
+    return {
+        code: f'<span class="ctl">{shown}</span>'
+        for code, shown in escapes().items()
+        if chr(code) not in "\n\t"
+    }
 
 
 def body_text(body: bytes) -> tuple[str, bool]:
@@ -807,7 +778,7 @@ def build_console(
     app[AUTH] = Auth(config.console)
     app[INDEX] = index if index is not None else Index(config.console.index_path, config)
     app[TEMPLATES] = _environment()
-    _invisible()  # built now (under a second), not during the first page
+    _marked()  # built now (0.1 s), not during the first page
     app[SCRAPER] = Scraper(config.console.metrics_urls, config.console.scrape_interval_s)
     app[INDEXER] = Indexer(app[INDEX], config)
     app[WORK] = Work()
