@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN_STAMP := $(VENV)/.run-stamp
 
-.PHONY: run test lint bench fuzz clean
+.PHONY: run test lint bench bench-console console-screenshots fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ lint: $(STAMP)
 # Throughput and latency of Relay against a bare aiohttp app (bench/README.md); about 8 minutes.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The console's pages over a generated topic: 1,000,000 events and 100,000 dead letters on a
+# dev broker, the index built from them, each page timed through HTTP (README: Console).
+bench-console: $(STAMP)
+	$(BIN)/python -m bench.console $(BENCH_ARGS)
+
+# The README's console screenshots (docs/console/*.png), taken by the browser tests.
+console-screenshots: $(STAMP)
+	RELAY_TEST_BROKERS=tansu RELAY_CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest \
+		tests/test_console_browser.py -q -k filters -p no:cacheprovider
 
 # The fuzz suite in long mode: 100,000 hostile requests over HTTP (tests/fuzz), then its
 # figures: requests, 4xx by code, 5xx, accepted forgeries, RSS before and after; re-spellings

@@ -9,6 +9,7 @@
                  [--trust-unverified]
     relay dlq list [filters] / relay dlq show ID inspect dead letters and their replays
     relay check-config [FILE | --config FILE]    validate a config, name the bad key
+    relay console [--config FILE] [--rebuild]    the operator console ([console] in the config)
     relay --version
 
 The config file comes from ``--config``, else ``RELAY_CONFIG``, else
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -164,6 +166,13 @@ def _parser() -> argparse.ArgumentParser:
     dlq_show.add_argument("letter_id", metavar="ID")
     _json_option(dlq_show, "one JSON object")
     dlq_show.set_defaults(run=_dlq_show)
+
+    console = commands.add_parser("console", help="serve the operator console ([console])")
+    _config_option(console)
+    console.add_argument(
+        "--rebuild", action="store_true", help="read both topics again into a new index"
+    )
+    console.set_defaults(run=_console)
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path, nargs="?", help="the config (or --config)")
@@ -343,11 +352,12 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
 
 def _warn_unauthenticated(config: Config, listing: Listing) -> None:
+    from relay.replay import unauthenticated_warning
+
     if listing.unauthenticated_outcomes:
         print(
             f"relay dlq: {listing.unauthenticated_outcomes} replay outcome(s) shown "
-            "unauthenticated: no [replay] outcome_key is set, so anyone who can write to "
-            f"{config.kafka.dead_letter_topic} can forge what they say",
+            f"unauthenticated: {unauthenticated_warning(config)}",
             file=sys.stderr,
         )
 
@@ -444,6 +454,26 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console(args: argparse.Namespace) -> int:
+    from relay.console.app import run_console
+    from relay.logs import setup_logging
+
+    setup_logging()
+    _quiet_kafka_client()
+    config = load_config(_config_path(args))
+    if not config.console.enabled:
+        raise ConfigError(
+            "console.enabled",
+            "the console is off: set enabled = true in [console], with operators "
+            "or an SSO proxy (README: Console)",
+        )
+    if args.rebuild:
+        for suffix in ("", "-wal", "-shm"):
+            Path(config.console.index_path + suffix).unlink(missing_ok=True)
+    run_console(config)
+    return 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from relay.devbroker import DevBroker, free_port
     from relay.kafka import create_topics
@@ -458,8 +488,17 @@ def _dev(args: argparse.Namespace) -> int:
         asyncio.run(
             create_topics(config.kafka, [config.kafka.topic, config.kafka.dead_letter_topic])
         )
-        _print_dev_banner(config, broker.bootstrap_servers, port != 9092)
-        asyncio.run(serve_forever(config))
+        # Its own process, as in production: the console's reading costs the webhook path
+        # nothing. The dev broker keeps nothing across runs, so neither does its index.
+        console = subprocess.Popen(
+            [sys.executable, "-m", "relay", "console", "--config", str(DEV_CONFIG), "--rebuild"]
+        )
+        try:
+            _print_dev_banner(config, broker.bootstrap_servers, port != 9092)
+            asyncio.run(serve_forever(config))
+        finally:
+            console.terminate()
+            console.wait(10)
     return 0
 
 
@@ -478,10 +517,21 @@ def _print_dev_banner(config: Config, bootstrap: str, moved: bool) -> None:
         f"  {env}relay tail --from-beginning   # watch canonical events arrive",
         f"  curl -s {url}/readyz",
         "",
+        f"Console: http://{config.console.host}:{config.console.port}  (dev operator token: "
+        f"{_dev_token(config)})",
+        "",
         "Ctrl-C stops the server and the dev broker.",
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _dev_token(config: Config) -> str:
+    """The dev config's replay operator's token: a demo value, public on purpose."""
+    return next(
+        (operator.token for operator in config.console.operators if operator.role == "replay"),
+        "(none configured)",
+    )
 
 
 def _port_free(port: int) -> bool:
@@ -625,6 +675,20 @@ async def _check_kafka(kafka: KafkaConfig, topics: list[str]) -> list[str]:
     return await find_missing_topics(kafka, topics)
 
 
+def _describe_console(config: Config) -> str:
+    console = config.console
+    scheme = "https" if console.tls_certfile else "http"
+    if console.proxy_user_header:
+        who = (
+            f"behind an SSO proxy naming users in {console.proxy_user_header} "
+            f"({len(console.proxy_replay_users)} may replay)"
+        )
+    else:
+        replayers = sum(1 for operator in console.operators if operator.role == "replay")
+        who = f"{len(console.operators)} operator(s) with tokens ({replayers} may replay)"
+    return f"on at {scheme}://{console.host}:{console.port}, {who}"
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from relay.kafka import HandshakeFailed
 
@@ -641,6 +705,8 @@ def _check_config(args: argparse.Namespace) -> int:
             f"tracing: on, {config.tracing.sample_ratio:.0%} of webhooks recorded, spans to "
             f"{_otlp_traces_endpoint(os.environ)}"
         )
+    if config.console.enabled:
+        print(f"console: {_describe_console(config)}")
     for instance in config.providers.values():
         if instance.profile.flows and instance.flow is None:
             choices = " or ".join(f'"{flow}"' for flow in instance.profile.flows)

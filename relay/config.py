@@ -39,6 +39,8 @@ from relay.profiles import PROFILES
 from relay.providers.base import Ack, Profile
 from relay.settings import (
     CONTENT_ENCODINGS,
+    ConsoleConfig,
+    ConsoleOperator,
     DedupConfig,
     IpNetwork,
     KafkaConfig,
@@ -118,6 +120,7 @@ class Config:
     providers: Mapping[str, ProviderInstance]
     tracing: TracingConfig = field(default_factory=TracingConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
 
 # A replay outcome key shorter than this is a typo or a placeholder, not a key.
@@ -169,7 +172,11 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 
 
 def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
-    _only(document, {"server", "kafka", "dedup", "spool", "tracing", "replay", "providers"}, "")
+    _only(
+        document,
+        {"server", "kafka", "dedup", "spool", "tracing", "replay", "console", "providers"},
+        "",
+    )
     server = _server(document.get("server", {}), env)
     kafka = _section(KafkaConfig, document.get("kafka", {}), "kafka", env)
     if env.get("RELAY_KAFKA_BOOTSTRAP_SERVERS"):
@@ -179,6 +186,7 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     spool = _section(SpoolConfig, document.get("spool", {}), "spool", env)
     tracing = _tracing(document.get("tracing", {}), env)
     replay = _replay(document.get("replay", {}), env)
+    console = _console(document.get("console", {}), env)
     if not 0 <= server.port <= 65535:
         # 0 asks the OS for a free port (tests); anything else out of range fails only at bind.
         raise ConfigError("server.port", "must be between 0 and 65535")
@@ -203,7 +211,9 @@ def parse_config(document: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     }
     if not providers:
         raise ConfigError("providers", "no provider instance is configured")
-    return Config(server, kafka, dedup, spool, types.MappingProxyType(providers), tracing, replay)
+    return Config(
+        server, kafka, dedup, spool, types.MappingProxyType(providers), tracing, replay, console
+    )
 
 
 # What `[tracing] enabled = true` imports: the SDK, and the exporter that sends spans.
@@ -557,6 +567,89 @@ def _server(table: Any, env: Mapping[str, str]) -> ServerConfig:
     scalars = {key: value for key, value in table.items() if key != "trusted_proxies"}
     server: ServerConfig = _section(ServerConfig, scalars, "server", env)
     return dataclasses.replace(server, trusted_proxies=proxies)
+
+
+# An operator token is a password typed or pasted once per session: long enough that
+# guessing is hopeless at any rate the console answers (16 characters of base64: 96 bits).
+_MIN_TOKEN_CHARS = 16
+
+
+def _console(table: Any, env: Mapping[str, str]) -> ConsoleConfig:
+    """``[console]``: the scalar keys as any section; the operators, URLs and proxies checked."""
+    if not isinstance(table, Mapping):
+        raise ConfigError("console", "must be a table")
+    lists = ("metrics_urls", "proxy_replay_users", "trusted_proxies")
+    scalars = {k: v for k, v in table.items() if k not in (*lists, "operators")}
+    console: ConsoleConfig = _section(ConsoleConfig, scalars, "console", env)
+    urls = tuple(_strings(table, "metrics_urls", "console", env))
+    for index, url in enumerate(urls):
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            raise ConfigError(f"console.metrics_urls[{index}]", f"{url!r} is not an http(s) URL")
+    console = dataclasses.replace(
+        console,
+        metrics_urls=urls,
+        operators=_operators(table.get("operators", {}), env),
+        proxy_replay_users=tuple(_strings(table, "proxy_replay_users", "console", env)),
+        trusted_proxies=tuple(
+            _network(text, f"console.trusted_proxies[{index}]")
+            for index, text in enumerate(_strings(table, "trusted_proxies", "console", env))
+        ),
+    )
+    if not 0 <= console.port <= 65535:
+        raise ConfigError("console.port", "must be between 0 and 65535")
+    _positive(console.session_ttl_s, "console.session_ttl_s")
+    _positive(console.scrape_interval_s, "console.scrape_interval_s")
+    if bool(console.tls_keyfile) and not console.tls_certfile:
+        raise ConfigError(
+            "console.tls_keyfile", "needs tls_certfile, the certificate it belongs to"
+        )
+    if console.proxy_user_header:
+        if not console.trusted_proxies:
+            raise ConfigError(
+                "console.trusted_proxies",
+                "required with proxy_user_header: the proxies whose header is believed "
+                "(anyone else could send it)",
+            )
+        if console.operators:
+            raise ConfigError(
+                "console.operators",
+                "not used with proxy_user_header: the SSO proxy names the operators",
+            )
+    elif console.proxy_replay_users or console.trusted_proxies:
+        key = "proxy_replay_users" if console.proxy_replay_users else "trusted_proxies"
+        raise ConfigError(f"console.{key}", "only used with proxy_user_header")
+    if console.enabled and not console.operators and not console.proxy_user_header:
+        raise ConfigError(
+            "console.operators",
+            "the console is enabled but nobody can log in: add [console.operators.NAME] "
+            "with a token, or set proxy_user_header behind an SSO proxy",
+        )
+    return console
+
+
+def _operators(table: Any, env: Mapping[str, str]) -> tuple[ConsoleOperator, ...]:
+    if not isinstance(table, Mapping):
+        raise ConfigError("console.operators", "must be a table of operators")
+    operators: list[ConsoleOperator] = []
+    for name, entry in table.items():
+        where = f"console.operators.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]+", name):
+            raise ConfigError(where, "operator names may only use letters, digits, '_.@-'")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(where, "must be a table with token and role")
+        _only(entry, {"token", "role"}, where)
+        if "token" not in entry:
+            raise ConfigError(f"{where}.token", 'missing: token = "${file:...}" or "${VAR}"')
+        operator: ConsoleOperator = _section(ConsoleOperator, {"name": name, **entry}, where, env)
+        if len(operator.token.strip()) < _MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"{where}.token",
+                f"must be at least {_MIN_TOKEN_CHARS} characters (e.g. openssl rand -base64 24)",
+            )
+        if any(other.token == operator.token for other in operators):
+            raise ConfigError(f"{where}.token", "is another operator's token: each needs its own")
+        operators.append(operator)
+    return tuple(operators)
 
 
 def _check_usable(profile: Profile, params: Any, keys: KeyRing, where: str) -> None:

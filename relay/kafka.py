@@ -4,8 +4,8 @@
 producer (``acks="all"``, idempotence per config) and keeps trying to connect
 in the background, so Relay starts and serves (spooling) while Kafka is
 unreachable and connects when it appears. :class:`TopicReader` reads a topic
-back for ``relay tail``, ``relay find``, ``relay dlq``, ``relay replay`` and the tests, with a
-consumer configured the same way everywhere (:func:`open_consumer`).
+back for ``relay tail``, ``relay find``, ``relay dlq``, ``relay replay``, ``relay console``
+and the tests, with a consumer configured the same way everywhere (:func:`open_consumer`).
 
 Every client is built by :func:`client_options` from the whole ``[kafka]``
 section, so TLS and SASL apply to all of them. aiokafka reports a failed start
@@ -42,7 +42,7 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -726,6 +726,22 @@ class TopicReader:
         """Read every partition from the group's committed offsets (``resume``) or the
         beginning; False when the topic does not exist. See :func:`assign_topic`."""
         return await assign_topic(self._consumer, self.topic, resume=resume)
+
+    async def assign_at(self, offsets: Mapping[int, int]) -> bool:
+        """Read each partition from the offset ``offsets`` gives it, the beginning where it
+        gives none: for a reader that keeps its own positions (the console's index) rather
+        than a consumer group's. False when the topic does not exist."""
+        partitions = await _partitions_for(self._consumer, self.topic)
+        if not partitions:
+            return False
+        assigned = [TopicPartition(self.topic, partition) for partition in sorted(partitions)]
+        self._consumer.assign(assigned)
+        for tp in assigned:
+            if tp.partition in offsets:
+                self._consumer.seek(tp, offsets[tp.partition])
+            else:
+                await self._consumer.seek_to_beginning(tp)
+        return True
 
     async def assign_since(self, moment: datetime) -> bool:
         """Read every partition from its first record written at or after ``moment``

@@ -84,6 +84,11 @@ SPOOL_RESERVE_FRACTION = 0.2
 SPOOL_RESERVE_MAX_S = 0.25
 
 
+NORMALIZER_ERROR = "normalizer_error"
+"""The reason of a letter whose normalizer raised something other than a
+``NormalizationError`` (a bug in it: see :meth:`Pipeline.process`)."""
+
+
 class Outcome(enum.Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
@@ -273,7 +278,7 @@ class Pipeline:
                 extra={"provider": instance.name, "profile": instance.profile.name},
             )
             return await dead_letter(
-                "normalizer_error",
+                NORMALIZER_ERROR,
                 f"the {instance.profile.name} normalizer raised {type(error).__name__}",
             )
         if event.time is not None and (max_age_s is not None or max_future_s is not None):

@@ -77,12 +77,13 @@ from relay.delivery import DirectDelivery
 from relay.inert import inert
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
-from relay.pipeline import Inbound, Outcome, Pipeline, normalize, verify
+from relay.pipeline import NORMALIZER_ERROR, Inbound, Outcome, Pipeline, normalize, verify
 from relay.profiles import PROFILES
 from relay.sink import KafkaUnavailable
 from relay.tracing import TracedPipeline, Tracer, open_tracer
 from schemas import NormalizationError
 from schemas.decoder import DecodeError, decode_dlq_record
+from schemas.event import CanonicalEvent
 from schemas.records import DeadLetter, ReplayOutcome, ReplayResult
 from verifiers import VerificationError, Verified
 
@@ -96,6 +97,8 @@ UNVERIFIED = "unverified"
 """The reason a letter whose message does not verify is refused."""
 UNVERIFIABLE = "unverifiable"
 """The reason a letter without signature headers, whose scheme needs them, is refused."""
+UNSIGNED_OUTCOME = "not signed with [replay] outcome_key"
+"""Why a replay outcome is ignored when a key is set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,11 @@ class ReplaySummary:
     @property
     def failed_total(self) -> int:
         return sum(self.failed.values())
+
+    @property
+    def handled(self) -> int:
+        """Letters a run is done with (or a dry run has judged)."""
+        return self.replayed + self.duplicates + self.failed_total + self.would_replay
 
     def table(self, dry_run: bool) -> str:
         rows: list[tuple[str, int]] = [("matched", self.matched)]
@@ -241,8 +249,7 @@ async def list_letters(
                     unauthenticated += 1
                 elif not outcome_authentic(key, record.value, record.headers):
                     ignored += 1
-                    unsigned = "not signed with [replay] outcome_key"
-                    print(f"{record.where}: replay outcome ignored: {unsigned}", file=out)
+                    print(f"{record.where}: replay outcome ignored: {UNSIGNED_OUTCOME}", file=out)
                     continue
                 replays.setdefault((item.provider, item.letter_id, item.attempts), []).append(item)
             elif letter_filter.matches(item):
@@ -252,6 +259,15 @@ async def list_letters(
         replace(filed, replays=tuple(replays.get(_filing(filed.letter), ()))) for filed in letters
     ]
     return Listing(filed_letters, unreadable, ignored, unauthenticated)
+
+
+def unauthenticated_warning(config: Config) -> str:
+    """What replay outcomes read without ``[replay] outcome_key`` are worth (``relay dlq``
+    and the console say it wherever they show them)."""
+    return (
+        "no [replay] outcome_key is set, so anyone who can write to "
+        f"{config.kafka.dead_letter_topic} can forge what they say"
+    )
 
 
 def letter_order_id(config: Config, letter: DeadLetter) -> str | None:
@@ -288,6 +304,7 @@ async def replay(
     rate: float | None = None,
     idle_s: float = 1.5,
     progress: TextIO | None = None,
+    on_progress: Callable[[ReplaySummary, float], None] | None = None,
     group_id: str | None = None,
     limit: int | None = None,
     span_exporter: SpanExporter | None = None,
@@ -298,6 +315,10 @@ async def replay(
 
     ``trust_unverified`` replays letters that hold no signature headers without verifying
     them (module docstring: dangerous when others can write to the dead-letter topic).
+
+    ``progress`` (a terminal) gets a progress line; ``on_progress`` is called after each
+    record read with the summary so far and the seconds since the run started (the
+    console's replay page shows :func:`progress_text` of them).
 
     ``span_exporter`` replaces OTLP when tracing is on (tests pass an in-memory one).
     ``err`` (default stderr) gets one line per record passed over as unreadable.
@@ -374,6 +395,8 @@ async def replay(
                     await reader.commit(record)
                 if progress is not None:
                     _draw_progress(progress, summary, time.monotonic() - started)
+                if on_progress is not None:
+                    on_progress(summary, time.monotonic() - started)
             if progress is not None:
                 progress.write("\n")
     finally:
@@ -445,20 +468,44 @@ async def _replay_traced(
         return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedOutcome:
+    """What a replay would do with one letter (:func:`plan_letter`): publish ``event``,
+    or fail again for ``reason``."""
+
+    event: CanonicalEvent | None = None
+    reason: str | None = None
+    """``unknown_provider``, ``unverified``, ``unverifiable``, or why normalizing refuses it."""
+
+
+def plan_letter(
+    config: Config, letter: DeadLetter, *, trust_unverified: bool = False
+) -> PlannedOutcome:
+    """Verify and normalize only, as a replay would: what it would do with ``letter``,
+    writing nothing anywhere (``relay replay --dry-run`` letter by letter, and the
+    console's replay plan). Whether the event is already published is not asked here:
+    the dedup store is the replay's."""
+    inbound = _admit(config, letter, _verify, trust_unverified)
+    if isinstance(inbound, str):
+        return PlannedOutcome(reason=inbound)
+    try:
+        return PlannedOutcome(event=normalize(inbound))
+    except NormalizationError as error:
+        return PlannedOutcome(reason=error.reason)
+    except Exception:
+        # What the pipeline files as a normalizer's bug (Pipeline.process) is what a replay
+        # would do with it: a plan says so rather than stopping on it.
+        return PlannedOutcome(reason=NORMALIZER_ERROR)
+
+
 def _dry_run(
     config: Config, letter: DeadLetter, summary: ReplaySummary, trust_unverified: bool
 ) -> None:
-    """Verify and normalize only: says what a replay would do, writes nothing anywhere."""
-    inbound = _admit(config, letter, _verify, trust_unverified)
-    if isinstance(inbound, str):
-        summary.failed[inbound] += 1
-        return
-    try:
-        normalize(inbound)
-    except NormalizationError as error:
-        summary.failed[error.reason] += 1
-        return
-    summary.would_replay += 1
+    planned = plan_letter(config, letter, trust_unverified=trust_unverified)
+    if planned.reason is None:
+        summary.would_replay += 1
+    else:
+        summary.failed[planned.reason] += 1
 
 
 def _admit(
@@ -524,11 +571,15 @@ class _Pacer:
         self._next = max(self._next, time.monotonic() - self._interval) + self._interval
 
 
+def progress_text(summary: ReplaySummary, elapsed: float) -> str:
+    """How far a run is after ``elapsed`` seconds: letters handled, failed, and the rate."""
+    rate = summary.handled / elapsed if elapsed > 0 else 0.0
+    return f"{summary.handled} handled, {summary.failed_total} failed, {rate:.1f}/s"
+
+
 def _draw_progress(out: TextIO, summary: ReplaySummary, elapsed: float) -> None:
-    done = summary.replayed + summary.duplicates + summary.failed_total + summary.would_replay
-    rate = done / elapsed if elapsed > 0 else 0.0
-    bar = "#" * min(30, done // 10 + 1) if done else ""
-    out.write(f"\r[{bar:<30}] {done} handled, {summary.failed_total} failed, {rate:.1f}/s")
+    bar = "#" * min(30, summary.handled // 10 + 1) if summary.handled else ""
+    out.write(f"\r[{bar:<30}] {progress_text(summary, elapsed)}")
     out.flush()
 
 

@@ -149,3 +149,48 @@ class ReplayConfig:
     """The HMAC-SHA256 key that signs each replay outcome record and that ``relay dlq``
     checks, so that an outcome written by anyone else is ignored (``relay.deadletter``);
     empty: outcomes are written unsigned and shown as unauthenticated. Never logged."""
+
+
+ConsoleRole = typing.Literal["read", "replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleOperator:
+    """``[console.operators.NAME]``: one operator's token and what it may do."""
+
+    name: str
+    token: str = field(repr=False)
+    role: ConsoleRole = "read"
+    """``read`` sees everything; ``replay`` may also replay dead letters."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """``[console]``: the operator console (``relay console``), off unless enabled.
+
+    A separate process on its own port, never the webhook port. Operators log in with a
+    token (``operators``), or an SSO proxy in front names them (``proxy_user_header``,
+    believed only from ``trusted_proxies``).
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8081
+    index_path: str = "var/console/index.sqlite3"
+    """The SQLite index of both topics; deleting it rebuilds it from the topics."""
+    metrics_urls: tuple[str, ...] = ()
+    """The running servers' ``/metrics``, scraped for what the topics do not hold
+    (duplicates, refusals, acknowledgement latency, the spool)."""
+    scrape_interval_s: float = 15.0
+    tls_certfile: str = ""
+    """Serve HTTPS with this certificate (PEM; may hold the key); the session cookie is
+    then ``Secure``."""
+    tls_keyfile: str = ""
+    session_ttl_s: float = 43200.0
+    operators: tuple[ConsoleOperator, ...] = ()
+    proxy_user_header: str = ""
+    """Set when an SSO proxy authenticates operators: the header naming the user."""
+    proxy_replay_users: tuple[str, ...] = ()
+    """Users the proxy names who may replay; the others read only."""
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    """Peers whose ``proxy_user_header`` is believed; a request from any other is refused."""

@@ -72,6 +72,15 @@ def apache_kafka_required() -> bool:
     return os.environ.get("RELAY_REQUIRE_APACHE_KAFKA") == "1"
 
 
+def browser_required() -> bool:
+    """CI sets ``RELAY_REQUIRE_BROWSER=1``: without chromium the browser tests fail there."""
+    return os.environ.get("RELAY_REQUIRE_BROWSER") == "1"
+
+
+BROWSER_LEFT_OUT: list[str] = []
+"""Why the browser tests did not run (tests/test_console_browser.py), for the summary."""
+
+
 @dataclass(frozen=True)
 class TestBroker:
     """One broker of the matrix, and what it does differently."""
@@ -194,6 +203,11 @@ def _runs_on_apache_kafka(item: pytest.Item) -> bool:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say plainly whether Apache Kafka ran, so a green run without it is not mistaken for one with it."""
+    if BROWSER_LEFT_OUT:
+        terminalreporter.write_line(
+            f"Browser tests: LEFT OUT ({BROWSER_LEFT_OUT[0]}); CI sets RELAY_REQUIRE_BROWSER=1",
+            red=True,
+        )
     report = _APACHE_KAFKA_REPORT
     if APACHE_KAFKA not in selected_brokers():
         terminalreporter.write_line(

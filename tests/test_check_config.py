@@ -28,6 +28,7 @@ COLLECT_SECRET = "check-config-collect-merchant-key-55be"
 # A real (demo) RSA private key as bare base64 DER, cut short: unusable, and still never to be echoed.
 BROKEN_SIGNING_KEY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC1169OaovAyRYvzJGQhDzfBMr0SvlqNk3XUZgsGiPptElh"
 STANDARD_SECRET = "whsec_not-base64-at-all!"
+CONSOLE_TOKEN = "check-config-console-token-4d2a9c"
 # One letter: the issue's secret, recovered from one captured webhook in under a second.
 SHORT_SECRET = "k"
 PAYIN_PUBLIC_KEY = "f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240"
@@ -45,6 +46,7 @@ SECRETS = (
     INVOICE_SECRET[:15],
     SHORT_OUTCOME_KEY,
     AUTHORIZATION,
+    CONSOLE_TOKEN,
 )
 
 BASE = f"""
@@ -367,6 +369,26 @@ public_keys = ["f70591e0ac0dbba7f5a9af455c4884f1bebe8dd0074d7a0c922ea967472a1240
         "replay.outcome_keys",
         "unknown key",
     ),
+    "console enabled with nobody to log in": Case(
+        BASE + "\n[console]\nenabled = true\n",
+        "console.operators",
+        "the console is enabled but nobody can log in",
+    ),
+    "console token too short": Case(
+        BASE + '\n[console.operators.ana]\ntoken = "too-short"\nrole = "replay"\n',
+        "console.operators.ana.token",
+        "must be at least 16 characters",
+    ),
+    "console role unknown": Case(
+        BASE + f'\n[console.operators.ana]\ntoken = "{CONSOLE_TOKEN}"\nrole = "admin"\n',
+        "console.operators.ana.role",
+        "must be one of 'read', 'replay'",
+    ),
+    "console proxy header believed from anyone": Case(
+        BASE + '\n[console]\nproxy_user_header = "X-Forwarded-Email"\n',
+        "console.trusted_proxies",
+        "required with proxy_user_header",
+    ),
 }
 
 
@@ -526,6 +548,31 @@ async def test_serve_logs_the_shared_key_warning(tmp_path: Path) -> None:
     ]
     for secret in (INVOICE_SECRET, PAYIN_PUBLIC_KEY):
         assert secret not in relay.log_path.read_text()
+
+
+def test_the_console_is_described_and_relay_console_refuses_to_start_when_off(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        BASE
+        + "\n[console]\nenabled = true\nport = 8181\n"
+        + f'[console.operators.ana]\ntoken = "${{file:{tmp_path / "ana.token"}}}"\n'
+        + 'role = "replay"\n'
+    )
+    (tmp_path / "ana.token").write_text(CONSOLE_TOKEN + "\n")
+    checked = run_relay("check-config", str(path), env={})
+    assert checked.returncode == 0, checked.stderr
+    assert (
+        "console: on at http://127.0.0.1:8181, 1 operator(s) with tokens (1 may replay)\n"
+    ) in checked.stdout
+    assert CONSOLE_TOKEN not in checked.stdout + checked.stderr
+
+    off = tmp_path / "off.toml"
+    off.write_text(BASE)
+    refused = run_relay("console", "--config", str(off), env={})
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("config error: console.enabled: the console is off")
 
 
 def test_dev_config_passes() -> None:

@@ -397,11 +397,12 @@ def kafka_address() -> str:
 def test_env_example_lists_the_secrets_without_values() -> None:
     lines = (DEPLOY / ".env.example").read_text(encoding="utf-8").splitlines()
     entries = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    # What compose takes from deploy/.env: the name inside each ``${NAME:?...}``.
     from_env = {
-        variable
-        for service in relay_services().values()
-        for variable, value in service["environment"].items()
-        if str(value).startswith("${")
+        match.group(1)
+        for service in compose()["services"].values()
+        for value in service.get("environment", {}).values()
+        if (match := re.match(r"\$\{(\w+)", str(value)))
     }
     assert set(entries) == from_env
     assert not any(entries.values()), ".env.example must not carry values"
@@ -700,3 +701,42 @@ def test_k8s_pdb_and_hpa_target_the_workload() -> None:
     assert (target["kind"], target["name"]) == (workload()["kind"], workload()["metadata"]["name"])
     assert hpa["spec"]["minReplicas"] >= 2
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+
+
+# --- Prometheus and Grafana ---------------------------------------------------------------
+
+
+def test_grafana_dashboard_charts_every_relay_metric_and_only_those() -> None:
+    from relay import metrics
+
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "relay.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    charted = {re.sub(r"_(bucket|total)$", "", name) for name in re.findall(r"relay_\w+", exprs)}
+    exported = {
+        re.sub(r"_total$", "", metric._name)
+        for metric in vars(metrics).values()
+        if hasattr(metric, "_name") and metric._name.startswith("relay_")
+    }
+    assert charted == exported
+    datasource = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml").read_text()
+    )["datasources"][0]
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {datasource["uid"]}
+
+
+def test_compose_provisions_prometheus_and_grafana_with_the_dashboard() -> None:
+    services = compose()["services"]
+    scrape = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"][0]
+    targets = set(scrape["static_configs"][0]["targets"])
+    assert targets == {f"{name}:8080" for name in relay_services()}
+    assert scrape["metrics_path"] == "/metrics"
+    assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+    grafana = services["grafana"]["volumes"]
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in grafana
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "relay.yaml").read_text()
+    )["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    for name in ("prometheus", "grafana"):
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"])

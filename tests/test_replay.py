@@ -8,15 +8,24 @@ import io
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
 from relay.config import Config
 from relay.deadletter import dead_letter_record, make_dead_letter
 from relay.records import KafkaRecord
-from relay.replay import FiledLetter, LetterFilter, list_letters, replay
+from relay.replay import (
+    FiledLetter,
+    LetterFilter,
+    PlannedOutcome,
+    list_letters,
+    plan_letter,
+    progress_text,
+    replay,
+)
 from schemas.decoder import decode_dlq_record
+from schemas.event import Message, NormalizeContext
 from schemas.records import DeadLetter
 from schemas.values import rfc3339
 from tests.conftest import (
@@ -191,8 +200,19 @@ async def test_an_interrupted_replay_resumes_without_duplicates(
     )
     interrupted = await replay(after, LetterFilter(), idle_s=0.5, limit=2)
     assert interrupted.replayed == 2
-    resumed = await replay(after, LetterFilter(), idle_s=0.5)
+    seen: list[str] = []
+    resumed = await replay(
+        after,
+        LetterFilter(),
+        idle_s=0.5,
+        on_progress=lambda summary, elapsed: seen.append(progress_text(summary, elapsed)),
+    )
     assert (resumed.replayed, resumed.duplicates) == (4, 0)
+    # Called after each record read (letters, and the outcomes of the first run), each time
+    # with the run so far.
+    handled = [int(line.split()[0]) for line in seen]
+    assert handled == sorted(handled) and set(range(1, 5)) <= set(handled)
+    assert seen[-1].startswith("4 handled, 0 failed, ")
     records = await read_topic(kafka_bootstrap, topic, expect=6, settle_s=0.5)
     assert sorted(event_of(r)["subject"] for r in records) == [f"ORD-{i}" for i in range(6)]
 
@@ -358,3 +378,53 @@ async def test_the_signed_timestamp_counts_from_when_the_letter_was_received(
     assert (summary.replayed, dict(summary.failed)) == (1, {"unverified": 1})
     [event] = await read_topic(kafka_bootstrap, topic, expect=1)
     assert event_of(event)["id"] == "evt_10_days"
+
+
+def test_plan_letter_says_what_a_replay_would_do_with_each_letter(tmp_path: Path) -> None:
+    """The dry run letter by letter (and the console's plan): verified again, then
+    normalized; a normalizer's bug is what the pipeline would file, not a crash."""
+    before, after = _configs("127.0.0.1:9", "plans", tmp_path)
+    received_at = datetime.now(UTC) - timedelta(hours=1)
+
+    def filed(body: bytes, provider: str = "invoices", **fields: Any) -> DeadLetter:
+        webhook = signed_webhook(before, body=body, now=received_at.timestamp())
+        signature = {"x-webhook-signature": webhook.headers["x-webhook-signature"]}
+        letter = make_dead_letter(
+            provider=provider,
+            profile="usdt-invoice",
+            reason="unknown_status",
+            message="the status 'refunded' in 'status' is not a known status",
+            received_at=received_at,
+            headers={},
+            body=body,
+            signature_headers=signature,
+        )
+        return dataclasses.replace(letter, **fields)
+
+    genuine = filed(_refund("ORD-PLAN"))
+    planned = plan_letter(after, genuine)
+    assert (planned.reason, planned.event and planned.event.subject) == (None, "ORD-PLAN")
+    assert plan_letter(before, genuine) == PlannedOutcome(reason="unknown_status")
+    assert plan_letter(after, filed(_refund("ORD-PLAN"), "gone")) == PlannedOutcome(
+        reason="unknown_provider"
+    )
+    forged = dataclasses.replace(genuine, body=_refund("ORD-FORGED"))
+    assert plan_letter(after, forged) == PlannedOutcome(reason="unverified")
+    unsigned = dataclasses.replace(genuine, signature_headers=None)
+    assert plan_letter(after, unsigned) == PlannedOutcome(reason="unverifiable")
+    trusted = plan_letter(after, unsigned, trust_unverified=True)
+    assert trusted.event is not None and trusted.reason is None
+
+    def broken(message: Message, ctx: NormalizeContext) -> NoReturn:
+        raise ZeroDivisionError("a normalizer's bug")
+
+    instance = after.providers["invoices"]
+    with_bug = dataclasses.replace(
+        after,
+        providers={
+            "invoices": dataclasses.replace(
+                instance, profile=dataclasses.replace(instance.profile, normalize=broken)
+            )
+        },
+    )
+    assert plan_letter(with_bug, genuine) == PlannedOutcome(reason="normalizer_error")
