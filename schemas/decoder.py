@@ -371,6 +371,10 @@ def decode_dead_letter(
     relay_version = document.get("relay_version", "")
     if not isinstance(relay_version, str):
         document.fail("relay_version", f"must be a string, got {_show(relay_version)}")
+    # Only the letters of a batch's notifications have an item.
+    item = document.get("item", None)
+    if item is not None and (not isinstance(item, int) or isinstance(item, bool) or item < 0):
+        document.fail("item", f"must be a non-negative integer, got {_show(item)}")
     try:
         body = base64.b64decode(document.text("body_base64", empty=True), validate=True)
     except binascii.Error:
@@ -389,6 +393,7 @@ def decode_dead_letter(
         body=body,
         attempts=attempts,
         relay_version=relay_version,
+        item=item,
     )
     if named is not None:
         for name, expected in (

@@ -89,23 +89,25 @@ class DeadLetter:
     body: bytes
     attempts: int
     relay_version: str
+    item: int | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "provider": self.provider,
-                "profile": self.profile,
-                "reason": self.reason,
-                "message": self.message,
-                "received_at": rfc3339(self.received_at),
-                "dead_lettered_at": rfc3339(self.dead_lettered_at),
-                "headers": dict(self.headers),
-                "body_base64": base64.b64encode(self.body).decode(),
-                "attempts": self.attempts,
-                "relay_version": self.relay_version,
-            }
-        )
+        document = {
+            "id": self.id,
+            "provider": self.provider,
+            "profile": self.profile,
+            "reason": self.reason,
+            "message": self.message,
+            "received_at": rfc3339(self.received_at),
+            "dead_lettered_at": rfc3339(self.dead_lettered_at),
+            "headers": dict(self.headers),
+            "body_base64": base64.b64encode(self.body).decode(),
+            "attempts": self.attempts,
+            "relay_version": self.relay_version,
+        }
+        if self.item is not None:
+            document["item"] = self.item
+        return orjson.dumps(document)
 
 
 def dead_letter_headers(letter: DeadLetter) -> Headers:
