@@ -2,7 +2,9 @@
 
 A dead letter keeps everything needed to try again later (``relay replay``
 re-enters the pipeline at normalize): the instance, the exact body (base64),
-the allow-listed headers, when it was received, why it failed. It never holds
+the allow-listed headers, when it was received, why it failed, and for a
+notification of a batch request, which item of the body it is about (the body
+stays the whole signed request). It never holds
 a secret: only headers a profile lists as worth keeping are copied, and
 signature headers are never on those lists. The format is
 :class:`schemas.records.DeadLetter`; this module files letters as records,
@@ -45,8 +47,10 @@ def make_dead_letter(
     body: bytes,
     identity: str | None = None,
     attempts: int = 1,
+    item: int | None = None,
 ) -> DeadLetter:
-    """``identity`` defaults to the body's SHA-256 (a scheme that signs the exact bytes)."""
+    """``identity`` defaults to the body's SHA-256 (a scheme that signs the exact bytes);
+    ``item``: the position of the notification the letter is about, in a batch body."""
     return DeadLetter(
         id=dead_letter_id(provider, identity or hashlib.sha256(body).hexdigest()),
         provider=provider,
@@ -59,6 +63,7 @@ def make_dead_letter(
         attempts=attempts,
         dead_lettered_at=_to_milliseconds(datetime.now(UTC)),
         relay_version=__version__,
+        item=item,
     )
 
 

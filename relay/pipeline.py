@@ -9,6 +9,20 @@ came to, its exact body, the headers worth keeping, when it arrived, the
 how-many-th attempt this is (a replay is the next attempt of a dead letter)
 and, when tracing is on, the trace context its records carry.
 
+Batches: a request of a profile with an items reader (``Profile.items``: Adyen,
+GoCardless) holds several notifications. It is verified once, whole: one bad
+signature refuses the request and nothing of it is published. Then every item
+is its own :class:`Inbound` (the whole signed body, and the item's position),
+normalized, deduplicated and delivered, or dead-lettered, on its own, all at
+once and under one deadline: the ack budget covers the batch. The result
+(:class:`BatchResult`) comes back only when every item is durable; if any item
+cannot be made durable the request gets the error, and the provider's retry
+finds the items that were as duplicates. A letter of an item keeps the whole
+signed body and the item's position, so that it can be verified again, and
+``relay replay`` processes that item only. Items of one request are published
+concurrently: their order on a partition is not the body's (neither provider
+promises an order between notifications).
+
 Verifying and delivering are methods of their own (``_verify``, ``_deliver``)
 so that :class:`relay.tracing.TracedPipeline` can put a span around each; this
 class knows nothing of tracing.
@@ -38,10 +52,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from relay.config import Config, ProviderInstance
@@ -49,6 +64,7 @@ from relay.deadletter import dead_letter_record, make_dead_letter
 from relay.dedup import Claim, DedupStore, DedupUnavailable, dead_letter_key, dedup_key
 from relay.delivery import Deliverer, Durability
 from relay.errors import EventTooLarge, Unavailable
+from relay.providers.base import BatchItem, ItemsReader
 from relay.records import KafkaRecord, to_kafka_record
 from relay.sink import RecordRejected
 from schemas import (
@@ -88,6 +104,9 @@ class Inbound:
     traceparent: str | None = None
     """The W3C trace context of the span handling it (receive or replay), which its event
     or dead letter carries; None when tracing is off."""
+    item: int | None = None
+    """In a batch request (``Profile.items``), the position of the notification this is
+    (``body`` is the whole request); None where the body is one message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +119,20 @@ class Result:
     """The dead-letter reason code, for DEAD_LETTERED."""
 
 
-def normalize(inbound: Inbound) -> CanonicalEvent:
-    """The instance's normalizer with its settings; raises ``NormalizationError``."""
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What became of each notification of a batch request, in the body's order: each one
+    an event, a duplicate or a dead letter, all durable."""
+
+    items: tuple[Result, ...]
+
+
+def normalize(inbound: Inbound, item: BatchItem | None = None) -> CanonicalEvent:
+    """The instance's normalizer with its settings; raises ``NormalizationError``.
+
+    An inbound of a batch's item normalizes that item: ``item`` when the caller has read
+    it already, else read from the body (:func:`batch_item`).
+    """
     instance = inbound.instance
     # Positional, in the field order (provider, profile, received_at, timezone, flow,
     # status_overrides, id_header, traceparent, order_id_metadata_key): matching nine
@@ -117,8 +148,34 @@ def normalize(inbound: Inbound) -> CanonicalEvent:
         inbound.traceparent,
         instance.order_id_metadata_key,
     )
-    payload = instance.profile.payload(inbound.body, instance.params)
-    return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)
+    if inbound.item is None:
+        payload = instance.profile.payload(inbound.body, instance.params)
+        return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)
+    if item is None:
+        item = batch_item(inbound)
+    return instance.profile.normalize(Message(item.body, item.payload, inbound.headers), ctx)
+
+
+def batch_item(inbound: Inbound) -> BatchItem:
+    """The notification an inbound of a batch is about, read from its body.
+
+    Raises ``NormalizationError`` where the body does not have it under the instance's
+    profile now (a letter replayed after the instance changed profile or options).
+    """
+    instance, position = inbound.instance, inbound.item
+    reader = instance.profile.items
+    if reader is None or position is None:
+        raise NormalizationError(
+            "missing_item",
+            f"the message is item {position} of a batch, and the {instance.profile.name} "
+            "profile reads no batches",
+        )
+    items = reader(inbound.body, instance.params)
+    if position >= len(items):
+        raise NormalizationError(
+            "missing_item", f"the message is item {position} of a batch of {len(items)}"
+        )
+    return items[position]
 
 
 class Pipeline:
@@ -134,10 +191,11 @@ class Pipeline:
         headers: Mapping[str, str],
         received_at: datetime,
         traceparent: str | None = None,
-    ) -> Result:
+    ) -> Result | BatchResult:
         """Verify, then process. Raises ``VerificationError`` for anything not provably authentic.
 
-        ``traceparent``: the receive span's, when tracing is on.
+        ``traceparent``: the receive span's, when tracing is on. A batch request's answer
+        is a :class:`BatchResult` (a body its profile cannot read as a batch: one letter).
         """
         profile = instance.profile
         verified = self._verify(instance, body, headers, received_at)
@@ -147,7 +205,42 @@ class Pipeline:
         # A signed timestamp inside its tolerance already bounds replays.
         max_age_s = instance.max_age_s if verified.timestamp is None else None
         inbound = Inbound(instance, body, kept, received_at, traceparent=traceparent)
-        return await self.process(inbound, max_age_s=max_age_s)
+        if profile.items is None:
+            return await self.process(inbound, max_age_s=max_age_s)
+        return await self._receive_batch(inbound, profile.items, max_age_s)
+
+    async def _receive_batch(
+        self, inbound: Inbound, reader: ItemsReader, max_age_s: float | None
+    ) -> Result | BatchResult:
+        """Every item of a verified batch request, at once, under one deadline (module
+        docstring); raises the first item's error when any item could not be made durable."""
+        instance = inbound.instance
+        deadline = time.monotonic() + instance.ack_budget_s
+        try:
+            items = reader(inbound.body, instance.params)
+        except NormalizationError as error:
+            # Authentic, but not a batch the profile reads: the whole body is one letter.
+            identity = instance.profile.identity(inbound.body, instance.params)
+            return await self._dead_letter(inbound, identity, error.reason, error.message, deadline)
+        if len(items) == 1:  # the common case: no task to gather
+            return BatchResult(
+                (await self._process(replace(inbound, item=0), deadline, max_age_s, items[0]),)
+            )
+        outcomes = await asyncio.gather(
+            *(
+                self._process(replace(inbound, item=position), deadline, max_age_s, item)
+                for position, item in enumerate(items)
+            ),
+            return_exceptions=True,
+        )
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # Not acknowledged: the provider sends the whole request again, and the
+                # items that did become durable are duplicates then.
+                raise outcome
+            results.append(outcome)
+        return BatchResult(tuple(results))
 
     async def process(
         self,
@@ -161,16 +254,41 @@ class Pipeline:
         ``max_age_s``: dead-letter the event as ``stale_event`` when its time is older
         than that at ``received_at`` (None: no check, as for a replay).
         """
+        budget_s = inbound.instance.ack_budget_s if budget_s is None else budget_s
+        return await self._process(inbound, time.monotonic() + budget_s, max_age_s)
+
+    async def _process(
+        self,
+        inbound: Inbound,
+        deadline: float,
+        max_age_s: float | None,
+        item: BatchItem | None = None,
+    ) -> Result:
+        """:meth:`process` by ``deadline``; ``item``: the batch item an inbound is about,
+        already read (else read from the body)."""
         instance = inbound.instance
-        budget_s = instance.ack_budget_s if budget_s is None else budget_s
-        deadline = time.monotonic() + budget_s
-        identity = instance.profile.identity(inbound.body, instance.params)
+        if inbound.item is None:
+            identity = instance.profile.identity(inbound.body, instance.params)
+        elif item is not None:
+            identity = item.identity
+        else:
+            try:
+                item = batch_item(inbound)
+            except NormalizationError as error:
+                # The item cannot be read any more: its letter is named by the body and
+                # the position, the same on every later attempt.
+                body_identity = instance.profile.identity(inbound.body, instance.params)
+                identity = hashlib.sha256(f"{body_identity}:{inbound.item}".encode()).hexdigest()
+                return await self._dead_letter(
+                    inbound, identity, error.reason, error.message, deadline
+                )
+            identity = item.identity
 
         async def dead_letter(reason: str, message: str) -> Result:
             return await self._dead_letter(inbound, identity, reason, message, deadline)
 
         try:
-            event = normalize(inbound)
+            event = normalize(inbound, item)
         except NormalizationError as error:
             return await dead_letter(error.reason, error.message)
         if max_age_s is not None and _older_than(event.time, inbound.received_at, max_age_s):
@@ -207,6 +325,7 @@ class Pipeline:
             body=inbound.body,
             identity=identity,
             attempts=inbound.attempts,
+            item=inbound.item,
         )
         record = dead_letter_record(
             letter, self._config.kafka.dead_letter_topic, inbound.traceparent

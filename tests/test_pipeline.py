@@ -99,9 +99,11 @@ async def _post(
     received_at: datetime | None = None,
 ) -> Result:
     lowered = {name.lower(): value for name, value in headers.items()}
-    return await pipeline.receive(
+    result = await pipeline.receive(
         config.providers[provider], body, lowered, received_at or datetime.now(UTC)
     )
+    assert isinstance(result, Result), "a single message's result"
+    return result
 
 
 async def test_a_body_posted_again_with_fresh_id_headers_publishes_nothing_new(
