@@ -58,6 +58,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from relay.config import Config, ProviderInstance
 from relay.deadletter import dead_letter_record, make_dead_letter
@@ -149,11 +150,25 @@ def normalize(inbound: Inbound, item: BatchItem | None = None) -> CanonicalEvent
         instance.order_id_metadata_key,
     )
     if inbound.item is None:
+        if instance.profile.items is not None:
+            _whole_batch(inbound, instance.profile.items)
         payload = instance.profile.payload(inbound.body, instance.params)
         return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)
     if item is None:
         item = batch_item(inbound)
     return instance.profile.normalize(Message(item.body, item.payload, inbound.headers), ctx)
+
+
+def _whole_batch(inbound: Inbound, reader: ItemsReader) -> NoReturn:
+    """A batch profile's body is no one message: the letter of a body that could not be
+    read as a batch (:meth:`Pipeline.receive`) fails again with the reader's reason, or,
+    when the body reads now, says that its items must be posted again as a request."""
+    items = reader(inbound.body, inbound.instance.params)
+    raise NormalizationError(
+        "missing_item",
+        f"the body reads now as a batch of {len(items)}, which a replay of its one letter "
+        "cannot publish: post it again as a request (relay send --body)",
+    )
 
 
 def batch_item(inbound: Inbound) -> BatchItem:
