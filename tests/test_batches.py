@@ -24,6 +24,7 @@ from relay.errors import Unavailable
 from relay.http import _record_result
 from relay.pipeline import BatchResult, Inbound, Outcome, Pipeline, Result
 from relay.records import KafkaRecord
+from relay.replay import _inbound, letter_order_id
 from schemas.decoder import decode_dead_letter
 from tests.conftest import make_config, signed_webhook
 from verifiers import VerificationError
@@ -379,3 +380,18 @@ def test_adyen_instances_load(tmp_path: Path) -> None:
         },
     )
     assert config.providers["adyen"].ack.body == b"[accepted]"
+
+
+async def test_relay_replay_and_dlq_read_a_letters_item(tmp_path: Path) -> None:
+    """``relay replay`` re-enters with the letter's item, and ``relay dlq`` names the order
+    of that item (not of the request's first one)."""
+    pipeline, recorder, config = _setup(tmp_path)
+    second = {**_payment_event(2, "unheard_of"), "resource_metadata": {"order_id": "ORDER-77"}}
+    body, headers = _gocardless([_payment_event(1, "confirmed"), second])
+    await _post(pipeline, config, "gocardless", body, headers)
+    letter = decode_dead_letter(recorder.letters()[0].value)
+
+    inbound = _inbound(config, letter)
+
+    assert inbound is not None and (inbound.item, inbound.attempts) == (1, 2)
+    assert letter_order_id(config, letter) == "ORDER-77"
