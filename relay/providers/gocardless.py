@@ -4,8 +4,10 @@ A webhook is ``{"events": [...], "meta": {"webhook_id": ...}}``, one or more
 events that "need not have anything in common", signed whole: ``Webhook-Signature``
 is the hex HMAC-SHA256 of the raw body with the endpoint's secret
 (``hmac-header``). GoCardless asks for 498 (Token Invalid) when the signature is
-invalid (``refusal_status = 498``) and a 2xx within 10 s; it sends webhooks out
-of order (https://developer.gocardless.com/api-reference/#appendix-webhooks,
+invalid (``refusal_status = 498``) and a 2xx within 10 s, and says that webhooks
+may arrive out of order and that "webhooks about unknown events should be ignored,
+and return 204 No Content" (the API reference's Webhooks section,
+https://developer.gocardless.com/api-reference; the 2xx and 10 s from
 https://developer.gocardless.com/getting-started/api/staying-up-to-date-with-webhooks).
 Each event is normalized, deduplicated and, if it cannot be normalized,
 dead-lettered on its own (:mod:`relay.pipeline`); ``raw`` is the event as sent,

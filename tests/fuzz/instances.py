@@ -43,6 +43,13 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
         "github": {"profile": "github", "secrets": ["fuzz-github-secret"]},
         "stripe": {"profile": "stripe", "secrets": ["whsec_fuzz_stripe_endpoint_secret"]},
         "standard": {"profile": "standard-webhooks", "secrets": [STANDARD_SECRET]},
+        "generic": {
+            "profile": "hmac",
+            "secrets": ["fuzz-generic-secret"],
+            "template": "{timestamp}.{body}",
+            "timestamp_header": "x-timestamp",
+            "id_header": "x-event-id",
+        },
         "adyen": {
             "profile": "adyen",
             "secrets": ["A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90"],
@@ -54,13 +61,6 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "secrets": ["0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0"],
         },
         "gocardless": {"profile": "gocardless", "secrets": ["fuzz-gocardless-secret"]},
-        "generic": {
-            "profile": "hmac",
-            "secrets": ["fuzz-generic-secret"],
-            "template": "{timestamp}.{body}",
-            "timestamp_header": "x-timestamp",
-            "id_header": "x-event-id",
-        },
     }
 
 
