@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import io
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from relay.pipeline import BatchResult, Inbound, Outcome, Pipeline, Result
 from relay.records import KafkaRecord
 from relay.replay import _inbound, letter_order_id
 from schemas.decoder import decode_dead_letter
-from tests.conftest import make_config, signed_webhook
+from tests.conftest import make_config, signed_webhook, start_relay
+from tests.relay_process import REPO, toml_text
 from verifiers import VerificationError
 
 ADYEN_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
@@ -395,3 +397,48 @@ async def test_relay_replay_and_dlq_read_a_letters_item(tmp_path: Path) -> None:
 
     assert inbound is not None and (inbound.item, inbound.attempts) == (1, 2)
     assert letter_order_id(config, letter) == "ORDER-77"
+
+
+async def test_relay_send_signs_a_sample_of_each_batch_profile(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """``relay send <instance>`` as an operator runs it: each profile's first sample (Adyen's
+    with its Basic credentials), signed as the provider signs it, acknowledged by Relay."""
+    providers: dict[str, Any] = {
+        **PROVIDERS,
+        "adyen": ADYEN_BASIC,
+        "platform": {"profile": "adyen-platform", "secrets": [ADYEN_KEY]},
+    }
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, providers=providers)
+    relay = await start_relay(aiohttp_client, config)
+    url = str(relay.client.make_url("/")).rstrip("/")
+    path = tmp_path / "relay.toml"
+    path.write_text(toml_text({"providers": providers}))
+    (tmp_path / "not-a-notification.json").write_text('{"reference":"x"}')
+
+    async def send(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "relay",
+            "send",
+            *args,
+            "--config",
+            str(path),
+            "--url",
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=REPO,
+        )
+        out, err = await process.communicate()
+        return process.returncode or 0, out.decode(), err.decode()
+
+    for name in ("adyen", "platform", "gocardless"):
+        code, out, err = await send(name)
+        ack = config.providers[name].ack
+        assert (code, err) == (0, ""), err
+        assert out.strip().endswith(f"-> {ack.status} {ack.body.decode()}".strip())
+    code, out, err = await send("adyen", "--body", str(tmp_path / "not-a-notification.json"))
+    assert code == 2
+    assert err.startswith("relay send: the adyen profile cannot sign this body: ")
