@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from relay.providers import (
+    adyen,
+    adyen_platform,
     github,
+    gocardless,
     hmac,
     payin_order,
     standard_webhooks,
@@ -36,6 +39,9 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             standard_webhooks.PROFILE,
             github.PROFILE,
             stripe.PROFILE,
+            adyen.PROFILE,
+            adyen_platform.PROFILE,
+            gocardless.PROFILE,
             hmac.PROFILE,
         )
     }
