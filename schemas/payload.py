@@ -33,12 +33,7 @@ DEFAULT_MAX_DEPTH = MAX_DEPTH
 
 def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """The parsed body, or ``NormalizationError('malformed_json')``."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NormalizationError("malformed_json", "the body is not valid UTF-8") from exc
-    if nesting_exceeds(text, max_depth):
-        raise NormalizationError("malformed_json", f"the JSON nests deeper than {max_depth} levels")
+    text = _text(body, max_depth)
     try:
         # decode is raw_decode between two regex scans for whitespace: a body that starts
         # with its value, and has only JSON whitespace after it, is done here. Anything
@@ -55,6 +50,18 @@ def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         raise NormalizationError("out_of_range", str(exc)) from None
     except (ValueError, RecursionError) as exc:
         raise NormalizationError("malformed_json", f"the body is not valid JSON: {exc}") from exc
+
+
+def _text(body: bytes, max_depth: int) -> str:
+    """The body as text, or ``NormalizationError('malformed_json')`` where it is not UTF-8 or
+    nests deeper than ``max_depth``."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NormalizationError("malformed_json", "the body is not valid UTF-8") from exc
+    if nesting_exceeds(text, max_depth):
+        raise NormalizationError("malformed_json", f"the JSON nests deeper than {max_depth} levels")
+    return text
 
 
 def check_raw(body: bytes) -> None:
@@ -75,23 +82,19 @@ def array_member(
     """The elements of the body's top-level array member ``name``: each one's exact bytes
     in the body and its value, read as :func:`parse_payload` reads (one pass over the body).
 
-    Raises ``NormalizationError``: ``malformed_json`` for a body :func:`parse_payload`
-    refuses, ``missing_field`` when the body is not an object with such an array.
+    Raises ``NormalizationError``: ``malformed_json`` or ``out_of_range`` for a body
+    :func:`parse_payload` refuses (with its reason), ``missing_field`` when the body is not
+    an object with such an array.
     """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NormalizationError("malformed_json", "the body is not valid UTF-8") from exc
-    if nesting_exceeds(text, max_depth):
-        raise NormalizationError("malformed_json", f"the JSON nests deeper than {max_depth} levels")
+    text = _text(body, max_depth)
     try:
         elements = _array_member(text, name)
-    except (ValueError, RecursionError) as exc:
-        raise NormalizationError("malformed_json", f"the body is not valid JSON: {exc}") from exc
-    except IndexError:
-        raise NormalizationError(
-            "malformed_json", "the body is not valid JSON: it ends early"
-        ) from None
+    except (ValueError, RecursionError, IndexError) as exc:
+        # What parse_payload says of the body: out_of_range for a number outside
+        # schemas.ranges (the scan's decoder reads integers unchecked), else malformed_json.
+        parse_payload(body, max_depth)
+        detail = "it ends early" if isinstance(exc, IndexError) else str(exc)
+        raise NormalizationError("malformed_json", f"the body is not valid JSON: {detail}") from exc
     if elements is None:
         parse_payload(body, max_depth)  # valid JSON of another shape, or malformed_json
         raise NormalizationError("missing_field", f"the body has no {name!r} array")

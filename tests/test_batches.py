@@ -186,6 +186,23 @@ async def test_the_letter_of_an_item_replays_that_item_only(tmp_path: Path) -> N
     assert recorder.events()[1]["type"] == "payment.payin.refunded"
 
 
+async def test_a_batch_with_a_number_out_of_range_is_an_out_of_range_letter(
+    tmp_path: Path,
+) -> None:
+    """A batch body is read with the ranges of an event (schemas.ranges), and refused with
+    the reason a single message gets: out_of_range, not malformed_json."""
+    pipeline, recorder, config = _setup(tmp_path)
+    huge = orjson.dumps(_payment_event(1, "confirmed"))[:-1] + b',"amount":' + b"9" * 4301 + b"}"
+    body = b'{"events":[' + huge + b'],"meta":{"webhook_id":"WB0000TEST"}}'
+    signature = hmac.new(GOCARDLESS_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    result = await _post(pipeline, config, "gocardless", body, {"Webhook-Signature": signature})
+
+    assert isinstance(result, Result) and result.reason == "out_of_range"
+    [record] = recorder.letters()
+    assert decode_dead_letter(record.value).item is None  # the whole body: no item was read
+
+
 async def test_one_bad_signature_refuses_the_whole_request(tmp_path: Path) -> None:
     pipeline, recorder, config = _setup(tmp_path)
     webhook = signed_webhook(config, "adyen", event="batch", order="ORDER-2")
