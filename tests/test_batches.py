@@ -6,26 +6,29 @@ waits until every item is durable. No broker: the deliverers here stand in for o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import io
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+import relay.pipeline
 from relay.config import Config, ConfigError
 from relay.dedup import MemoryDedup
 from relay.delivery import Durability
 from relay.errors import Unavailable
 from relay.http import _record_result
-from relay.pipeline import BatchResult, Inbound, Outcome, Pipeline, Result
+from relay.pipeline import BatchResult, Inbound, Outcome, Pipeline, Result, verify
 from relay.records import KafkaRecord
-from relay.replay import _inbound, letter_order_id
+from relay.replay import ReplaySummary, _inbound, _replay_one, letter_order_id
+from schemas import Message, NormalizeContext
 from schemas.decoder import decode_dead_letter
 from tests.conftest import make_config, signed_webhook, start_relay
 from tests.relay_process import REPO, toml_text
@@ -184,6 +187,126 @@ async def test_the_letter_of_an_item_replays_that_item_only(tmp_path: Path) -> N
     assert result.outcome is Outcome.ACCEPTED
     assert [event["id"] for event in recorder.events()] == ["EV000000000001", "EV000000000002"]
     assert recorder.events()[1]["type"] == "payment.payin.refunded"
+
+
+async def test_an_items_letter_is_verified_again_as_its_request_then_replays_that_item(
+    tmp_path: Path,
+) -> None:
+    """The letter of a GoCardless item keeps the request's signature header, so ``relay
+    replay`` verifies the whole signed body again before it processes the item; a letter
+    whose body was altered, or that has no signature headers, is refused."""
+    pipeline, recorder, config = _setup(tmp_path)
+    body, headers = _gocardless([_payment_event(1, "confirmed"), _payment_event(2, "refunded")])
+    await _post(pipeline, config, "gocardless", body, headers)
+    letter = decode_dead_letter(recorder.letters()[0].value)
+    assert (letter.item, letter.body) == (1, body)
+    assert letter.signature_headers == {"webhook-signature": headers["Webhook-Signature"]}
+    providers: dict[str, Any] = {
+        **PROVIDERS,
+        "gocardless": {**PROVIDERS["gocardless"], "statuses": {"refunded": "refunded"}},
+    }
+    replay_config = make_config(
+        bootstrap="127.0.0.1:9", topic="t", var=tmp_path, providers=providers
+    )
+    replaying = Pipeline(replay_config, MemoryDedup(ttl_s=600), recorder)
+    forged_body = body.replace(b'"refunded"', b'"confirmed"').replace(b"EV000000000002", b"EV9")
+    summary = ReplaySummary()
+
+    forged = await _replay_one(
+        replay_config, replaying, dataclasses.replace(letter, body=forged_body), summary, False
+    )
+    unsigned = await _replay_one(
+        replay_config,
+        replaying,
+        dataclasses.replace(letter, signature_headers=None),
+        summary,
+        False,
+    )
+    genuine = await _replay_one(replay_config, replaying, letter, summary, False)
+
+    assert [(o.outcome.value, o.reason) for o in (forged, unsigned, genuine)] == [
+        ("failed_again", "unverified"),
+        ("failed_again", "unverifiable"),
+        ("replayed", None),
+    ]
+    assert [event["id"] for event in recorder.events()] == ["EV000000000001", "EV000000000002"]
+    assert recorder.events()[1]["type"] == "payment.payin.refunded"
+
+
+async def test_a_requests_signature_headers_are_found_once_for_all_its_letters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding the headers a letter keeps runs the verifier over the whole body again: once
+    per request, not once per dead-lettered item (an Adyen request has up to 100)."""
+    pipeline, recorder, config = _setup(tmp_path)
+    calls: list[bytes] = []
+
+    def counting(*args: Any) -> Any:
+        calls.append(args[1])
+        return verify(*args)
+
+    monkeypatch.setattr(relay.pipeline, "verify", counting)
+    body, headers = _gocardless([_payment_event(n, "unheard_of") for n in range(1, 4)])
+
+    result = await _post(pipeline, config, "gocardless", body, headers)
+
+    assert _outcomes(result) == [Outcome.DEAD_LETTERED] * 3
+    letters = [decode_dead_letter(record.value) for record in recorder.letters()]
+    assert [letter.item for letter in letters] == [0, 1, 2]
+    kept = {"webhook-signature": headers["Webhook-Signature"]}
+    assert [letter.signature_headers for letter in letters] == [kept] * 3
+    assert calls == [body]
+
+
+async def test_freshness_is_checked_per_item(tmp_path: Path) -> None:
+    """A GoCardless event older than max_age_s, or further ahead than max_future_s, is its
+    own letter; its neighbours are published."""
+    providers = {"gocardless": {**PROVIDERS["gocardless"], "max_age_s": 3600}}
+    config = make_config(bootstrap="127.0.0.1:9", topic="t", var=tmp_path, providers=providers)
+    recorder = _Recorder()
+    pipeline = Pipeline(config, MemoryDedup(ttl_s=600), recorder)
+    now = datetime.now(UTC)
+    stale = {**_payment_event(1, "confirmed"), "created_at": (now - timedelta(hours=2)).isoformat()}
+    ahead = {**_payment_event(3, "confirmed"), "created_at": (now + timedelta(hours=1)).isoformat()}
+    body, headers = _gocardless([stale, _payment_event(2, "confirmed"), ahead])
+
+    result = await _post(pipeline, config, "gocardless", body, headers)
+
+    assert _outcomes(result) == [Outcome.DEAD_LETTERED, Outcome.ACCEPTED, Outcome.DEAD_LETTERED]
+    assert [event["id"] for event in recorder.events()] == ["EV000000000002"]
+    letters = [decode_dead_letter(record.value) for record in recorder.letters()]
+    assert [(letter.item, letter.reason) for letter in letters] == [
+        (0, "stale_event"),
+        (2, "future_event"),
+    ]
+
+
+async def test_a_normalizer_bug_on_one_item_is_that_items_letter(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The safety net holds per item: a normalizer that raises on one notification files
+    that notification as ``normalizer_error``; the others are published."""
+    pipeline, recorder, config = _setup(tmp_path)
+    instance = config.providers["gocardless"]
+    normalize = instance.profile.normalize
+
+    def broken_on_two(message: Message, ctx: NormalizeContext) -> Any:
+        if b"EV000000000002" in message.body:
+            raise ZeroDivisionError("a bug")
+        return normalize(message, ctx)
+
+    profile = dataclasses.replace(instance.profile, normalize=broken_on_two)
+    broken = dataclasses.replace(instance, profile=profile)
+    body, headers = _gocardless([_payment_event(n, "confirmed") for n in (1, 2, 3)])
+    lowered = {name.lower(): value for name, value in headers.items()}
+
+    result = await pipeline.receive(broken, body, lowered, datetime.now(UTC))
+
+    assert _outcomes(result) == [Outcome.ACCEPTED, Outcome.DEAD_LETTERED, Outcome.ACCEPTED]
+    [letter] = [decode_dead_letter(record.value) for record in recorder.letters()]
+    assert (letter.item, letter.reason) == (1, "normalizer_error")
+    assert "ZeroDivisionError" in letter.message
+    assert any(record.exc_info for record in caplog.records)
 
 
 async def test_a_batch_with_a_number_out_of_range_is_an_out_of_range_letter(
