@@ -549,6 +549,7 @@ def _send(args: argparse.Namespace) -> int:
     import aiohttp
 
     from relay.samples import UnknownSample, signed_sample
+    from verifiers import VerificationError
     from verifiers.keys import UnusableKey
 
     config = load_config(_config_path(args))
@@ -574,6 +575,12 @@ def _send(args: argparse.Namespace) -> int:
             f"relay send: providers.{instance.name} cannot be signed for: {error} "
             "(set signing_key to the provider's private key to send samples, e.g. in a test "
             "environment)",
+            file=sys.stderr,
+        )
+        return 2
+    except VerificationError as error:  # a body the scheme cannot sign (Adyen's: no items)
+        print(
+            f"relay send: the {instance.profile.name} profile cannot sign this body: {error}",
             file=sys.stderr,
         )
         return 2

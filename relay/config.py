@@ -57,6 +57,7 @@ from verifiers.keys import (
     PrivateKey,
     Secret,
     UnusableKey,
+    basic_authorization,
     load_private_key,
     load_public_key,
 )
@@ -148,6 +149,8 @@ _INSTANCE_KEYS = {
     "max_age_s",
     "allow_short_secrets",
     "max_future_s",
+    "basic_auth_username",
+    "basic_auth_password",
 }
 MIN_SECRET_BYTES = 16
 """The shortest key a shared secret may give its scheme unless the instance sets
@@ -366,6 +369,11 @@ def _instance(
     profile = PROFILES[profile_name]
     param_fields = {f.name: f for f in dataclasses.fields(profile.params)}
     _only(table, _INSTANCE_KEYS | set(param_fields), where)
+    for fixed in profile.fixed_params:
+        if fixed in table:
+            raise ConfigError(
+                f"{where}.{fixed}", f"fixed by the {profile.name} profile; it cannot be set"
+            )
 
     overrides = {
         key: _coerce(_expand(value, f"{where}.{key}", env), hint, f"{where}.{key}")
@@ -413,7 +421,9 @@ def _instance(
         secrets=secrets,
         public_keys=public_keys,
         private_key=private_key,
-        authorizations=_authorizations(table, profile, where, env),
+        authorizations=(
+            _authorizations(table, profile, where, env) + _basic_auth(table, profile, where, env)
+        ),
     )
     _check_usable(profile, params, keys, where)
     if not _coerce(table.get("allow_short_secrets", False), bool, f"{where}.allow_short_secrets"):
@@ -478,6 +488,35 @@ def _id_header(table: Mapping[str, Any], profile: Profile, where: str) -> str | 
             f"the {profile.name} profile's event id is signed; it is not read from a header",
         )
     return str(_typed(table, "id_header", str, where, "")).lower() or None
+
+
+def _basic_auth(
+    table: Mapping[str, Any], profile: Profile, where: str, env: Mapping[str, str]
+) -> tuple[Secret, ...]:
+    """The ``Authorization`` value of the instance's HTTP Basic credentials, for a profile
+    whose sender can add them (Adyen): both keys or neither, read like secrets."""
+    given = [key for key in ("basic_auth_username", "basic_auth_password") if key in table]
+    if not given:
+        return ()
+    if not profile.basic_auth:
+        raise ConfigError(
+            f"{where}.{given[0]}",
+            f"the {profile.name} profile's sender sends no HTTP Basic credentials",
+        )
+    values = []
+    for key in ("basic_auth_username", "basic_auth_password"):
+        if key not in table:
+            raise ConfigError(
+                f"{where}.{key}", "missing: HTTP Basic needs a user name and a password"
+            )
+        value = table[key]
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}.{key}", "must be a non-empty string")
+        values.append(_expand(value, f"{where}.{key}", env))
+    try:
+        return (basic_authorization(values[0], values[1]),)
+    except KeyLoadError as exc:
+        raise ConfigError(f"{where}.basic_auth_username", str(exc)) from None
 
 
 def _metadata_key(table: Mapping[str, Any], profile: Profile, where: str) -> str | None:
@@ -657,20 +696,23 @@ def _check_usable(profile: Profile, params: Any, keys: KeyRing, where: str) -> N
     loads but does not fit the scheme (an Ed25519 key for an RSA scheme, a Standard
     Webhooks secret that is not base64) is refused here, not with a 500 per webhook.
 
-    The request is signed with a throwaway private key of each kind in turn (the
-    instance's own secrets, if any, for the HMAC part) and verified with the instance's
-    keys: a signature mismatch is expected and fine, only ``UnusableKey`` is an error.
-    A fixed ``now`` serves both steps, so no timestamp can be stale.
+    The request is the body of one of the profile's samples (a scheme may sign only
+    bodies of its sender's shape: Adyen signs each notification item), signed with a
+    throwaway private key of each kind in turn (the instance's own secrets, if any, for
+    the HMAC part) and verified with the instance's keys: a signature mismatch is
+    expected and fine, only ``UnusableKey`` is an error. A fixed ``now`` serves both
+    steps, so no timestamp can be stale.
     """
     scheme, now = profile.scheme, 1_700_000_000.0
     checked = "public_keys" if "public_keys" in scheme.required_keys(params) else "secrets"
+    body = next(iter(profile.samples.values())).build(now, "PROBE").body
     refusal: UnusableKey | None = None
     for probe in _probe_keys():
         try:
             signer = KeyRing(
                 secrets=keys.secrets, private_key=probe, authorizations=keys.authorizations
             )
-            signed = scheme.sign(b'{"probe":"1"}', params, signer, now)
+            signed = scheme.sign(body, params, signer, now)
         except UnusableKey as exc:  # this scheme signs with the other kind, or a bad secret
             refusal = exc
             continue

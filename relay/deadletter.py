@@ -4,7 +4,9 @@ A dead letter keeps everything needed to try again later (``relay replay``
 verifies it again, then re-enters the pipeline at normalize): the instance, the
 exact body (base64), the allow-listed headers, the headers the instance's
 verifier read (signatures and their timestamps: they travel in clear, and prove
-nothing without the body they sign), when it was received, why it failed. It
+nothing without the body they sign), when it was received, why it failed, and
+for a notification of a batch request, which item of the body it is about (the
+body stays the whole signed request, so that it can be verified again). It
 never holds a secret: no key, and no credential header (``Authorization``,
 ``Proxy-Authorization``, ``Cookie``; see :func:`relay.pipeline.signature_headers`).
 The format is
@@ -58,9 +60,11 @@ def make_dead_letter(
     identity: str | None = None,
     attempts: int = 1,
     signature_headers: Mapping[str, str] | None = None,
+    item: int | None = None,
 ) -> DeadLetter:
     """``identity`` defaults to the body's SHA-256 (a scheme that signs the exact bytes);
-    ``signature_headers`` None means they are not known (the letter cannot be verified)."""
+    ``signature_headers`` None means they are not known (the letter cannot be verified);
+    ``item``: the position of the notification the letter is about, in a batch body."""
     return DeadLetter(
         id=dead_letter_id(provider, identity or hashlib.sha256(body).hexdigest()),
         provider=provider,
@@ -74,6 +78,7 @@ def make_dead_letter(
         dead_lettered_at=_to_milliseconds(datetime.now(UTC)),
         relay_version=__version__,
         signature_headers=None if signature_headers is None else dict(signature_headers),
+        item=item,
     )
 
 

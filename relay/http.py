@@ -54,10 +54,11 @@ from relay.metrics import (
     METRICS_ROUTE,
     REJECTED,
     ack_latency,
+    batch_items,
     metrics_handler,
     webhooks,
 )
-from relay.pipeline import Outcome, Pipeline, Result
+from relay.pipeline import BatchResult, Outcome, Pipeline, Result
 from relay.settings import IpNetwork
 from relay.sink import Sink
 from relay.spool import Spool, SpoolUnavailable
@@ -279,20 +280,14 @@ def _record_error(
 
 
 def _record_result(
-    instance: ProviderInstance, result: Result, seconds: float, span: Span | None
+    instance: ProviderInstance, result: Result | BatchResult, seconds: float, span: Span | None
 ) -> None:
     """Count a webhook that got the provider's acknowledgement and write its one log line."""
-    provider, level = instance.name, logging.INFO
-    if result.outcome is Outcome.ACCEPTED:
-        spooled = result.durability is not None and result.durability.value == "spool"
-        outcome = "spooled" if spooled else "accepted"
-    elif result.outcome is Outcome.DUPLICATE:
-        outcome = "duplicate"
-        DEDUP_HITS.labels(provider).inc()
-    else:
-        # Acknowledged, but someone has to look at it and `relay replay` it.
-        outcome, level = "dead_lettered", logging.WARNING
-        DEAD_LETTERS.labels(provider, result.reason or "unknown").inc()
+    if isinstance(result, BatchResult):
+        _record_batch(instance, result, seconds, span)
+        return
+    provider = instance.name
+    outcome = _count_outcome(provider, result)
     webhooks(provider, outcome).inc()
     ack_latency(provider).observe(seconds)
     fields: dict[str, object] = {
@@ -304,7 +299,59 @@ def _record_result(
         "status": instance.ack.status,
         "latency_ms": round(seconds * 1000, 2),
     }
-    _write_line(span, level, fields)
+    # Acknowledged, but a dead letter needs someone to look at it and `relay replay` it.
+    _write_line(span, logging.WARNING if outcome == "dead_lettered" else logging.INFO, fields)
+
+
+# A batch request's outcome in the webhook counter and its log line: that of its items
+# which most needs attention, first in this order.
+_BATCH_OUTCOMES = ("dead_lettered", "spooled", "accepted", "duplicate")
+
+
+def _record_batch(
+    instance: ProviderInstance, result: BatchResult, seconds: float, span: Span | None
+) -> None:
+    """A batch request: each notification counted by outcome, the request counted once,
+    and one log line saying how many of its items became what."""
+    provider = instance.name
+    outcomes = [_count_outcome(provider, item) for item in result.items]
+    counts = {outcome: outcomes.count(outcome) for outcome in _BATCH_OUTCOMES}
+    for outcome, count in counts.items():
+        if count:
+            batch_items(provider, outcome).inc(count)
+    outcome = next(outcome for outcome in _BATCH_OUTCOMES if counts[outcome])
+    webhooks(provider, outcome).inc()
+    ack_latency(provider).observe(seconds)
+    letters = [item for item in result.items if item.outcome is Outcome.DEAD_LETTERED]
+    only = result.items[0] if len(result.items) == 1 else None
+    fields: dict[str, object] = {
+        "provider": provider,
+        # A batch of one reads as a webhook of one message; a longer one names its letters.
+        "event_id": None if only is None else only.event_id,
+        "outcome": outcome,
+        "reason": letters[0].reason if letters else None,
+        "status": instance.ack.status,
+        "latency_ms": round(seconds * 1000, 2),
+        "items": len(result.items),
+    }
+    if only is None:
+        fields["item_outcomes"] = {outcome: count for outcome, count in counts.items() if count}
+        if letters:
+            fields["dead_letter_ids"] = [letter.event_id for letter in letters]
+    _write_line(span, logging.WARNING if letters else logging.INFO, fields)
+
+
+def _count_outcome(provider: str, result: Result) -> str:
+    """The outcome of one acknowledged message as the log and the counters name it; counts
+    its duplicate or dead letter."""
+    if result.outcome is Outcome.ACCEPTED:
+        spooled = result.durability is not None and result.durability.value == "spool"
+        return "spooled" if spooled else "accepted"
+    if result.outcome is Outcome.DUPLICATE:
+        DEDUP_HITS.labels(provider).inc()
+        return "duplicate"
+    DEAD_LETTERS.labels(provider, result.reason or "unknown").inc()
+    return "dead_lettered"
 
 
 def _write_line(

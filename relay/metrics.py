@@ -46,6 +46,13 @@ DEAD_LETTERS = Counter(
     "Authentic messages sent to the dead-letter topic, by provider instance and reason.",
     ["provider", "reason"],
 )
+BATCH_ITEMS = Counter(
+    "relay_batch_items_total",
+    "Notifications of acknowledged batch requests (Adyen, GoCardless), by provider instance "
+    "and outcome (accepted, spooled, duplicate, dead_lettered); relay_webhooks_total counts "
+    "each request once, with the outcome of its items that most needs attention.",
+    ["provider", "outcome"],
+)
 DEDUP_HITS = Counter(
     "relay_dedup_hits_total",
     "Retries recognised as duplicates of an event already durable.",
@@ -80,6 +87,12 @@ SPOOL_OLDEST_AGE = Gauge(
 def webhooks(provider: str, outcome: str) -> Counter:
     """``relay_webhooks_total`` for one instance and outcome."""
     return WEBHOOKS.labels(provider, outcome)
+
+
+@functools.cache
+def batch_items(provider: str, outcome: str) -> Counter:
+    """``relay_batch_items_total`` for one instance and outcome."""
+    return BATCH_ITEMS.labels(provider, outcome)
 
 
 @functools.cache

@@ -16,6 +16,24 @@ came to, its exact body, the headers worth keeping, when it arrived, the
 how-many-th attempt this is (a replay is the next attempt of a dead letter)
 and, when tracing is on, the trace context its records carry.
 
+Batches: a request of a profile with an items reader (``Profile.items``: Adyen,
+GoCardless) holds several notifications. It is verified once, whole: one bad
+signature refuses the request and nothing of it is published. Then every item
+is its own :class:`Inbound` (the whole signed body, and the item's position),
+normalized, deduplicated and delivered, or dead-lettered, on its own, all at
+once and under one deadline: the ack budget covers the batch. The result
+(:class:`BatchResult`) comes back only when every item is durable; if any item
+cannot be made durable the request gets the error, and the provider's retry
+finds the items that were as duplicates. A letter of an item keeps the whole
+signed body, the item's position and the request's signature headers (found
+once per request, however many of its items are dead-lettered), so that
+``relay replay`` verifies the whole request again and then processes that item
+only. Freshness (below) and the ``normalizer_error`` safety net apply to each
+item on its own: one stale or unreadable notification is one letter, its
+neighbours are published. Items of one request are published concurrently:
+their order on a partition is not the body's (neither provider promises an
+order between notifications).
+
 Verifying and delivering are methods of their own (``_verify``, ``_deliver``)
 so that :class:`relay.tracing.TracedPipeline` can put a span around each; this
 class knows nothing of tracing.
@@ -41,7 +59,8 @@ judges it genuine replays it, and ``relay replay`` does not apply the checks).
 The config keeps ``max_age_s + max_future_s <= ttl_s``, so a captured
 notification replayed after the dedup window publishes nothing, whatever its
 time; re-spellings of it file the same one letter. Events without a time (a
-pending order) have only the window.
+pending order; every Adyen notification, whose only time, ``eventDate``, is
+unsigned) have only the window.
 
 Every authentic message ends as an event or a dead letter, never as a 5xx that
 the provider would retry until it gives up: what a normalizer cannot read is a
@@ -53,17 +72,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 
 from relay.config import Config, ProviderInstance
 from relay.deadletter import dead_letter_record, make_dead_letter
 from relay.dedup import Claim, DedupStore, DedupUnavailable, dead_letter_key, dedup_key
 from relay.delivery import Deliverer, Durability
 from relay.errors import EventTooLarge, Unavailable
+from relay.providers.base import BatchItem, ItemsReader
 from relay.records import KafkaRecord, to_kafka_record
 from relay.sink import RecordRejected
 from schemas import (
@@ -115,6 +137,9 @@ class Inbound:
     """The headers to verify it with: the request's as received, or a letter's kept and
     signature headers on replay; None for a letter that has no signature headers. Never
     stored whole: a dead letter keeps only what the verifier reads (:func:`signature_headers`)."""
+    item: int | None = None
+    """In a batch request (``Profile.items``), the position of the notification this is
+    (``body`` is the whole request); None where the body is one message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +202,20 @@ class _ReadHeaders(Mapping[str, str]):
         return len(self._headers)
 
 
-def normalize(inbound: Inbound) -> CanonicalEvent:
-    """The instance's normalizer with its settings; raises ``NormalizationError``."""
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What became of each notification of a batch request, in the body's order: each one
+    an event, a duplicate or a dead letter, all durable."""
+
+    items: tuple[Result, ...]
+
+
+def normalize(inbound: Inbound, item: BatchItem | None = None) -> CanonicalEvent:
+    """The instance's normalizer with its settings; raises ``NormalizationError``.
+
+    An inbound of a batch's item normalizes that item: ``item`` when the caller has read
+    it already, else read from the body (:func:`batch_item`).
+    """
     instance = inbound.instance
     # Positional, in the field order (provider, profile, received_at, timezone, flow,
     # status_overrides, id_header, traceparent, order_id_metadata_key): matching nine
@@ -194,8 +231,90 @@ def normalize(inbound: Inbound) -> CanonicalEvent:
         inbound.traceparent,
         instance.order_id_metadata_key,
     )
-    payload = instance.profile.payload(inbound.body, instance.params)
-    return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)
+    if inbound.item is None:
+        if instance.profile.items is not None:
+            _whole_batch(inbound, instance.profile.items)
+        payload = instance.profile.payload(inbound.body, instance.params)
+        return instance.profile.normalize(Message(inbound.body, payload, inbound.headers), ctx)
+    if item is None:
+        item = batch_item(inbound)
+    return instance.profile.normalize(Message(item.body, item.payload, inbound.headers), ctx)
+
+
+def _whole_batch(inbound: Inbound, reader: ItemsReader) -> NoReturn:
+    """A batch profile's body is no one message: the letter of a body that could not be
+    read as a batch (:meth:`Pipeline.receive`) fails again with the reader's reason, or,
+    when the body reads now, says that its items must be posted again as a request."""
+    items = reader(inbound.body, inbound.instance.params)
+    raise NormalizationError(
+        "missing_item",
+        f"the body reads now as a batch of {len(items)}, which a replay of its one letter "
+        "cannot publish: post it again as a request (relay send --body)",
+    )
+
+
+def _unreadable(instance: ProviderInstance, error: Exception) -> tuple[str, str]:
+    """The dead-letter reason and message of an authentic message whose event could not be
+    built: a ``NormalizationError``'s own, or, for anything else, ``normalizer_error``.
+
+    That is the safety net, and only around building the event (reading a batch's items
+    too): the message is authentic, so any other error is a normalizer's bug (a reader
+    that let an exception through on input it did not foresee), which a retry would only
+    repeat: a 500 on every retry, and the message lost when the provider gives up. As a
+    dead letter it is kept, and replayed once the bug is fixed. The traceback is logged
+    here, once per message handled; the letter names the exception's type only.
+    """
+    if isinstance(error, NormalizationError):
+        return error.reason, error.message
+    log.exception(
+        "normalizer failed on an authentic message",
+        extra={"provider": instance.name, "profile": instance.profile.name},
+        exc_info=error,
+    )
+    return (
+        NORMALIZER_ERROR,
+        f"the {instance.profile.name} normalizer raised {type(error).__name__}",
+    )
+
+
+class _SignatureHeadersOnce:
+    """:func:`signature_headers` of a batch request, found at the first of its items'
+    letters and kept for the others: each would run the verifier over the whole body again
+    (an Adyen request's verifier checks each of its up to 100 items)."""
+
+    __slots__ = ("_found", "_headers", "_inbound")
+
+    def __init__(self, inbound: Inbound) -> None:
+        self._inbound = inbound
+        self._found = False
+        self._headers: dict[str, str] | None = None
+
+    def __call__(self) -> dict[str, str] | None:
+        if not self._found:
+            self._headers, self._found = signature_headers(self._inbound), True
+        return self._headers
+
+
+def batch_item(inbound: Inbound) -> BatchItem:
+    """The notification an inbound of a batch is about, read from its body.
+
+    Raises ``NormalizationError`` where the body does not have it under the instance's
+    profile now (a letter replayed after the instance changed profile or options).
+    """
+    instance, position = inbound.instance, inbound.item
+    reader = instance.profile.items
+    if reader is None or position is None:
+        raise NormalizationError(
+            "missing_item",
+            f"the message is item {position} of a batch, and the {instance.profile.name} "
+            "profile reads no batches",
+        )
+    items = reader(inbound.body, instance.params)
+    if position >= len(items):
+        raise NormalizationError(
+            "missing_item", f"the message is item {position} of a batch of {len(items)}"
+        )
+    return items[position]
 
 
 class Pipeline:
@@ -211,10 +330,11 @@ class Pipeline:
         headers: Mapping[str, str],
         received_at: datetime,
         traceparent: str | None = None,
-    ) -> Result:
+    ) -> Result | BatchResult:
         """Verify, then process. Raises ``VerificationError`` for anything not provably authentic.
 
-        ``traceparent``: the receive span's, when tracing is on.
+        ``traceparent``: the receive span's, when tracing is on. A batch request's answer
+        is a :class:`BatchResult` (a body its profile cannot read as a batch: one letter).
         """
         profile = instance.profile
         verified = self._verify(instance, body, headers, received_at)
@@ -224,20 +344,78 @@ class Pipeline:
         # Positional (instance, body, headers, received_at, attempts, traceparent,
         # received_headers), as NormalizeContext below: keywords cost more per webhook.
         inbound = Inbound(instance, body, kept, received_at, 1, traceparent, headers)
-        if verified.timestamp is not None:
-            # A signed timestamp inside its tolerance already bounds replays.
-            return await self.process(inbound)
-        return await self.process(
-            inbound, max_age_s=instance.max_age_s, max_future_s=instance.max_future_s
-        )
+        # A signed timestamp inside its tolerance already bounds replays; else each event's
+        # own time is checked (per item, in a batch).
+        max_age_s: float | None = None
+        max_future_s: float | None = None
+        if verified.timestamp is None:
+            max_age_s, max_future_s = instance.max_age_s, instance.max_future_s
+        if profile.items is not None:
+            return await self._receive_batch(inbound, profile.items, max_age_s, max_future_s)
+        return await self.process(inbound, max_age_s=max_age_s, max_future_s=max_future_s)
 
     def verify_again(self, inbound: Inbound) -> Verified:
         """Verify a dead letter's message again before a replay publishes it (``relay
         replay``), as it was received: the letter's received time is the verifier's now, so
-        a signed timestamp's tolerance counts from then (see :mod:`relay.replay`)."""
+        a signed timestamp's tolerance counts from then (see :mod:`relay.replay`). The
+        letter of a batch's item is verified as the whole request it came in."""
         return self._verify(
             inbound.instance, inbound.body, inbound.received_headers or {}, inbound.received_at
         )
+
+    async def _receive_batch(
+        self,
+        inbound: Inbound,
+        reader: ItemsReader,
+        max_age_s: float | None,
+        max_future_s: float | None,
+    ) -> Result | BatchResult:
+        """Every item of a verified batch request, at once, under one deadline (module
+        docstring); raises the first item's error when any item could not be made durable."""
+        instance = inbound.instance
+        deadline = time.monotonic() + instance.ack_budget_s
+        try:
+            items = reader(inbound.body, instance.params)
+        except Exception as error:
+            # Authentic, but not a batch the profile reads: the whole body is one letter.
+            reason, message = _unreadable(instance, error)
+            identity = instance.profile.identity(inbound.body, instance.params)
+            return await self._dead_letter(inbound, identity, reason, message, deadline)
+        signatures = _SignatureHeadersOnce(inbound)
+        body, kept, received_at = inbound.body, inbound.headers, inbound.received_at
+        traceparent, received_headers = inbound.traceparent, inbound.received_headers
+
+        def of_item(position: int) -> Inbound:
+            # Positional, in Inbound's field order (see receive).
+            return Inbound(
+                instance, body, kept, received_at, 1, traceparent, received_headers, position
+            )
+
+        if len(items) == 1:  # the common case: no task to gather
+            return BatchResult(
+                (
+                    await self._process(
+                        of_item(0), deadline, max_age_s, max_future_s, items[0], signatures
+                    ),
+                )
+            )
+        outcomes = await asyncio.gather(
+            *(
+                self._process(
+                    of_item(position), deadline, max_age_s, max_future_s, item, signatures
+                )
+                for position, item in enumerate(items)
+            ),
+            return_exceptions=True,
+        )
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                # Not acknowledged: the provider sends the whole request again, and the
+                # items that did become durable are duplicates then.
+                raise outcome
+            results.append(outcome)
+        return BatchResult(tuple(results))
 
     async def process(
         self,
@@ -253,34 +431,46 @@ class Pipeline:
         than that at ``received_at``; ``max_future_s``: as ``future_event`` when its time
         is more than that after ``received_at`` (None: no check, as for a replay).
         """
+        budget_s = inbound.instance.ack_budget_s if budget_s is None else budget_s
+        return await self._process(inbound, time.monotonic() + budget_s, max_age_s, max_future_s)
+
+    async def _process(
+        self,
+        inbound: Inbound,
+        deadline: float,
+        max_age_s: float | None,
+        max_future_s: float | None,
+        item: BatchItem | None = None,
+        signatures: Callable[[], dict[str, str] | None] | None = None,
+    ) -> Result:
+        """:meth:`process` by ``deadline``; ``item``: the batch item an inbound is about,
+        already read (else read from the body); ``signatures``: its request's
+        :func:`signature_headers`, found once for all the items' letters."""
         instance = inbound.instance
-        budget_s = instance.ack_budget_s if budget_s is None else budget_s
-        deadline = time.monotonic() + budget_s
-        identity = instance.profile.identity(inbound.body, instance.params)
+        if inbound.item is None:
+            identity = instance.profile.identity(inbound.body, instance.params)
+        elif item is not None:
+            identity = item.identity
+        else:
+            try:
+                item = batch_item(inbound)
+            except Exception as error:
+                # The item cannot be read any more: its letter is named by the body and
+                # the position, the same on every later attempt.
+                reason, message = _unreadable(instance, error)
+                body_identity = instance.profile.identity(inbound.body, instance.params)
+                identity = hashlib.sha256(f"{body_identity}:{inbound.item}".encode()).hexdigest()
+                return await self._dead_letter(inbound, identity, reason, message, deadline)
+            identity = item.identity
 
         async def dead_letter(reason: str, message: str) -> Result:
-            return await self._dead_letter(inbound, identity, reason, message, deadline)
+            return await self._dead_letter(inbound, identity, reason, message, deadline, signatures)
 
         try:
-            event = normalize(inbound)
+            event = normalize(inbound, item)
             record = to_kafka_record(event, self._config.kafka.topic)
-        except NormalizationError as error:
-            return await dead_letter(error.reason, error.message)
         except Exception as error:
-            # The safety net, and only around building the event: the message is authentic,
-            # so an error here is a normalizer's bug (a reader that let an exception through
-            # on input it did not foresee), which a retry would only repeat: a 500 on every
-            # retry, and the message lost when the provider gives up. As a dead letter it is
-            # kept, and replayed once the bug is fixed. The traceback is logged here, once
-            # per message handled; the letter names the exception's type only.
-            log.exception(
-                "normalizer failed on an authentic message",
-                extra={"provider": instance.name, "profile": instance.profile.name},
-            )
-            return await dead_letter(
-                NORMALIZER_ERROR,
-                f"the {instance.profile.name} normalizer raised {type(error).__name__}",
-            )
+            return await dead_letter(*_unreadable(instance, error))
         if event.time is not None and (max_age_s is not None or max_future_s is not None):
             age_s = (inbound.received_at - datetime.fromisoformat(event.time)).total_seconds()
             if max_age_s is not None and age_s > max_age_s:
@@ -309,7 +499,13 @@ class Pipeline:
         return Result(Outcome.ACCEPTED, event.id, durability)
 
     async def _dead_letter(
-        self, inbound: Inbound, identity: str, reason: str, message: str, deadline: float
+        self,
+        inbound: Inbound,
+        identity: str,
+        reason: str,
+        message: str,
+        deadline: float,
+        signatures: Callable[[], dict[str, str] | None] | None = None,
     ) -> Result:
         instance = inbound.instance
         letter = make_dead_letter(
@@ -322,7 +518,8 @@ class Pipeline:
             body=inbound.body,
             identity=identity,
             attempts=inbound.attempts,
-            signature_headers=signature_headers(inbound),
+            signature_headers=signature_headers(inbound) if signatures is None else signatures(),
+            item=inbound.item,
         )
         record = dead_letter_record(
             letter, self._config.kafka.dead_letter_topic, inbound.traceparent

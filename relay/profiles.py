@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from relay.providers import (
+    adyen,
+    adyen_platform,
     checkout,
     coinbase_commerce,
     github,
+    gocardless,
     hmac,
     paddle,
     payin_order,
@@ -41,6 +44,9 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             standard_webhooks.PROFILE,
             github.PROFILE,
             stripe.PROFILE,
+            adyen.PROFILE,
+            adyen_platform.PROFILE,
+            gocardless.PROFILE,
             hmac.PROFILE,
             square.PROFILE,
             paddle.PROFILE,

@@ -20,7 +20,10 @@ its instance's ``max_body_bytes`` was never received as such: ``unverified``.
 A verified letter re-enters the pipeline at normalize
 (:meth:`relay.pipeline.Pipeline.process`): it is normalized with the current
 code and config, deduplicated, and published straight to Kafka (no spool:
-replay commits its progress only for what Kafka acknowledged).
+replay commits its progress only for what Kafka acknowledged). The letter of a
+batch's notification (its ``item``) is verified as the whole request it came in
+(its body and signature headers are the request's), then replays that
+notification only: the rest of its body published when it arrived.
 
 Progress is a Kafka consumer group per filter set (``relay-replay`` plus a
 hash of the filters), committed after each letter, so an interrupted replay
@@ -283,9 +286,17 @@ def letter_order_id(config: Config, letter: DeadLetter) -> str | None:
     instance = config.providers.get(letter.provider)
     if instance is not None and instance.profile is not profile:
         instance = None
-    params = instance.params if instance is not None else None
+    params = (instance.params if instance is not None else None) or profile.params
     try:
-        payload = profile.payload(letter.body, params or profile.params)
+        if letter.item is None:
+            payload = profile.payload(letter.body, params)
+        elif profile.items is not None:
+            items = profile.items(letter.body, params)
+            if letter.item >= len(items):
+                return None
+            payload = items[letter.item].payload
+        else:
+            return None
     except NormalizationError:
         return None
     return profile.order_id(payload, instance.order_id_metadata_key if instance else None)
@@ -544,14 +555,16 @@ def _inbound(config: Config, letter: DeadLetter, traceparent: str | None = None)
     instance = config.providers.get(letter.provider)
     if instance is None:
         return None
+    # Positional, in Inbound's field order, as the pipeline builds it.
     return Inbound(
         instance,
         letter.body,
         letter.headers,
         letter.received_at,
         letter.attempts + 1,
-        traceparent=traceparent,
-        received_headers={**letter.headers, **(letter.signature_headers or {})},
+        traceparent,
+        {**letter.headers, **(letter.signature_headers or {})},
+        letter.item,
     )
 
 

@@ -32,10 +32,11 @@ SampleBuilder = Callable[[float, str], Sample]
 
 @dataclass(frozen=True, slots=True)
 class SampleEvent:
-    """A named sample of a profile's sender, and the CloudEvent type it must become."""
+    """A named sample of a profile's sender, and the CloudEvent type it must become: for a
+    batch (several notifications in one request), the type of each, in the body's order."""
 
     build: SampleBuilder
-    becomes: str
+    becomes: str | tuple[str, ...]
 
 
 def iso_utc(now: float) -> str:

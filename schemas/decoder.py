@@ -380,6 +380,10 @@ def decode_dead_letter(
     relay_version = document.get("relay_version", "")
     if not isinstance(relay_version, str):
         document.fail("relay_version", f"must be a string, got {_show(relay_version)}")
+    # Only the letters of a batch's notifications have an item.
+    item = document.get("item", None)
+    if item is not None and (not isinstance(item, int) or isinstance(item, bool) or item < 0):
+        document.fail("item", f"must be a non-negative integer, got {_show(item)}")
     try:
         body = base64.b64decode(document.text("body_base64", empty=True), validate=True)
     except ValueError:  # binascii.Error, or a character outside ASCII
@@ -399,6 +403,7 @@ def decode_dead_letter(
         attempts=attempts,
         relay_version=relay_version,
         signature_headers=signature_headers,
+        item=item,
     )
     if named is not None:
         for name, expected in (

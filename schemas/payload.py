@@ -6,6 +6,10 @@ Duplicate keys are refused (which value did the provider mean?), as are
 ``NaN``/``Infinity`` and nesting deeper than ``max_depth`` (``malformed_json``),
 and numbers outside :mod:`schemas.ranges` (``out_of_range``): the body becomes
 the event's ``raw``, which a consumer's decoder must read.
+
+:func:`array_member` reads a batch (a body whose top-level member is an array of
+notifications) the same way, and gives each element's exact bytes besides its value,
+so that each notification's event can embed it as sent.
 """
 
 from __future__ import annotations
@@ -29,12 +33,7 @@ DEFAULT_MAX_DEPTH = MAX_DEPTH
 
 def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """The parsed body, or ``NormalizationError('malformed_json')``."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NormalizationError("malformed_json", "the body is not valid UTF-8") from exc
-    if nesting_exceeds(text, max_depth):
-        raise NormalizationError("malformed_json", f"the JSON nests deeper than {max_depth} levels")
+    text = _text(body, max_depth)
     try:
         # decode is raw_decode between two regex scans for whitespace: a body that starts
         # with its value, and has only JSON whitespace after it, is done here. Anything
@@ -53,6 +52,18 @@ def parse_payload(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         raise NormalizationError("malformed_json", f"the body is not valid JSON: {exc}") from exc
 
 
+def _text(body: bytes, max_depth: int) -> str:
+    """The body as text, or ``NormalizationError('malformed_json')`` where it is not UTF-8 or
+    nests deeper than ``max_depth``."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NormalizationError("malformed_json", "the body is not valid UTF-8") from exc
+    if nesting_exceeds(text, max_depth):
+        raise NormalizationError("malformed_json", f"the JSON nests deeper than {max_depth} levels")
+    return text
+
+
 def check_raw(body: bytes) -> None:
     """Refuse, as :func:`parse_payload` would, a body whose numbers or nesting are outside
     :mod:`schemas.ranges`: for a payload reader that does not parse the whole body (the
@@ -63,6 +74,93 @@ def check_raw(body: bytes) -> None:
         raise NormalizationError("out_of_range", str(exc)) from None
     except (ValueError, RecursionError) as exc:
         raise NormalizationError("malformed_json", f"the body is not valid JSON: {exc}") from exc
+
+
+def array_member(
+    body: bytes, name: str, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[tuple[bytes, Any], ...]:
+    """The elements of the body's top-level array member ``name``: each one's exact bytes
+    in the body and its value, read as :func:`parse_payload` reads (one pass over the body).
+
+    Raises ``NormalizationError``: ``malformed_json`` or ``out_of_range`` for a body
+    :func:`parse_payload` refuses (with its reason), ``missing_field`` when the body is not
+    an object with such an array.
+    """
+    text = _text(body, max_depth)
+    try:
+        elements = _array_member(text, name)
+    except (ValueError, RecursionError, IndexError) as exc:
+        # What parse_payload says of the body: out_of_range for a number outside
+        # schemas.ranges (the scan's decoder reads integers unchecked), else malformed_json.
+        parse_payload(body, max_depth)
+        detail = "it ends early" if isinstance(exc, IndexError) else str(exc)
+        raise NormalizationError("malformed_json", f"the body is not valid JSON: {detail}") from exc
+    if elements is None:
+        parse_payload(body, max_depth)  # valid JSON of another shape, or malformed_json
+        raise NormalizationError("missing_field", f"the body has no {name!r} array")
+    return elements
+
+
+def _array_member(text: str, name: str) -> tuple[tuple[bytes, Any], ...] | None:
+    """The scan behind :func:`array_member`: the top-level object member by member, each
+    value read by the decoder (which checks it), the named array element by element.
+    Raises ``ValueError`` (or ``IndexError`` at a truncated end) where the text is not
+    one JSON object."""
+    decode = _DECODER.raw_decode
+    position = _skip(text, 0)
+    if text[position] != "{":
+        return None
+    seen: set[str] = set()
+    found: tuple[tuple[bytes, Any], ...] | None = None
+    position = _skip(text, position + 1)
+    while text[position] != "}":
+        key, position = decode(text, position)
+        if not isinstance(key, str) or key in seen:
+            raise ValueError(f"duplicate key {key!r}" if key in seen else "a key is not a string")
+        seen.add(key)
+        position = _skip(text, position)
+        if text[position] != ":":
+            raise ValueError(f"':' expected at character {position}")
+        position = _skip(text, position + 1)
+        if key == name and text[position] == "[":
+            found, position = _elements(text, position)
+        else:
+            _, position = decode(text, position)
+        position = _skip(text, position)
+        if text[position] == ",":
+            position = _skip(text, position + 1)
+            if text[position] == "}":
+                raise ValueError(f"a member expected at character {position}")
+        elif text[position] != "}":
+            raise ValueError(f"',' or '}}' expected at character {position}")
+    if text[position + 1 :].strip(_JSON_WHITESPACE):
+        raise ValueError(f"extra data at character {position + 1}")
+    return found
+
+
+def _elements(text: str, position: int) -> tuple[tuple[tuple[bytes, Any], ...], int]:
+    """The array starting at ``position`` (its ``[``): each element's text and value, and
+    where the array ends."""
+    elements = []
+    position = _skip(text, position + 1)
+    if text[position] == "]":
+        return (), position + 1
+    while True:
+        value, end = _DECODER.raw_decode(text, position)
+        elements.append((text[position:end].encode("utf-8"), value))
+        position = _skip(text, end)
+        if text[position] == "]":
+            return tuple(elements), position + 1
+        if text[position] != ",":
+            raise ValueError(f"',' or ']' expected at character {position}")
+        position = _skip(text, position + 1)
+
+
+def _skip(text: str, position: int) -> int:
+    """The first position at or after ``position`` that is not JSON whitespace."""
+    while text[position] in _JSON_WHITESPACE:
+        position += 1
+    return position
 
 
 def _reject_constant(name: str) -> Any:

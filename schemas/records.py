@@ -80,7 +80,8 @@ class DeadLetter:
     timestamps, which travel in clear; never a credential header such as
     ``Authorization``), so that ``relay replay`` verifies the message again
     before publishing it; None where they are not known (letters filed
-    before Relay kept them).
+    before Relay kept them). ``item``, only for a notification of a batch
+    request: its position in the body, which stays the whole signed request.
     """
 
     id: str
@@ -95,26 +96,28 @@ class DeadLetter:
     attempts: int
     relay_version: str
     signature_headers: Mapping[str, str] | None = None
+    item: int | None = None
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "provider": self.provider,
-                "profile": self.profile,
-                "reason": self.reason,
-                "message": self.message,
-                "received_at": rfc3339(self.received_at),
-                "dead_lettered_at": rfc3339(self.dead_lettered_at),
-                "headers": dict(self.headers),
-                "signature_headers": (
-                    None if self.signature_headers is None else dict(self.signature_headers)
-                ),
-                "body_base64": base64.b64encode(self.body).decode(),
-                "attempts": self.attempts,
-                "relay_version": self.relay_version,
-            }
-        )
+        document = {
+            "id": self.id,
+            "provider": self.provider,
+            "profile": self.profile,
+            "reason": self.reason,
+            "message": self.message,
+            "received_at": rfc3339(self.received_at),
+            "dead_lettered_at": rfc3339(self.dead_lettered_at),
+            "headers": dict(self.headers),
+            "signature_headers": (
+                None if self.signature_headers is None else dict(self.signature_headers)
+            ),
+            "body_base64": base64.b64encode(self.body).decode(),
+            "attempts": self.attempts,
+            "relay_version": self.relay_version,
+        }
+        if self.item is not None:
+            document["item"] = self.item
+        return orjson.dumps(document)
 
 
 def dead_letter_headers(letter: DeadLetter) -> Headers:

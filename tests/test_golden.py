@@ -9,6 +9,12 @@ unchanged (numbers keep their exact text), amounts are strings or null, a
 retry gets the same id, and a changed status gets a new id unless the
 provider's own id is used.
 
+A batch profile's case (one with an items reader: ``adyen``, ``gocardless``) is a
+whole request, and its ``.out.json`` the list of what each notification becomes,
+in the body's order (an event, or ``{"error": reason}`` for its dead letter), or
+one ``{"error": reason}`` when the body cannot be read as a batch at all. Each
+item's event passes the same checks, its ``raw`` being the item's own bytes.
+
 ``RELAY_GOLDEN_UPDATE=1`` rewrites the ``.out.json`` files from the current
 normalizers; read every changed file before committing it.
 """
@@ -32,6 +38,7 @@ import pytest
 
 import schemas
 from relay.profiles import PROFILES as REGISTRY
+from relay.providers.base import BatchItem
 from schemas.errors import NormalizationError
 from schemas.event import (
     PAYMENT_SCHEMA,
@@ -133,8 +140,65 @@ def _write(case: Case, result: CanonicalEvent | NormalizationError) -> None:
     case.out.write_bytes(text + b"\n")
 
 
+def _run_batch(
+    case: Case, body: bytes, received_at: datetime = RECEIVED_AT
+) -> list[tuple[BatchItem, CanonicalEvent | NormalizationError]]:
+    """The pipeline's normalize stage for each item of a batch request, in order."""
+    profile = REGISTRY[case.profile]
+    assert profile.items is not None
+    results: list[tuple[BatchItem, CanonicalEvent | NormalizationError]] = []
+    for item in profile.items(body, profile.params):
+        message = Message(body=item.body, payload=item.payload, headers=case.headers)
+        try:
+            results.append((item, profile.normalize(message, case.ctx(received_at))))
+        except NormalizationError as error:
+            results.append((item, error))
+    return results
+
+
+def _result_document(result: CanonicalEvent | NormalizationError) -> Any:
+    if isinstance(result, NormalizationError):
+        return {"error": result.reason}
+    return result.envelope()
+
+
+def _test_batch(case: Case) -> None:
+    try:
+        results = _run_batch(case, case.body)
+    except NormalizationError as error:
+        document: Any = {"error": error.reason}
+    else:
+        document = [_result_document(result) for _, result in results]
+    if UPDATE:
+        case.out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    assert case.out.exists(), f"{case.out} is missing: run with RELAY_GOLDEN_UPDATE=1, then read it"
+    expected = _exact(case.out.read_bytes())
+    assert _exact(orjson.dumps(document)) == expected
+    if isinstance(document, dict):
+        return
+    ids = []
+    for item, result in results:
+        if isinstance(result, NormalizationError):
+            continue
+        published = result.to_json()
+        VALIDATOR.validate(json.loads(published))
+        # raw is the item itself, embedded byte for byte, and the item is in the body.
+        assert item.body in case.body and item.body in published
+        assert _exact(published)["data"]["raw"] == _exact(item.body)
+        ids.append(result.id)
+    # A retry of the request (received later) makes the same events.
+    again = _run_batch(case, case.body, RECEIVED_AT + timedelta(minutes=5))
+    assert [r.id for _, r in again if isinstance(r, CanonicalEvent)] == ids
+    # Every notification its own event: distinct ids, unless the very same one is repeated.
+    distinct = {item.identity for item, result in results if isinstance(result, CanonicalEvent)}
+    assert len(set(ids)) == len(distinct)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"{case.profile}/{case.name}" for case in CASES])
 def test_golden(case: Case) -> None:
+    if REGISTRY[case.profile].items is not None:
+        _test_batch(case)
+        return
     try:
         result: CanonicalEvent | NormalizationError = _run(case, case.body)
     except NormalizationError as error:
@@ -269,6 +333,8 @@ def _statuses_seen() -> dict[tuple[str, str], set[str]]:
         if "status_overrides" in case.context or not case.out.exists():
             continue
         expected = json.loads(case.out.read_text())
+        if isinstance(expected, list):  # a batch: its items are checked by _test_batch
+            continue
         if expected.get("dataschema") in PAYMENT_SCHEMAS:
             data = expected["data"]
             seen.setdefault((case.profile, data["flow"]), set()).add(data["provider_status"])

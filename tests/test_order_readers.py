@@ -36,21 +36,26 @@ def test_a_profiles_order_reader_names_the_order_its_events_are_keyed_by(
     agrees with the event the normalizer made (and never raises on the failing ones)."""
     profile = PROFILES[profile_name]
     body = body_path.read_bytes()
-    try:
-        payload = profile.payload(body, profile.params)
-    except NormalizationError:
-        return  # an unreadable body names no order: find shows the letter without one
     meta_path = body_path.with_name(body_path.name.replace(".in.", ".meta."))
     context = orjson.loads(meta_path.read_bytes()).get("context", {}) if meta_path.exists() else {}
-    order = profile.order_id(payload, context.get("order_id_metadata_key"))
     expected = orjson.loads(
         body_path.with_name(body_path.name.replace(".in.", ".out.")).read_bytes()
     )
-    if "error" in expected:
-        return
-    data = expected["data"]
-    keyed_by = expected.get("subject") or data.get("provider_order_id")
-    assert order == keyed_by
+    try:
+        if profile.items is None:
+            payloads, outcomes = [profile.payload(body, profile.params)], [expected]
+        else:  # a batch: each item's letter names the order of that item
+            payloads = [item.payload for item in profile.items(body, profile.params)]
+            outcomes = expected if isinstance(expected, list) else [expected] * len(payloads)
+    except NormalizationError:
+        return  # an unreadable body names no order: find shows the letter without one
+    for payload, outcome in zip(payloads, outcomes, strict=True):
+        order = profile.order_id(payload, context.get("order_id_metadata_key"))
+        if "error" in outcome:
+            continue
+        data = outcome["data"]
+        keyed_by = outcome.get("subject") or data.get("provider_order_id")
+        assert order == keyed_by
 
 
 HOSTILE_BODIES = {
@@ -70,12 +75,19 @@ def test_an_order_reader_never_raises_on_what_a_forged_letter_holds(
     profile_name: str, body: bytes
 ) -> None:
     """``relay dlq`` and ``relay find`` read the order of every letter on the topic, forged
-    ones too: the payload reader refuses only with ``NormalizationError``, the order reader
-    answers text or None."""
+    ones too: the payload reader (and a batch profile's items reader, for a letter that
+    names an item) refuses only with ``NormalizationError``, the order reader answers text
+    or None."""
     profile = PROFILES[profile_name]
-    try:
-        payload = profile.payload(body, profile.params)
-    except NormalizationError:
-        return
-    order = profile.order_id(payload, "order_id")
-    assert order is None or isinstance(order, str)
+    readers = [lambda: [profile.payload(body, profile.params)]]
+    if profile.items is not None:
+        items = profile.items
+        readers.append(lambda: [item.payload for item in items(body, profile.params)])
+    for read in readers:
+        try:
+            payloads = read()
+        except NormalizationError:
+            continue
+        for payload in payloads:
+            order = profile.order_id(payload, "order_id")
+            assert order is None or isinstance(order, str)

@@ -101,9 +101,11 @@ async def _post(
     received_at: datetime | None = None,
 ) -> Result:
     lowered = {name.lower(): value for name, value in headers.items()}
-    return await pipeline.receive(
+    result = await pipeline.receive(
         config.providers[provider], body, lowered, received_at or datetime.now(UTC)
     )
+    assert isinstance(result, Result), "a single message's result"
+    return result
 
 
 async def test_a_body_posted_again_with_fresh_id_headers_publishes_nothing_new(
@@ -475,10 +477,11 @@ async def test_whatever_else_a_normalizer_raises_on_authentic_input_is_a_dead_le
     webhook = signed_webhook(config)
     headers = {name.lower(): value for name, value in webhook.headers.items()}
 
-    results = [
-        await pipeline.receive(broken_instance, webhook.body, headers, datetime.now(UTC))
-        for _ in range(2)
-    ]
+    results = []
+    for _ in range(2):
+        result = await pipeline.receive(broken_instance, webhook.body, headers, datetime.now(UTC))
+        assert isinstance(result, Result), "a single message's result"
+        results.append(result)
 
     assert [(result.outcome, result.reason) for result in results] == [
         (Outcome.DEAD_LETTERED, "normalizer_error")

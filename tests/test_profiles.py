@@ -17,6 +17,7 @@ import pytest
 
 from relay.devbroker import free_port
 from relay.profiles import PROFILES
+from relay.samples import SampleEvent
 from schemas.values import FINAL_STATUSES
 from tests.conftest import (
     SignedWebhook,
@@ -44,6 +45,21 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
     "hooks-standard": {
         "profile": "standard-webhooks",
         "secrets": ["whsec_" + base64.b64encode(b"test-standard-webhooks-key").decode()],
+    },
+    "hooks-adyen": {
+        "profile": "adyen",
+        "secrets": ["44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"],
+        "basic_auth_username": "adyen-test",
+        "basic_auth_password": "test-basic-password",
+    },
+    "hooks-adyen-platform": {
+        "profile": "adyen-platform",
+        "secrets": ["74F490DD33F7327BAECC88B2947C011FC02D014A473AAA33A8EC93E4DC069174"],
+    },
+    "hooks-gocardless": {
+        "profile": "gocardless",
+        "secrets": ["test-gocardless-endpoint-secret"],
+        "order_id_metadata_key": "order_id",
     },
     "hooks-hmac": {
         "profile": "hmac",
@@ -97,6 +113,11 @@ def _tampered(webhook: SignedWebhook) -> SignedWebhook:
     return SignedWebhook(webhook.path, bytes(body), webhook.headers)
 
 
+def _becomes(sample: SampleEvent) -> list[str]:
+    """The types a sample's events must have: one, or one per notification of a batch."""
+    return [sample.becomes] if isinstance(sample.becomes, str) else list(sample.becomes)
+
+
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
 async def test_each_sample_is_acknowledged_and_published_once(
     aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path, provider: str
@@ -115,15 +136,16 @@ async def test_each_sample_is_acknowledged_and_published_once(
             assert await response.read() == instance.ack.body
             assert response.content_type == instance.ack.content_type
 
-    records = await read_topic(kafka_bootstrap, topic, expect=len(events))
-    assert len(records) == len(events)  # one per sample: the retries published nothing
+    expected = sum(len(_becomes(samples[name])) for name in events)
+    records = await read_topic(kafka_bootstrap, topic, expect=expected)
+    # One per sample, or per notification of a batch sample: the retries published nothing.
+    assert len(records) == expected
+    types: dict[int, list[str]] = {}
     for record in records:
         event = event_of(record)
-        # What the registry says this sample becomes: its type, and for a payment its status.
-        expected = samples[events[_sample_index(event)]].becomes
-        assert event["type"] == expected
-        if expected.startswith("payment."):
-            status = expected.rsplit(".", 1)[1]
+        types.setdefault(_sample_index(event), []).append(event["type"])
+        if event["type"].startswith("payment."):
+            status = event["type"].rsplit(".", 1)[1]
             assert (event["data"]["status"], event["data"]["final"]) == (
                 status,
                 status in FINAL_STATUSES,
@@ -134,7 +156,56 @@ async def test_each_sample_is_acknowledged_and_published_once(
         assert event["data"]["profile"] == instance.profile.name
         assert record.key.decode().startswith(f"{provider}:")
         ids.append(event["id"])
-    assert len(set(ids)) == len(events)
+    # What the registry says each sample becomes: its types (for a payment, its status).
+    assert {index: sorted(found) for index, found in types.items()} == {
+        index: sorted(_becomes(samples[name])) for index, name in enumerate(events)
+    }
+    assert len(set(ids)) == expected
+
+
+@pytest.mark.parametrize("provider", ["hooks-adyen", "hooks-gocardless"])
+async def test_a_batch_is_one_record_per_notification(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path, provider: str
+) -> None:
+    """A batch signed as its provider signs it: one acknowledgement, one record per item,
+    each with its own flow, status, amount and currency, and keyed by the order."""
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, providers=PROVIDERS)
+    relay = await start_relay(aiohttp_client, config)
+    webhook = signed_webhook(config, provider, event="batch", order="ORD-BATCH")
+
+    response = await relay.post(webhook)
+
+    assert response.status == config.providers[provider].ack.status, await response.text()
+    records = await read_topic(kafka_bootstrap, topic, expect=3)
+    found = sorted(
+        (
+            (
+                event["data"]["flow"],
+                event["data"]["status"],
+                event["data"]["amount"],
+                event["data"]["currency"],
+            )
+            for event in map(event_of, records)
+        ),
+        key=repr,
+    )
+    assert found == sorted(BATCHES[provider], key=repr)
+    assert {record.key for record in records} == {f"{provider}:ORD-BATCH".encode()}
+
+
+# What each provider's batch sample (three notifications of one order) must publish.
+BATCHES: dict[str, list[tuple[str, str, str | None, str | None]]] = {
+    "hooks-adyen": [
+        ("payin", "authorized", "5000", "JPY"),
+        ("payin", "succeeded", "5000", "JPY"),
+        ("refund", "succeeded", "1.250", "KWD"),
+    ],
+    "hooks-gocardless": [
+        ("payin", "pending", None, None),
+        ("payin", "processing", None, None),
+        ("payin", "succeeded", None, None),
+    ],
+}
 
 
 @pytest.mark.parametrize("provider", sorted(PROVIDERS))
@@ -145,22 +216,28 @@ async def test_forged_requests_are_401_and_publish_nothing(
     relay = await start_relay(aiohttp_client, config)
     webhook = signed_webhook(config, provider)
     instance = config.providers[provider]
+    sample = next(iter(instance.profile.samples.values())).build(0, "ORD-0").body
     signature_headers = set(
-        instance.profile.scheme.sign(b"{}", instance.params, instance.keys, 0).headers
-    )
+        instance.profile.scheme.sign(sample, instance.params, instance.keys, 0).headers
+    ) - {"authorization"}
     if signature_headers:
         unsigned = SignedWebhook(
             webhook.path,
             webhook.body,
             {k: v for k, v in webhook.headers.items() if k not in signature_headers},
         )
-    else:  # the signature is the body's `sign` field
+    else:  # the signature is in the body: its `sign` field, or each Adyen item's
         document = orjson.loads(webhook.body)
-        del document["sign"]
+        if "sign" in document:
+            del document["sign"]
+        for item in document.get("notificationItems", []):
+            del item["NotificationRequestItem"]["additionalData"]["hmacSignature"]
         unsigned = SignedWebhook(webhook.path, orjson.dumps(document), webhook.headers)
+    # The provider's documented refusal where it has one (GoCardless: 498), else 401.
+    refusal = getattr(instance.params, "refusal_status", 401)
     for forged in (_tampered(webhook), unsigned):
         response = await relay.post(forged)
-        assert response.status == 401, await response.text()
+        assert response.status == refusal, await response.text()
         assert (await response.json())["error"]
     assert await read_topic(kafka_bootstrap, topic, expect=0, settle_s=0.3, timeout_s=1) == []
 

@@ -202,8 +202,12 @@ def sign(body: bytes, params: Params, keys: KeyRing, now: float) -> SignedReques
             raise MalformedBody(f"notificationItems[{position}].additionalData is not an object")
         digest = hmac.digest(secret, content, "sha256")
         additional["hmacSignature"] = base64.b64encode(digest).decode("ascii")
-    # json, not orjson: it writes back integers of any size the reader took.
-    body = json.dumps(document).encode("ascii")
+    # json, not orjson: it writes back integers of any size the reader took. Compact UTF-8,
+    # as Adyen writes its notifications; escaped where text holds a lone surrogate.
+    try:
+        body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        body = json.dumps(document, separators=(",", ":")).encode("ascii")
     return SignedRequest(body=body, headers=authorization_header(keys))
 
 

@@ -13,7 +13,9 @@ for ``-``) holds:
   by, read leniently from a payload that may not normalize (dead letters);
 - its ``relay send`` samples, ``SAMPLES``;
 - ``PROFILE``: its :class:`~relay.providers.base.Profile` (scheme and default
-  parameters, what the signature pins, ack, timeout, headers, id rule).
+  parameters, what the signature pins, ack, timeout, headers, id rule);
+- for a sender that posts several notifications in one request (Adyen, GoCardless),
+  ``items``: the reader of a batch's notifications, each then normalized on its own.
 
 :mod:`relay.providers.base` holds what the modules share (the ``Profile`` and
 ``Ack`` types, the payload and identity readers, the helpers of the generic

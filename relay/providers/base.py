@@ -16,6 +16,12 @@ and the identity hashes the signed string, so every re-spelling that verifies
 under one signature reads, deduplicates and dead-letters as one message. The
 HMAC scheme's JSON.stringify fallback pins the re-serialized form.
 
+Batches: a sender that posts several notifications in one request (Adyen's
+``notificationItems``, GoCardless's ``events``) has an items reader
+(``Profile.items``): each :class:`BatchItem` is normalized, deduplicated and
+dead-lettered on its own, with its own payload (what its signature pins) and
+identity, and its event embeds the item's own bytes as ``raw``.
+
 Imports ``schemas``, ``verifiers`` and :mod:`relay.samples`' types only: a
 provider module that imports this stays free of the server (aiohttp, aiokafka).
 """
@@ -54,6 +60,23 @@ IdentityReader = Callable[[bytes, Any], str]
 OrderReader = Callable[[Any, str | None], str | None]
 """What the normalizer reads, and the instance's ``order_id_metadata_key``, to the order
 its events are keyed by, or None; never raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One notification of a batch request."""
+
+    body: bytes
+    """The item's own bytes in the request body: what its event embeds as ``raw``."""
+    payload: Any
+    """What its normalizer reads: only what the signature pins."""
+    identity: str
+    """The hex SHA-256 naming its signed content: its dead letter's name."""
+
+
+ItemsReader = Callable[[bytes, Any], tuple[BatchItem, ...]]
+"""``(body, params)`` to the notifications of a batch request, in the body's order;
+raises ``NormalizationError`` for a body that is not one (then the request is one message)."""
 
 
 def parsed_body(body: bytes, params: Any) -> Any:
@@ -165,6 +188,15 @@ class Profile:
     order_metadata: bool = False
     """Whether the provider's payments carry merchant metadata an instance can name the
     order id's key in (``order_id_metadata_key``); the option is refused elsewhere."""
+    items: ItemsReader | None = None
+    """For a sender that posts several notifications in one request: its items (module
+    docstring). None: the body is one message."""
+    fixed_params: tuple[str, ...] = ()
+    """Scheme options the profile fixes, which an instance may not set (the items of
+    Adyen's standard webhooks need ``form = "items"``)."""
+    basic_auth: bool = False
+    """Whether the sender may add HTTP Basic credentials, which an instance then requires
+    (``basic_auth_username``, ``basic_auth_password``); the scheme checks them."""
 
 
 DOCUMENT_BODY_LIMIT = 64 * 1024

@@ -1,6 +1,6 @@
 """The provider instances the fuzz suite attacks: every profile, and the scheme options that
 take other code paths (a digest ``sign`` field, HMAC in a header, a signed timestamp in a
-template).
+template, Adyen's per-item signatures and HTTP Basic credentials).
 
 The five document instances are ``deploy/dev.toml``'s, demo keys included, so the fuzzer
 signs exactly as ``relay send`` does. Each instance also says where its signature and its
@@ -69,6 +69,17 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "authorizations": ["fuzz-checkout-authorization-value"],
         },
         "coinbase": {"profile": "coinbase-commerce", "secrets": ["fuzz-coinbase-shared-secret"]},
+        "adyen": {
+            "profile": "adyen",
+            "secrets": ["A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90"],
+            "basic_auth_username": "fuzz",
+            "basic_auth_password": "fuzz-basic-password",
+        },
+        "adyen-platform": {
+            "profile": "adyen-platform",
+            "secrets": ["0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0"],
+        },
+        "gocardless": {"profile": "gocardless", "secrets": ["fuzz-gocardless-secret"]},
     }
 
 
@@ -122,6 +133,11 @@ def signature_of(instance: ProviderInstance) -> Signature:
         return Signature(Slot("paddle-signature", marker="h1="), "hex")
     if scheme == "square":
         return Signature(Slot("x-square-hmacsha256-signature"), "base64")
+    if scheme == "adyen":
+        if params.form == "payload":
+            return Signature(Slot(params.header), "base64")
+        # Each item carries its own; the first one's stands for them (one bad item refuses all).
+        return Signature(Slot("hmacSignature", in_body=True), "base64")
     raise AssertionError(f"no signature slot for scheme {scheme}")
 
 

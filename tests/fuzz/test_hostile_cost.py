@@ -15,7 +15,12 @@ as the defaults let it before it can say no (:data:`KINDS`):
 - ``gzip``: ``Content-Encoding: gzip``, a body under the limit that inflates a
   thousandfold (1 GiB under a 1 MiB limit);
 - ``many_signatures``: (Stripe, Standard Webhooks) a signature list of wrong ``v1`` entries
-  as long as a header may be.
+  as long as a header may be;
+- ``many_items``: (the batch profiles) the most notifications a request may hold. Adyen:
+  100 items, 99 of them copies of a captured, validly signed item (the attacker's one
+  notification) and the last with a wrong signature, so that Relay reads and decodes all
+  100 and computes 100 HMACs before it refuses the request; GoCardless: an ``events`` list
+  near the body limit under a wrong ``Webhook-Signature``.
 
 ``RELAY_FUZZ_HOSTILE_KINDS`` and ``RELAY_FUZZ_HOSTILE_INSTANCES`` (comma-separated) limit a
 run to some kinds and some instances. Each kind is sent ``RELAY_FUZZ_HOSTILE_REQUESTS``
@@ -41,6 +46,7 @@ import asyncio
 import base64
 import contextlib
 import itertools
+import json
 import os
 import random
 import re
@@ -86,6 +92,7 @@ from tests.fuzz.test_http_fuzz import (
 )
 from tests.fuzz.topics import record_tokens
 from tests.relay_process import RelayProcess
+from verifiers.adyen import MAX_ITEMS
 
 REQUESTS = int(os.environ.get("RELAY_FUZZ_HOSTILE_REQUESTS", "50"))
 PROBES = int(os.environ.get("RELAY_FUZZ_HOSTILE_PROBES", "50"))
@@ -249,6 +256,37 @@ def many_signatures(forged: Forged, token: str, limit: int, *, header_bytes: int
     return None
 
 
+def many_items(forged: Forged, token: str, limit: int) -> Request | None:
+    instance = forged.instance
+    if instance.profile.items is None:
+        return None
+    if instance.profile.scheme.name == "adyen":
+        # The captured notification: the sample as the provider signed it.
+        signed = instance.profile.scheme.sign(
+            forged.request.body, instance.params, instance.keys, time.time()
+        )
+        captured = json.loads(signed.body)["notificationItems"][0]
+        items = [captured] * (MAX_ITEMS - 1)
+        wrong = json.loads(json.dumps(captured))
+        wrong["NotificationRequestItem"]["merchantReference"] = token
+        items.append(wrong)  # its signature is the captured item's: wrong for its content
+        body = json.dumps({"live": "false", "notificationItems": items}, separators=(",", ":"))
+        return forged.with_body(body.encode())
+    event = (
+        '{"id":"EV00000000000%d","created_at":"2026-01-02T03:04:05.000Z",'
+        '"resource_type":"payments","action":"confirmed","links":{"payment":"PM0000000001"}}'
+    )
+    events = (event % index for index in itertools.count())
+    head = f'"meta":{{"webhook_id":"{token}"}},"events":['
+    parts, size = [], len(head) + 4
+    for text in events:
+        if size + len(text) + 1 > limit:
+            break
+        parts.append(text)
+        size += len(text) + 1
+    return forged.with_body(("{" + head + ",".join(parts) + "]}").encode())
+
+
 Build = Callable[[Forged, str, int], Request | None]
 
 
@@ -267,6 +305,7 @@ def kinds(config: Config) -> dict[str, Build]:
         "many_signatures": lambda forged, token, limit: many_signatures(
             forged, token, limit, header_bytes=server.max_header_bytes
         ),
+        "many_items": many_items,
     }
 
 
@@ -588,6 +627,9 @@ def assert_outcome(
     }
     assert refused_authentic == {}, list(refused_authentic.items())[:20]
     published: Counter[str] = Counter()
+    # A batch sample publishes one event per notification under one token: an event is
+    # published twice when its source and id are.
+    event_ids: Counter[tuple[bytes, bytes]] = Counter()
     for record in records:
         tokens = record_tokens(record)
         hostile = tokens & client.hostile_tokens
@@ -595,7 +637,9 @@ def assert_outcome(
         assert tokens & set(client.authentic), f"a record from no request: {record.value[:200]!r}"
         if not record.topic.endswith(".dlq"):
             published.update(tokens)
-    twice = [token for token, n in published.items() if n > 1]
+            headers = dict(record.headers)
+            event_ids[headers["relay_source"], headers["relay_id"]] += 1
+    twice = [key for key, n in event_ids.items() if n > 1]
     missing = set(client.authentic) - set(published)
     assert not twice, f"authentic requests published more than once: {twice[:10]}"
     assert not missing, f"authentic requests never published: {sorted(missing)[:10]}"
