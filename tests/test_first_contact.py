@@ -155,7 +155,7 @@ def test_a_plain_pip_install_runs_relay_with_its_dev_config(tmp_path: Path) -> N
 
     checked = relay("check-config")
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith(f"{site / 'relay' / 'dev.toml'}: OK (5 providers: invoices,")
+    assert checked.stdout.startswith(f"{site / 'relay' / 'dev.toml'}: OK (7 providers: invoices,")
     port = unused_port()
     sent = relay("send", "invoices", "--url", f"http://127.0.0.1:{port}")
     # Signed with the dev config's demo secret; nothing listens, so only the POST fails.
