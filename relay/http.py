@@ -58,6 +58,7 @@ from relay.metrics import (
     metrics_handler,
     webhooks,
 )
+from relay.pacing import Pacer
 from relay.pipeline import BatchResult, Outcome, Pipeline, Result
 from relay.settings import IpNetwork
 from relay.sink import Sink
@@ -183,7 +184,8 @@ class _Discard(asyncio.Protocol):
     """A refused request's connection once answered: what arrives is thrown away unparsed.
 
     A socket read costs the same whatever its bytes hold, so the rest of a body costs
-    per byte, never per chunk. Past ``allowance`` bytes the connection is closed (the
+    per byte, never per chunk, and the reads of a rest that trickles in are paced
+    (:mod:`relay.pacing`). Past ``allowance`` bytes the connection is closed (the
     kernel then resets it); the client closing its side closes it too. Closing is
     passed on to aiohttp's connection handler, which this protocol stands in for, and
     the body's stream is ended so that aiohttp's lingering wait for it ends as well.
@@ -194,11 +196,14 @@ class _Discard(asyncio.Protocol):
         self._handler = transport.get_protocol()
         self._body = body
         self._left = allowance
+        self._pacer = Pacer(transport, transport.resume_reading)
 
     def data_received(self, data: bytes) -> None:
         self._left -= len(data)
         if self._left < 0:
             self._transport.close()
+            return
+        self._pacer.read(len(data))
 
     def eof_received(self) -> bool:
         return False  # the transport closes

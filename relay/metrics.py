@@ -79,6 +79,11 @@ SPOOL_OLDEST_AGE = Gauge(
     "Age of the oldest spooled record (0 when empty; the largest over workers).",
     multiprocess_mode="livemax",
 )
+READ_PAUSES = Counter(
+    "relay_read_pauses_total",
+    "Pauses in reading a connection whose request trickles in: past 16 reads of under "
+    "1 KiB in one request, each further one (relay.pacing).",
+)
 
 
 # The children every acknowledged webhook updates, looked up once per label set (a few,

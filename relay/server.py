@@ -15,10 +15,12 @@ itself, or ``worker-<i>`` with i >= N) hand their pending entries to one it
 does, so changing ``--workers`` strands nothing.
 
 Each process holds at most ``server.max_connections`` client connections,
-and what aiohttp refuses before Relay's code runs (a request it cannot parse)
-gets Relay's JSON error (:func:`hook_connections`); the request limits
-themselves (headers, body, read timeout) are set on the application by
-:func:`relay.app.build_app`.
+what aiohttp refuses before Relay's code runs (a request it cannot parse)
+gets Relay's JSON error, and a connection whose request trickles in is read
+a few times a second at most (:mod:`relay.pacing`), all through
+:func:`hook_connections`;
+the request limits themselves (headers, body, read timeout) are set on the
+application by :func:`relay.app.build_app`.
 """
 
 from __future__ import annotations
@@ -47,13 +49,20 @@ from relay.errors import StartupError
 from relay.http import error_response
 from relay.logs import effective_config
 from relay.metrics import REJECTED
+from relay.pacing import Pacer
 from relay.spool import Spool, SpoolUnavailable
 
 log = logging.getLogger("relay.server")
 
 
+# Each connection's pacing (relay.pacing), from its start to its end. Held here: the handlers
+# are aiohttp's objects, whose class can change but not grow a slot.
+_PACERS: dict[web.RequestHandler, Pacer] = {}
+
+
 class _RequestHandler(web.RequestHandler):
-    """aiohttp's connection handler, answering what it refuses itself as Relay does.
+    """aiohttp's connection handler, answering what it refuses itself as Relay does, and
+    pacing the reads of a request that trickles in.
 
     A request aiohttp cannot parse (broken framing, too many or too long headers, bytes
     where text belongs) never reaches the application or its middlewares: aiohttp answers
@@ -64,12 +73,54 @@ class _RequestHandler(web.RequestHandler):
     ``relay_webhooks_rejected_total{provider="unknown", reason="malformed_http"}`` and
     not logged. Real errors (5xx) still log, through aiohttp, and answer in JSON too.
 
+    Reads are counted per request, from one request's head to the next: past a few
+    small ones, its :class:`relay.pacing.Pacer` pauses reading the connection for a
+    while each time (an ordinary webhook comes in one to three reads, and never is).
+
     aiohttp builds its handlers itself, one per connection, and offers no factory for
-    them; :func:`hook_connections` gives each new one this class, which adds no state
-    (``__slots__ = ()``), only this method.
+    them; :func:`hook_connections` gives each new one this class, which adds no slot
+    (``__slots__ = ()``: each connection's pacer is kept in ``_PACERS``), only methods.
     """
 
     __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        requests = self._request_count
+        super().data_received(data)
+        pacer = _PACERS.get(self)  # None once the connection is lost
+        if pacer is None or self.transport is None:
+            return
+        if self._request_count != requests:
+            # A request's head is complete (keep-alive: the next request's too): its body
+            # and the requests after it count their own small reads.
+            pacer.new_request()
+        else:
+            pacer.read(len(data))
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        super().resume_reading(resume_parser)
+        # aiohttp resumes whenever the body's buffer runs low, as a trickle's always is
+        # once the handler has read it: a pace's pause lasts until its time is up.
+        pacer = _PACERS.get(self)
+        transport = self._read_transport()
+        if pacer is not None and pacer.holding and transport is not None:
+            transport.pause_reading()
+
+    def _resume_paced(self) -> None:
+        transport = self._read_transport()
+        # Not while aiohttp holds reading for buffers of its own (it resumes then).
+        if transport is not None and not (self._reading_paused or self._buffer_paused):
+            transport.resume_reading()
+
+    def _read_transport(self) -> asyncio.Transport | None:
+        """The connection, while this handler is the one reading it: once an early answer
+        has gone, http._Discard is (and paces what it throws away itself)."""
+        transport = self.transport
+        return transport if transport is not None and transport.get_protocol() is self else None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        _PACERS.pop(self, None)
+        super().connection_lost(exc)
 
     def handle_error(
         self,
@@ -117,7 +168,8 @@ _OVERLOADED = (
 
 def hook_connections(server: web.Server, limit: int) -> None:
     """Turn away connections past ``limit`` open ones with a 503, before parsing a byte,
-    and give the others Relay's answers to malformed requests (:class:`_RequestHandler`).
+    and give the others Relay's answers to malformed requests and its pacing of requests
+    that trickle in (:class:`_RequestHandler`).
 
     aiohttp has no connection limit of its own. Its server registers every new
     connection in ``connection_made`` (and forgets it once the connection's handler
@@ -139,7 +191,9 @@ def hook_connections(server: web.Server, limit: int) -> None:
             transport.close()
             return
         refusing = False
-        handler.__class__ = _RequestHandler  # same layout: a method, no state
+        handler.__class__ = _RequestHandler  # same layout: methods, no state
+        assert isinstance(handler, _RequestHandler)  # (for mypy: the same object)
+        _PACERS[handler] = Pacer(transport, handler._resume_paced)
         register(handler, transport)
 
     server.connection_made = connection_made  # type: ignore[method-assign]

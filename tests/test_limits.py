@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,17 @@ import pytest
 from relay.body import MAX_CHUNKS
 from relay.config import ConfigError, parse_config
 from relay.http import client_address
-from relay.metrics import REJECTED
+from relay.metrics import READ_PAUSES, REJECTED
+from relay.pacing import UNPACED_SMALL_READS, Pacer
 from relay.server import start_server
 from relay.settings import ServerConfig
-from tests.conftest import INVOICE_SECRET, make_config, signed_webhook, start_relay
+from tests.conftest import (
+    INVOICE_SECRET,
+    SignedWebhook,
+    make_config,
+    signed_webhook,
+    start_relay,
+)
 
 # Far longer than any timeout configured below: reaching it means the server never acted.
 PATIENCE_S = 15.0
@@ -281,6 +289,151 @@ async def test_an_idle_connection_is_closed(
         writer.close()
 
 
+# --- requests that trickle in --------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, **server: Any
+) -> AsyncIterator[tuple[str, int, Any]]:
+    """``relay serve``'s server in this process (its connection handling, which the test
+    client does not go through): host, port, config."""
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, server=server)
+    runner = await start_server(config)
+    try:
+        host, port = runner.addresses[0][:2]
+        yield host, port, config
+    finally:
+        await runner.cleanup()
+
+
+def webhook_head(webhook: SignedWebhook, *, close: bool = False) -> bytes:
+    headers = {**webhook.headers, "Content-Length": str(len(webhook.body))}
+    if close:
+        headers["Connection"] = "close"
+    lines = [f"POST {webhook.path} HTTP/1.1", "Host: relay"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """``data`` a byte a segment, each given time to be read on its own."""
+    for offset in range(len(data)):
+        writer.write(data[offset : offset + 1])
+        await writer.drain()
+        await asyncio.sleep(0.002)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PATIENCE_S)
+    length = re.search(rb"\r\nContent-Length: (\d+)\r\n", head, re.IGNORECASE)
+    assert length is not None, head
+    body = await asyncio.wait_for(reader.readexactly(int(length[1])), PATIENCE_S)
+    return int(head.split()[1]), body
+
+
+async def test_ordinary_requests_are_never_paused(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """Small reads are counted per request: webhooks one after another on a keep-alive
+    connection, each head and body in reads of their own, are read as they come."""
+    pauses = READ_PAUSES._value.get()
+    async with serving(kafka_bootstrap, topic, tmp_path) as (host, port, config):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for _ in range(4 * UNPACED_SMALL_READS):
+                webhook = signed_webhook(config)
+                writer.write(webhook_head(webhook))
+                await writer.drain()
+                await asyncio.sleep(0.002)
+                writer.write(webhook.body)
+                status, body = await read_answer(reader)
+                assert status == 200, body
+        finally:
+            writer.close()
+    assert READ_PAUSES._value.get() == pauses
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each socket read that a connection's pacing counts, from now on."""
+    sizes: list[int] = []
+    read = Pacer.read
+
+    def counted(self: Pacer, size: int) -> None:
+        if size:  # not aiohttp's own call with nothing, when it resumes parsing
+            sizes.append(size)
+        read(self, size)
+
+    monkeypatch.setattr(Pacer, "read", counted)
+    return sizes
+
+
+def assert_paced(pauses_before: float, reads: list[int], trickled: int) -> None:
+    """Reading paused, and past the first few small reads each read took what had come
+    in while paused (at a byte every 2 ms, tens of bytes), not a byte."""
+    assert READ_PAUSES._value.get() > pauses_before
+    assert len(reads) < UNPACED_SMALL_READS + trickled / 4, (len(reads), trickled)
+
+
+async def test_a_request_that_trickles_in_is_paced_and_answered(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, reads: list[int]
+) -> None:
+    """A head in one-byte segments: past a few, reading pauses and resumes, and the
+    request, once whole, is answered as any other."""
+    pauses = READ_PAUSES._value.get()
+    async with serving(kafka_bootstrap, topic, tmp_path) as (host, port, config):
+        webhook = signed_webhook(config)
+        head = webhook_head(webhook, close=True)
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            await trickle(writer, head)
+            writer.write(webhook.body)
+            status, body = await read_answer(reader)
+        finally:
+            writer.close()
+    assert status == 200, body
+    assert_paced(pauses, reads, len(head))
+
+
+async def test_a_paced_slow_body_still_gets_its_408(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, reads: list[int]
+) -> None:
+    pauses = READ_PAUSES._value.get()
+    server = {"read_timeout_s": SHORT_TIMEOUT_S}
+    async with serving(kafka_bootstrap, topic, tmp_path, **server) as (host, port, config):
+        sample = signed_webhook(config)
+        webhook = signed_webhook(config, body=sample.body + b" " * 4096)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(webhook_head(webhook) + sample.body)
+        try:
+            with contextlib.suppress(ConnectionError):
+                await trickle(writer, b" " * 150)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PATIENCE_S)
+        finally:
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert_paced(pauses, reads, 150)
+
+
+async def test_paced_slow_headers_are_still_cut_off(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, reads: list[int]
+) -> None:
+    pauses = READ_PAUSES._value.get()
+    server = {"read_timeout_s": SHORT_TIMEOUT_S}
+    async with serving(kafka_bootstrap, topic, tmp_path, **server) as (host, port, _):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"POST /webhooks/invoices HTTP/1.1\r\nHost: relay\r\nX-Slow: ")
+        try:
+            with contextlib.suppress(ConnectionError):
+                await trickle(writer, b"a" * 150)
+            # Closed unanswered: there is no request to answer yet.
+            assert await asyncio.wait_for(read_until_closed(reader), PATIENCE_S) == b""
+        finally:
+            writer.close()
+    assert_paced(pauses, reads, 150)
+
+
 # --- connection cap ------------------------------------------------------------------------
 
 
@@ -463,6 +616,26 @@ async def test_what_follows_a_refusal_is_thrown_away_up_to_the_body_limit(
             sent += len(piece)
     writer.close()
     assert sent < 2048 * limit, "the server went on reading a refused body"
+
+
+async def test_what_trickles_in_after_a_refusal_is_paced(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path, reads: list[int]
+) -> None:
+    """Thrown away unparsed, and read at the pace of any request that trickles in."""
+    relay = await refusing_relay(aiohttp_client, kafka_bootstrap, topic, tmp_path)
+    reader, writer = await open_raw(relay)
+    headers = {"Content-Type": "application/json"}
+    writer.write(head("POST", "/webhooks/nope", headers, "Transfer-Encoding: chunked"))
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"}"), PATIENCE_S)
+        assert status_and_body(answer)[0] == 404
+        pauses = READ_PAUSES._value.get()
+        rest = chunked(b"x" * 64, 1, last=False)
+        with contextlib.suppress(ConnectionError):
+            await trickle(writer, rest)
+    finally:
+        writer.close()
+    assert_paced(pauses, reads, len(rest))
 
 
 async def test_a_body_in_too_many_chunks_is_a_400(

@@ -665,7 +665,10 @@ class Shape:
     kind: str
     case: Case
     pace_s: float = 0.0
-    """Above 0: the body is sent a byte at a time, this far apart, until answered."""
+    """Above 0: the body (or what follows ``paced_from``) is sent a byte at a time, this
+    far apart, until answered."""
+    paced_from: int = 0
+    """Where the bytes sent a byte at a time begin, when not at the body (0)."""
     unanswered: bool = False
     """No answer is right: a proxy holding a slow body answers nothing before the client
     gives up."""
@@ -706,6 +709,11 @@ def request_shapes(config: Config, fuzzer: Fuzzer, *, proxied: bool) -> list[Sha
     members = (limit - 64 - len(gzipped.body)) // len(EMPTY_GZIP_MEMBER)
     gzip_body = EMPTY_GZIP_MEMBER * members + zlib.compress(gzipped.body, wbits=31)
     oversized = padded_to(stripe.body, 2 * limit)
+    # Headers near the longest allowed, a byte at a time: more than read_timeout_s of them.
+    whole = framed(stripe, b"", f"Content-Length: {len(stripe.body)}")
+    slow_head = whole[: whole.index(b"\r\n\r\n") + 2] + b"\r\n".join(
+        f"X-Slow-{i}: ".encode() + b"a" * 8000 for i in range(2)
+    )
 
     def case(kind: str, instance: str, request: Request, raw: bytes) -> Case:
         return Case(kind, instance, fuzzer.token(), request, must_reject=True, raw=raw)
@@ -790,6 +798,14 @@ def request_shapes(config: Config, fuzzer: Fuzzer, *, proxied: bool) -> list[Sha
             pace_s=SLOW_PACE_S,
             unanswered=proxied,
         ),
+        Shape(
+            "slow headers",
+            case("slow headers", "stripe", stripe, slow_head),
+            pace_s=SLOW_PACE_S,
+            paced_from=slow_head.index(b"X-Slow-0: ") + len(b"X-Slow-0: "),
+            # Cut off while its head is incomplete: there is no request to answer yet.
+            unanswered=True,
+        ),
     ]
     return [shape for shape in shapes if not ONLY or shape.kind in ONLY]
 
@@ -811,7 +827,7 @@ async def send_shape(host: str, port: int, shape: Shape, give_up_s: float) -> tu
     try:
         with contextlib.suppress(ConnectionError):
             if shape.pace_s:
-                split = raw.index(b"\r\n\r\n") + 4
+                split = shape.paced_from or raw.index(b"\r\n\r\n") + 4
                 writer.write(raw[:split])
                 deadline = time.monotonic() + give_up_s
                 for offset in range(split, len(raw)):
@@ -931,9 +947,10 @@ async def test_request_shapes_cost(
 ) -> None:
     """What each request shape costs Relay at the default limits: 1-byte chunks on a webhook
     route, on a 404 and an allow_ips 403; a body over the limit sent whole; a gzip body of
-    empty members; malformed HTTP; a slow sender. Directly, and behind deploy/nginx.conf
-    (the proxy's own CPU in a column of its own). Figures printed, never asserted; asserted
-    as for the kinds above, except that behind the proxy a slow sender gets no answer."""
+    empty members; malformed HTTP; a slow sender, of a body and of headers. Directly, and
+    behind deploy/nginx.conf (the proxy's own CPU in a column of its own). Figures printed,
+    never asserted; asserted as for the kinds above, except that a slow sender of headers,
+    and behind the proxy any slow sender, gets no answer."""
     started = time.monotonic()
     cells: list[Cell] = []
     async with running_at_defaults(broker, topic, tmp_path) as (config, relay):
