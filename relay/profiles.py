@@ -20,6 +20,7 @@ from relay.providers import (
     usdt_invoice,
     v2_payout,
     wallet_topup,
+    wise,
 )
 from relay.providers.base import Profile
 
@@ -28,6 +29,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
         profile.name: profile
         for profile in (
+            wise.PROFILE,
             usdt_collect_pay.PROFILE,
             wallet_topup.PROFILE,
             v2_payout.PROFILE,

@@ -47,6 +47,12 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
         "secrets": ["test-generic-secret"],
         "id_header": "X-Event-Id",
     },
+    # Wise signs with its own key: the dev wallet-topup demo pair stands in for it.
+    "hooks-wise": {
+        "profile": "wise",
+        "public_keys": DEV_PROVIDERS["topup"]["public_keys"],
+        "signing_key": DEV_PROVIDERS["topup"]["signing_key"],
+    },
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}
 

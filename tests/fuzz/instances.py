@@ -50,6 +50,11 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "timestamp_header": "x-timestamp",
             "id_header": "x-event-id",
         },
+        "wise": {
+            "profile": "wise",
+            "public_keys": providers["topup"]["public_keys"],
+            "signing_key": providers["topup"]["signing_key"],
+        },
     }
 
 
@@ -99,6 +104,8 @@ def signature_of(instance: ProviderInstance) -> Signature:
         return Signature(Slot("webhook-signature", marker="v1,"), "base64")
     if scheme == "stripe":
         return Signature(Slot("stripe-signature", marker="v1="), "hex")
+    if scheme == "wise":
+        return Signature(Slot("x-signature-sha256"), "base64")
     raise AssertionError(f"no signature slot for scheme {scheme}")
 
 

@@ -76,6 +76,8 @@ CONCURRENCY = 4
 CELL_BUDGET_S = float(os.environ.get("RELAY_FUZZ_HOSTILE_BUDGET_S", "5"))
 # A comma-separated subset of the kinds, to look at a few (default: all).
 ONLY = {kind for kind in os.environ.get("RELAY_FUZZ_HOSTILE_KINDS", "").split(",") if kind}
+# A comma-separated subset of the instances (default: all).
+INSTANCES = {name for name in os.environ.get("RELAY_FUZZ_HOSTILE_INSTANCES", "").split(",") if name}
 SAMPLE_EVERY_S = 0.002
 # The aiohttp client adds Host, Accept, Accept-Encoding, User-Agent and Content-Length.
 CLIENT_HEADERS = 5
@@ -494,6 +496,8 @@ async def test_hostile_requests_cost(
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             client = Client(relay, session, fuzzer)
             for name in sorted(config.providers):
+                if INSTANCES and name not in INSTANCES:
+                    continue
                 instance = config.providers[name]
                 # "Near the limit" is near the instance's own limit where it has one.
                 limit = getattr(instance, "max_body_bytes", config.server.max_body_bytes)
