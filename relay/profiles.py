@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from relay.providers import (
+    braintree,
     github,
     hmac,
     payin_order,
@@ -30,6 +31,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
         profile.name: profile
         for profile in (
             wise.PROFILE,
+            braintree.PROFILE,
             usdt_collect_pay.PROFILE,
             wallet_topup.PROFILE,
             v2_payout.PROFILE,

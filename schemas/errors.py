@@ -10,7 +10,8 @@ from __future__ import annotations
 
 class NormalizationError(Exception):
     """``reason`` is a stable machine code: malformed_json, missing_field,
-    invalid_amount, invalid_time, unknown_status, unknown_event_type, invalid_field."""
+    invalid_amount, invalid_time, unknown_status, unknown_event_type, invalid_field,
+    malformed_xml (a Braintree notification that cannot be read)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
