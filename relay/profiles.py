@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from relay.providers import (
+    braintree,
     github,
     hmac,
     payin_order,
@@ -20,6 +21,7 @@ from relay.providers import (
     usdt_invoice,
     v2_payout,
     wallet_topup,
+    wise,
 )
 from relay.providers.base import Profile
 
@@ -28,6 +30,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
         profile.name: profile
         for profile in (
+            wise.PROFILE,
+            braintree.PROFILE,
             usdt_collect_pay.PROFILE,
             wallet_topup.PROFILE,
             v2_payout.PROFILE,

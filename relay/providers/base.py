@@ -36,6 +36,7 @@ from schemas.payload import check_raw
 from schemas.values import stable_id
 from verifiers import AmbiguousBody, MalformedBody
 from verifiers.base import Scheme
+from verifiers.keys import KeyRing
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,10 @@ PayloadReader = Callable[[bytes, Any], Any]
 """``(body, params)`` to what the normalizer reads; raises ``NormalizationError``."""
 IdentityReader = Callable[[bytes, Any], str]
 """``(body, params)`` to the hex SHA-256 of the content the signature pins; never raises."""
+ChallengeAnswer = Callable[[Mapping[str, str], Any, KeyRing], str | None]
+"""``(query, params, keys)`` of a GET to the webhook route to the text/plain answer a
+provider's destination check expects, or None when the query is no such check; raises a
+``VerificationError`` (a malformed challenge is a 400)."""
 OrderReader = Callable[[Any, str | None], str | None]
 """What the normalizer reads, and the instance's ``order_id_metadata_key``, to the order
 its events are keyed by, or None; never raises."""
@@ -165,6 +170,9 @@ class Profile:
     order_metadata: bool = False
     """Whether the provider's payments carry merchant metadata an instance can name the
     order id's key in (``order_id_metadata_key``); the option is refused elsewhere."""
+    challenge: ChallengeAnswer | None = None
+    """How the profile answers its provider's check of a destination, a GET to the webhook
+    route (Braintree's ``bt_challenge``); None: the route takes POST only."""
 
 
 DOCUMENT_BODY_LIMIT = 64 * 1024

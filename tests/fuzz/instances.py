@@ -50,6 +50,16 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "timestamp_header": "x-timestamp",
             "id_header": "x-event-id",
         },
+        "wise": {
+            "profile": "wise",
+            "public_keys": providers["topup"]["public_keys"],
+            "signing_key": providers["topup"]["signing_key"],
+        },
+        "braintree": {
+            "profile": "braintree",
+            "public_key": "fuzz_braintree_public_key",
+            "secrets": ["fuzz_braintree_private_key"],
+        },
     }
 
 
@@ -62,6 +72,9 @@ class Slot:
     marker: str = ""
     end: str = ""
     in_body: bool = False
+    form: bool = False
+    """With ``in_body``: the body is a form and the slot the part of field ``name``'s
+    (percent-encoded) value after ``marker``, as Braintree's ``bt_signature`` digest."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,10 @@ def signature_of(instance: ProviderInstance) -> Signature:
         return Signature(Slot("webhook-signature", marker="v1,"), "base64")
     if scheme == "stripe":
         return Signature(Slot("stripe-signature", marker="v1="), "hex")
+    if scheme == "wise":
+        return Signature(Slot("x-signature-sha256"), "base64")
+    if scheme == "braintree":  # bt_signature=<public key>|<hex>, the '|' percent-encoded
+        return Signature(Slot("bt_signature", marker="%7C", in_body=True, form=True), "hex")
     raise AssertionError(f"no signature slot for scheme {scheme}")
 
 

@@ -15,7 +15,9 @@ as the defaults let it before it can say no (:data:`KINDS`):
 - ``gzip``: ``Content-Encoding: gzip``, a body under the limit that inflates a
   thousandfold (1 GiB under a 1 MiB limit);
 - ``many_signatures``: (Stripe, Standard Webhooks) a signature list of wrong ``v1`` entries
-  as long as a header may be.
+  as long as a header may be;
+- ``form_payload``: (Braintree) a form whose ``bt_payload`` is as long as the limit allows;
+- ``xml_bomb``: (Braintree) billion laughs in ``bt_payload``, with a wrong signature.
 
 Each kind is sent ``RELAY_FUZZ_HOSTILE_REQUESTS`` times (CI default 50; ``make fuzz`` more),
 ``CONCURRENCY`` at a time, to a real ``relay serve`` process, and measured from outside:
@@ -48,6 +50,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -70,6 +73,7 @@ from tests.fuzz.mutations import (
     Request,
     flipped_signature,
     slot_text,
+    slot_value,
     with_header,
 )
 from tests.fuzz.test_http_fuzz import (
@@ -92,6 +96,8 @@ CONCURRENCY = 4
 CELL_BUDGET_S = float(os.environ.get("RELAY_FUZZ_HOSTILE_BUDGET_S", "5"))
 # A comma-separated subset of the kinds, to look at a few (default: all).
 ONLY = {kind for kind in os.environ.get("RELAY_FUZZ_HOSTILE_KINDS", "").split(",") if kind}
+# A comma-separated subset of the instances (default: all).
+INSTANCES = {name for name in os.environ.get("RELAY_FUZZ_HOSTILE_INSTANCES", "").split(",") if name}
 SAMPLE_EVERY_S = 0.002
 # The aiohttp client adds Host, Accept, Accept-Encoding, User-Agent and Content-Length.
 CLIENT_HEADERS = 5
@@ -147,7 +153,7 @@ def forge(fuzzer: Fuzzer, instance: ProviderInstance) -> Forged:
     wrong = flipped_signature(fuzzer, instance, request)
     slot = signature_of(instance).slot
     sign_member = ""
-    if slot.in_body:
+    if slot.in_body and not slot.form:
         sign_member = f'"{slot.name}":"{slot_text(wrong, slot)}"'
     return Forged(instance, wrong, sign_member)
 
@@ -245,6 +251,35 @@ def many_signatures(forged: Forged, token: str, limit: int, *, header_bytes: int
     return None
 
 
+def _form(forged: Forged, payload: bytes) -> Request:
+    """A form of the forged request's (wrong) signature and ``payload`` as ``bt_payload``."""
+    slot = signature_of(forged.instance).slot
+    found = slot_value(forged.request, slot)
+    assert found is not None
+    text = found[0]
+    field = text[: text.index("&")] if text.startswith(slot.name) else text.split("&")[1]
+    body = f"{field}&bt_payload={urllib.parse.quote(base64.encodebytes(payload))}"
+    return forged.with_body(body.encode())
+
+
+def form_payload(forged: Forged, token: str, limit: int) -> Request | None:
+    """(Braintree) a ``bt_payload`` as long as the limit allows: the HMACs' whole input."""
+    if not signature_of(forged.instance).slot.form:
+        return None
+    xml = f"<notification><kind>{token}</kind><pad>".encode()
+    room = (limit - 512) * 3 // 4 * 76 // 80  # base64 grows 4/3, newlines and %0A on top
+    return _form(forged, xml + b"p" * (room - len(xml)))
+
+
+def xml_bomb(forged: Forged, token: str, limit: int) -> Request | None:
+    """(Braintree) billion laughs in ``bt_payload``, unsigned: never parsed."""
+    if not signature_of(forged.instance).slot.form:
+        return None
+    entities = "".join(f'<!ENTITY l{n} "{("&l" + str(n - 1) + ";") * 10}">' for n in range(1, 10))
+    xml = f'<!DOCTYPE n [<!ENTITY l0 "lol">{entities}]><n><kind>{token}&l9;</kind></n>'
+    return _form(forged, xml.encode())
+
+
 Build = Callable[[Forged, str, int], Request | None]
 
 
@@ -263,6 +298,8 @@ def kinds(config: Config) -> dict[str, Build]:
         "many_signatures": lambda forged, token, limit: many_signatures(
             forged, token, limit, header_bytes=server.max_header_bytes
         ),
+        "form_payload": form_payload,
+        "xml_bomb": xml_bomb,
     }
 
 
@@ -540,6 +577,8 @@ async def test_hostile_requests_cost(
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             client = Client(relay, session, fuzzer)
             for name in sorted(config.providers):
+                if INSTANCES and name not in INSTANCES:
+                    continue
                 instance = config.providers[name]
                 # "Near the limit" is near the instance's own limit where it has one.
                 limit = getattr(instance, "max_body_bytes", config.server.max_body_bytes)
