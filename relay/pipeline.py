@@ -16,6 +16,11 @@ came to, its exact body, the headers worth keeping, when it arrived, the
 how-many-th attempt this is (a replay is the next attempt of a dead letter)
 and, when tracing is on, the trace context its records carry.
 
+A profile whose request names its key (PayPal's certificate URL) resolves it first
+(:func:`resolve_keys`, which may fetch): the message then travels with an instance
+holding the resolved keys, so verify stays synchronous and a dead letter's headers are
+found with the key that verified it.
+
 Verifying and delivering are methods of their own (``_verify``, ``_deliver``)
 so that :class:`relay.tracing.TracedPipeline` can put a span around each; this
 class knows nothing of tracing.
@@ -52,6 +57,7 @@ the provider would retry until it gives up: what a normalizer cannot read is a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import time
@@ -129,6 +135,18 @@ def verify(
     return instance.profile.scheme.verify(
         body, headers, instance.params, instance.keys, received_at.timestamp()
     )
+
+
+async def resolve_keys(
+    instance: ProviderInstance, body: bytes, headers: Mapping[str, str], received_at: datetime
+) -> ProviderInstance:
+    """``instance`` with the keys its profile resolves for this message (``received_at`` is
+    the resolver's now); itself where the profile resolves none."""
+    resolve = instance.profile.resolve_keys
+    if resolve is None:
+        return instance
+    keys = await resolve(body, headers, instance.params, instance.keys, received_at.timestamp())
+    return dataclasses.replace(instance, keys=keys)
 
 
 def signature_headers(inbound: Inbound) -> dict[str, str] | None:
@@ -212,6 +230,8 @@ class Pipeline:
         ``traceparent``: the receive span's, when tracing is on.
         """
         profile = instance.profile
+        if profile.resolve_keys is not None:
+            instance = await resolve_keys(instance, body, headers, received_at)
         verified = self._verify(instance, body, headers, received_at)
         kept = {name: headers[name] for name in profile.kept_headers if name in headers}
         if instance.id_header and instance.id_header in headers:
@@ -229,7 +249,8 @@ class Pipeline:
     def verify_again(self, inbound: Inbound) -> Verified:
         """Verify a dead letter's message again before a replay publishes it (``relay
         replay``), as it was received: the letter's received time is the verifier's now, so
-        a signed timestamp's tolerance counts from then (see :mod:`relay.replay`)."""
+        a signed timestamp's tolerance counts from then (see :mod:`relay.replay`). A profile
+        that resolves its keys needs ``inbound`` from :func:`resolve_keys` first."""
         return self._verify(
             inbound.instance, inbound.body, inbound.received_headers or {}, inbound.received_at
         )

@@ -77,7 +77,7 @@ from relay.delivery import DirectDelivery
 from relay.inert import inert
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
-from relay.pipeline import Inbound, Outcome, Pipeline, normalize, verify
+from relay.pipeline import Inbound, Outcome, Pipeline, normalize, resolve_keys, verify
 from relay.profiles import PROFILES
 from relay.sink import KafkaUnavailable
 from relay.tracing import TracedPipeline, Tracer, open_tracer
@@ -356,7 +356,7 @@ async def replay(
                     summary.matched += 1
                     await pace.wait()
                     if pipeline is None:
-                        _dry_run(config, letter, summary, trust_unverified)
+                        await _dry_run(config, letter, summary, trust_unverified)
                     else:
                         outcome = (
                             await _replay_one(config, pipeline, letter, summary, trust_unverified)
@@ -394,7 +394,7 @@ async def _replay_one(
     traceparent: str | None = None,
 ) -> ReplayOutcome:
     """Replay one letter; what became of it, to be filed next to it."""
-    inbound = _admit(config, letter, pipeline.verify_again, trust_unverified, traceparent)
+    inbound = await _admit(config, letter, pipeline.verify_again, trust_unverified, traceparent)
     if isinstance(inbound, str):
         summary.failed[inbound] += 1
         REPLAYED.labels("failed").inc()
@@ -445,11 +445,11 @@ async def _replay_traced(
         return outcome
 
 
-def _dry_run(
+async def _dry_run(
     config: Config, letter: DeadLetter, summary: ReplaySummary, trust_unverified: bool
 ) -> None:
     """Verify and normalize only: says what a replay would do, writes nothing anywhere."""
-    inbound = _admit(config, letter, _verify, trust_unverified)
+    inbound = await _admit(config, letter, _verify, trust_unverified)
     if isinstance(inbound, str):
         summary.failed[inbound] += 1
         return
@@ -461,7 +461,7 @@ def _dry_run(
     summary.would_replay += 1
 
 
-def _admit(
+async def _admit(
     config: Config,
     letter: DeadLetter,
     verify_again: Callable[[Inbound], Verified],
@@ -476,6 +476,13 @@ def _admit(
     if len(letter.body) > inbound.instance.max_body_bytes:
         return UNVERIFIED  # the HTTP endpoint never took such a body from the provider
     try:
+        # The key the message names (PayPal's certificate: fetched, cached or pinned).
+        inbound = replace(
+            inbound,
+            instance=await resolve_keys(
+                inbound.instance, inbound.body, inbound.received_headers or {}, inbound.received_at
+            ),
+        )
         verify_again(inbound)
     except VerificationError:
         if letter.signature_headers is not None:
