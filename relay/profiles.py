@@ -15,6 +15,7 @@ from relay.providers import (
     github,
     hmac,
     payin_order,
+    paypal,
     standard_webhooks,
     stripe,
     usdt_collect_pay,
@@ -30,6 +31,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
         profile.name: profile
         for profile in (
+            paypal.PROFILE,
             wise.PROFILE,
             braintree.PROFILE,
             usdt_collect_pay.PROFILE,

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from verifiers.keys import load_private_key
+
 NOT_BEFORE = datetime(2020, 1, 1, tzinfo=UTC)
 NOT_AFTER = datetime(2040, 1, 1, tzinfo=UTC)
 
@@ -104,3 +106,11 @@ def key_pem(key: rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def pinned_certificate(signing_key: str) -> str:
+    """A certificate for a private key (as ``signing_key`` takes it), as an instance pins PayPal's (``public_keys``):
+    the test instances sign with the dev RSA pair and verify with no fetch."""
+    key = load_private_key(signing_key)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return pem(self_signed(key, "messageverificationcerts.sandbox.paypal.com")).decode()

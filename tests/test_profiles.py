@@ -28,6 +28,7 @@ from tests.conftest import (
     signed_webhook,
     start_relay,
 )
+from tests.paypal_ca import pinned_certificate
 
 ROOT = Path(__file__).parent.parent
 SCHEMA = json.loads((ROOT / "schemas" / "payment-event.schema.json").read_text())
@@ -60,6 +61,13 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
         "profile": "braintree",
         "public_key": "test_braintree_public_key",
         "secrets": ["test_braintree_private_key"],
+    },
+    # PayPal's certificate pinned (no fetch): one made for the dev pair stands in for it.
+    "hooks-paypal": {
+        "profile": "paypal",
+        "webhook_id": "1JE4291016473214C",
+        "public_keys": [pinned_certificate(DEV_PROVIDERS["topup"]["signing_key"])],
+        "signing_key": DEV_PROVIDERS["topup"]["signing_key"],
     },
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.config import ProviderInstance
+from tests.paypal_ca import pinned_certificate
 
 DEV_TOML = Path(__file__).resolve().parents[2] / "deploy" / "dev.toml"
 
@@ -59,6 +60,13 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "profile": "braintree",
             "public_key": "fuzz_braintree_public_key",
             "secrets": ["fuzz_braintree_private_key"],
+        },
+        # PayPal with its certificate pinned: no fetch (tests/test_certificates.py fetches).
+        "paypal": {
+            "profile": "paypal",
+            "webhook_id": "FUZZ4291016473214",
+            "public_keys": [pinned_certificate(providers["topup"]["signing_key"])],
+            "signing_key": providers["topup"]["signing_key"],
         },
     }
 
@@ -114,6 +122,8 @@ def signature_of(instance: ProviderInstance) -> Signature:
         return Signature(Slot("stripe-signature", marker="v1="), "hex")
     if scheme == "wise":
         return Signature(Slot("x-signature-sha256"), "base64")
+    if scheme == "paypal":
+        return Signature(Slot("paypal-transmission-sig"), "base64")
     if scheme == "braintree":  # bt_signature=<public key>|<hex>, the '|' percent-encoded
         return Signature(Slot("bt_signature", marker="%7C", in_body=True, form=True), "hex")
     raise AssertionError(f"no signature slot for scheme {scheme}")
