@@ -32,7 +32,7 @@ from verifiers import SignatureMismatch
 
 CONFIG = parse_config({"providers": fuzz_providers()}, env={})
 NOW = time.time()
-ASYMMETRIC = {"ed25519-header"}
+ASYMMETRIC = {"ed25519-header", "wise", "paypal"}  # RSA with a published or named key
 
 
 def uses_public_keys(instance: ProviderInstance) -> bool:
