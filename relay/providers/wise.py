@@ -32,9 +32,10 @@ Decisions:
 
 - Identity: Wise gives no event id. ``X-Delivery-Id`` is not signed, so it is
   kept as a header and never used: the event id is a hash of the signed
-  notification without ``sent_at`` (subscription, type, schema version and the
-  whole ``data``), so a retry of one notification is one event whether or not
-  Wise re-stamps ``sent_at``, and two state changes of one transfer are two.
+  notification without ``sent_at`` (subscription, type, schema version, the
+  whole ``data`` and any member Wise does not document), so a retry of one
+  notification is one event whether or not Wise re-stamps ``sent_at``, and two
+  state changes of one transfer are two.
 - Time: ``data.occurred_at`` (when the change happened), else ``sent_at``.
 - Body limit: 64 KiB by default (:data:`~relay.providers.base.DOCUMENT_BODY_LIMIT`),
   dozens of times the largest documented notification.
@@ -94,6 +95,8 @@ PAYIN_STATUSES = {
 _TRANSFER_EVENTS = frozenset({"transfers#state-change"})
 _BALANCE_EVENTS = frozenset({"balances#credit", "balances#update"})
 _ACCOUNT_DETAILS_EVENTS = frozenset({"account-details-payment#state-change"})
+# The members of Wise's envelope (``sent_at`` is left out of the id on purpose).
+_DOCUMENTED = frozenset({"data", "subscription_id", "event_type", "schema_version", "sent_at"})
 
 
 def normalize(message: Message, ctx: NormalizeContext) -> CanonicalEvent:
@@ -167,13 +170,13 @@ def _event_id(payload: Mapping[str, Any], event_type: str, data: Mapping[str, An
     # Decimals as their text: the parsed body holds no float, and the same body always
     # writes the same text.
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return stable_id(
-        "wise",
-        field(payload, "subscription_id"),
-        event_type,
-        field(payload, "schema_version"),
-        canonical,
-    )
+    parts = [field(payload, "subscription_id"), event_type, field(payload, "schema_version")]
+    # Any member Wise does not document is signed too: it counts (after the documented
+    # ones, so a documented notification's id is what it always was).
+    rest = {name: value for name, value in payload.items() if name not in _DOCUMENTED}
+    if rest:
+        parts.append(json.dumps(rest, sort_keys=True, separators=(",", ":"), default=str))
+    return stable_id("wise", *parts, canonical)
 
 
 def _order(payload: Any) -> str | None:
