@@ -16,7 +16,9 @@ Compared with the SDK: a form whose ``bt_signature`` or ``bt_payload`` is
 missing, empty or given twice, or that is not a form, is a 400
 (:class:`~verifiers.errors.MalformedBody`), as is a payload outside the base64
 alphabet; where the SDK finds no pair for its public key, or a signature that
-does not match, Relay answers 401. Other fields are not signed and not read;
+does not match, Relay answers 401. The hex must be lower-case, as Braintree
+writes it and the SDK compares it (one spelling of a signature: an upper-case
+copy is a ``malformed_signature``). Other fields are not signed and not read;
 a form of more than :data:`MAX_FIELDS` fields is refused.
 
 Braintree also checks a destination before it sends to it: a GET with a
@@ -216,6 +218,9 @@ def _pair_signature(signature: str, public_key: str) -> bytes:
     for key, value in pairs:
         if key == public_key:  # public: no need for a constant-time comparison
             raw = decode_hex(value, f"the {SIGNATURE_FIELD} signature")
+            # One spelling: the lower-case hex Braintree writes (its SDK compares the text).
+            if value != value.lower():
+                raise MalformedSignature(f"the {SIGNATURE_FIELD} signature is not lower-case hex")
             if len(raw) != _DIGEST_BYTES:
                 raise MalformedSignature(f"the {SIGNATURE_FIELD} signature has the wrong length")
             return raw

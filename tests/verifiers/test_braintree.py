@@ -150,6 +150,17 @@ def test_a_flipped_signature_digit_is_refused() -> None:
         braintree.verify(form(**fields), {}, PARAMS, RING, NOW)
 
 
+def test_the_right_digest_in_upper_case_hex_is_refused() -> None:
+    """One spelling (README, Security, "Re-spellings"): Braintree writes lower-case hex and
+    its SDK compares the text, so the same digest in upper case is a malformed signature."""
+    fields = sample("dispute_opened")
+    key, digest = fields["bt_signature"].split("|")
+    assert digest != digest.upper()
+    fields["bt_signature"] = f"{key}|{digest.upper()}"
+    with pytest.raises(MalformedSignature):
+        braintree.verify(form(**fields), {}, PARAMS, RING, NOW)
+
+
 def test_the_pair_of_the_instance_s_public_key_is_the_one_checked() -> None:
     fields = sample("dispute_opened")
     fields["bt_signature"] = "other_key|" + "0" * 40 + "&" + fields["bt_signature"]
