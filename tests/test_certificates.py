@@ -24,7 +24,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relay import certificates
+from relay.config import parse_config
+from relay.deadletter import make_dead_letter
 from relay.errors import Unavailable
+from relay.replay import PlannedOutcome, plan_letter
+from schemas.records import DeadLetter
 from tests.paypal_ca import Authority, authority, issue, key_pem, pem, self_signed
 from verifiers import SignatureMismatch, StaleTimestamp, UntrustedCertificate, paypal
 from verifiers.keys import KeyRing, Secret, UnusableKey
@@ -398,3 +402,45 @@ async def test_wrong_client_credentials_are_the_instance_s_fault(
         await certificates.resolve_keys(
             BODY, signed(signing_key, params, host.url()), params, keys, NOW
         )
+
+
+async def test_a_paypal_letter_s_replay_plan_fetches_its_certificate_as_the_replay_does(
+    host: PayPalHost, ca: Authority, signing_key: rsa.RSAPrivateKey
+) -> None:
+    """``plan_letter`` (``relay replay --dry-run``, the console's plan) resolves the key the
+    letter names before verifying it: a genuine letter plans as its event, one moved onto
+    another body as ``unverified``."""
+    host.routes["/v1/notifications/certs/CERT-1"] = serve(pem(issue(ca, signing_key, PAYPAL_NAME)))
+    params = host.params()
+    table = {
+        "profile": "paypal",
+        **{name: getattr(params, name) for name in ("webhook_id", "cert_hosts", "ca_bundle")},
+        "api_base": params.api_base,
+        "fetch_timeout_s": params.fetch_timeout_s,
+    }
+    config = parse_config({"providers": {"pp": table}}, env={})
+    body = (Path(__file__).parent / "golden" / "paypal" / "capture_completed.in.json").read_bytes()
+    headers = signed(signing_key, params, host.url(), body)
+
+    kept = config.providers["pp"].profile.kept_headers  # as the pipeline files them
+
+    def letter(content: bytes) -> DeadLetter:
+        return make_dead_letter(
+            provider="pp",
+            profile="paypal",
+            reason="kafka_unavailable",
+            message="the broker was down",
+            received_at=datetime.fromtimestamp(NOW, UTC),
+            headers={name: headers[name] for name in kept if name in headers},
+            body=content,
+            signature_headers=headers,
+        )
+
+    planned = await plan_letter(config, letter(body))
+    assert planned.reason is None and planned.event is not None
+    assert planned.event.id == headers[paypal.TRANSMISSION_ID]
+    assert host.seen == ["/v1/notifications/certs/CERT-1"]
+    moved = await plan_letter(
+        config, letter(body.replace(b"42311647XV020574X", b"42311647XV020574Y"))
+    )
+    assert moved == PlannedOutcome(reason="unverified")
