@@ -274,8 +274,10 @@ def _check_identity(case: Case, event: CanonicalEvent) -> None:
     # A status read from two fields (PayPal's resolved dispute, ``RESOLVED:<outcome>``) has
     # no one field to change: where the id is then the sender's header, another body must
     # keep it, as for a webhook event.
-    composite = source == "headers" and event.dataschema in PAYMENT_SCHEMAS and not any(
-        _holders(message.payload, event.data["provider_status"])
+    composite = (
+        source == "headers"
+        and event.dataschema in PAYMENT_SCHEMAS
+        and not any(_holders(message.payload, event.data["provider_status"]))
     )
     if event.dataschema in PAYMENT_SCHEMAS and not composite:
         changed = _with_other_status(case, event, message.payload)
