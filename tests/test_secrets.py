@@ -136,8 +136,8 @@ async def test_no_secret_leaves_relay(
             other = signed_sample(instance, order="fz00000000000000ab", now=now)
             signature = dict(parse_qsl(valid.body.decode()))[slot.name]
             fields = parse_qsl(other.body.decode())
-            forged_body = urlencode([(k, signature if k == slot.name else v) for k, v in fields])
-            forged_body = forged_body.encode()
+            forged = [(k, signature if k == slot.name else v) for k, v in fields]
+            forged_body = urlencode(forged).encode()
             # The signature Relay computes for the forged form: what a forger would need.
             needed = slot_text(as_request(other), slot)
         else:
