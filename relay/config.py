@@ -426,6 +426,16 @@ def _instance(
         ),
     )
     _check_usable(profile, params, keys, where)
+    tolerance_s = getattr(params, "timestamp_tolerance_s", None)
+    if tolerance_s is not None and tolerance_s >= dedup.ttl_s:
+        # A signed timestamp bounds replays only while the dedup window still remembers the
+        # message: PayPal's body is bound by a CRC32 alone, and its transmission id is the
+        # only thing that keeps a rewritten body from being a second event.
+        raise ConfigError(
+            f"{where}.timestamp_tolerance_s",
+            f"{tolerance_s:g} is not below [dedup] ttl_s ({dedup.ttl_s}): a signed request "
+            "replayed after the dedup window would still be inside its tolerance",
+        )
     if not _coerce(table.get("allow_short_secrets", False), bool, f"{where}.allow_short_secrets"):
         _check_secret_lengths(profile, params, keys, where)
 

@@ -25,6 +25,8 @@ is not a trusted proxy itself: everything left of it was written by the
 client and proves nothing.
 
     POST /webhooks/{provider}    the webhook endpoint
+    GET  /webhooks/{provider}    a provider's check of the destination, for profiles that
+                                 answer one (``Profile.challenge``: Braintree's bt_challenge)
     GET  /healthz                the process is alive
     GET  /readyz                 Kafka reachable or spool writable, dedup reachable
     GET  /metrics                Prometheus (see :mod:`relay.metrics`)
@@ -423,6 +425,25 @@ async def receive_webhook(request: web.Request) -> web.Response:
     )
 
 
+async def answer_challenge(request: web.Request) -> web.Response:
+    """A provider's check of its destination: the profile's answer, in text/plain.
+
+    The same route, allow-list and error rendering as a webhook; a profile without a
+    challenge takes no GET (405), and a GET that is not a challenge is a 400.
+    """
+    services = request.app[SERVICES]
+    instance = services.config.providers.get(request.match_info["provider"])
+    if instance is None:
+        raise UnknownProvider(f"no provider is configured at {request.path}")
+    if instance.profile.challenge is None:
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+    _check_address(instance, request, services.config.server.trusted_proxies)
+    answer = instance.profile.challenge(request.query, instance.params, instance.keys)
+    if answer is None:
+        raise web.HTTPBadRequest(reason="this GET carries no challenge the profile answers")
+    return web.Response(status=200, text=answer, content_type="text/plain")
+
+
 def _check_address(
     instance: ProviderInstance, request: web.Request, trusted_proxies: tuple[IpNetwork, ...]
 ) -> None:
@@ -515,6 +536,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post(WEBHOOK_ROUTE, receive_webhook)
+    app.router.add_get(WEBHOOK_ROUTE, answer_challenge, allow_head=False)
     app.router.add_get(HEALTH_ROUTE, healthz)
     app.router.add_get(READY_ROUTE, readyz)
     app.router.add_get(METRICS_ROUTE, metrics_handler)

@@ -34,6 +34,11 @@ neighbours are published. Items of one request are published concurrently:
 their order on a partition is not the body's (neither provider promises an
 order between notifications).
 
+A profile whose request names its key (PayPal's certificate URL) resolves it first
+(:func:`resolve_keys`, which may fetch): the message then travels with an instance
+holding the resolved keys, so verify stays synchronous and a dead letter's headers are
+found with the key that verified it.
+
 Verifying and delivering are methods of their own (``_verify``, ``_deliver``)
 so that :class:`relay.tracing.TracedPipeline` can put a span around each; this
 class knows nothing of tracing.
@@ -71,6 +76,7 @@ the provider would retry until it gives up: what a normalizer cannot read is a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import hashlib
 import logging
@@ -159,6 +165,18 @@ def verify(
     return instance.profile.scheme.verify(
         body, headers, instance.params, instance.keys, received_at.timestamp()
     )
+
+
+async def resolve_keys(
+    instance: ProviderInstance, body: bytes, headers: Mapping[str, str], received_at: datetime
+) -> ProviderInstance:
+    """``instance`` with the keys its profile resolves for this message (``received_at`` is
+    the resolver's now); itself where the profile resolves none."""
+    resolve = instance.profile.resolve_keys
+    if resolve is None:
+        return instance
+    keys = await resolve(body, headers, instance.params, instance.keys, received_at.timestamp())
+    return dataclasses.replace(instance, keys=keys)
 
 
 def signature_headers(inbound: Inbound) -> dict[str, str] | None:
@@ -337,6 +355,8 @@ class Pipeline:
         is a :class:`BatchResult` (a body its profile cannot read as a batch: one letter).
         """
         profile = instance.profile
+        if profile.resolve_keys is not None:
+            instance = await resolve_keys(instance, body, headers, received_at)
         verified = self._verify(instance, body, headers, received_at)
         kept = {name: headers[name] for name in profile.kept_headers if name in headers}
         if instance.id_header and instance.id_header in headers:
@@ -358,7 +378,8 @@ class Pipeline:
         """Verify a dead letter's message again before a replay publishes it (``relay
         replay``), as it was received: the letter's received time is the verifier's now, so
         a signed timestamp's tolerance counts from then (see :mod:`relay.replay`). The
-        letter of a batch's item is verified as the whole request it came in."""
+        letter of a batch's item is verified as the whole request it came in. A profile
+        that resolves its keys needs ``inbound`` from :func:`resolve_keys` first."""
         return self._verify(
             inbound.instance, inbound.body, inbound.received_headers or {}, inbound.received_at
         )

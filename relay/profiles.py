@@ -13,6 +13,7 @@ from types import MappingProxyType
 from relay.providers import (
     adyen,
     adyen_platform,
+    braintree,
     checkout,
     coinbase_commerce,
     github,
@@ -20,6 +21,7 @@ from relay.providers import (
     hmac,
     paddle,
     payin_order,
+    paypal,
     razorpay,
     square,
     standard_webhooks,
@@ -28,6 +30,7 @@ from relay.providers import (
     usdt_invoice,
     v2_payout,
     wallet_topup,
+    wise,
 )
 from relay.providers.base import Profile
 
@@ -36,6 +39,9 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
         profile.name: profile
         for profile in (
+            paypal.PROFILE,
+            wise.PROFILE,
+            braintree.PROFILE,
             usdt_collect_pay.PROFILE,
             wallet_topup.PROFILE,
             v2_payout.PROFILE,

@@ -80,7 +80,15 @@ from relay.delivery import DirectDelivery
 from relay.inert import inert
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
-from relay.pipeline import NORMALIZER_ERROR, Inbound, Outcome, Pipeline, normalize, verify
+from relay.pipeline import (
+    NORMALIZER_ERROR,
+    Inbound,
+    Outcome,
+    Pipeline,
+    normalize,
+    resolve_keys,
+    verify,
+)
 from relay.profiles import PROFILES
 from relay.sink import KafkaUnavailable
 from relay.tracing import TracedPipeline, Tracer, open_tracer
@@ -388,7 +396,7 @@ async def replay(
                     summary.matched += 1
                     await pace.wait()
                     if pipeline is None:
-                        _dry_run(config, letter, summary, trust_unverified)
+                        await _dry_run(config, letter, summary, trust_unverified)
                     else:
                         outcome = (
                             await _replay_one(config, pipeline, letter, summary, trust_unverified)
@@ -428,7 +436,7 @@ async def _replay_one(
     traceparent: str | None = None,
 ) -> ReplayOutcome:
     """Replay one letter; what became of it, to be filed next to it."""
-    inbound = _admit(config, letter, pipeline.verify_again, trust_unverified, traceparent)
+    inbound = await _admit(config, letter, pipeline.verify_again, trust_unverified, traceparent)
     if isinstance(inbound, str):
         summary.failed[inbound] += 1
         REPLAYED.labels("failed").inc()
@@ -489,14 +497,15 @@ class PlannedOutcome:
     """``unknown_provider``, ``unverified``, ``unverifiable``, or why normalizing refuses it."""
 
 
-def plan_letter(
+async def plan_letter(
     config: Config, letter: DeadLetter, *, trust_unverified: bool = False
 ) -> PlannedOutcome:
     """Verify and normalize only, as a replay would: what it would do with ``letter``,
     writing nothing anywhere (``relay replay --dry-run`` letter by letter, and the
     console's replay plan). Whether the event is already published is not asked here:
-    the dedup store is the replay's."""
-    inbound = _admit(config, letter, _verify, trust_unverified)
+    the dedup store is the replay's. A profile that resolves its keys (PayPal's
+    certificate) resolves them here too, fetching as a replay would."""
+    inbound = await _admit(config, letter, _verify, trust_unverified)
     if isinstance(inbound, str):
         return PlannedOutcome(reason=inbound)
     try:
@@ -509,17 +518,17 @@ def plan_letter(
         return PlannedOutcome(reason=NORMALIZER_ERROR)
 
 
-def _dry_run(
+async def _dry_run(
     config: Config, letter: DeadLetter, summary: ReplaySummary, trust_unverified: bool
 ) -> None:
-    planned = plan_letter(config, letter, trust_unverified=trust_unverified)
+    planned = await plan_letter(config, letter, trust_unverified=trust_unverified)
     if planned.reason is None:
         summary.would_replay += 1
     else:
         summary.failed[planned.reason] += 1
 
 
-def _admit(
+async def _admit(
     config: Config,
     letter: DeadLetter,
     verify_again: Callable[[Inbound], Verified],
@@ -534,6 +543,13 @@ def _admit(
     if len(letter.body) > inbound.instance.max_body_bytes:
         return UNVERIFIED  # the HTTP endpoint never took such a body from the provider
     try:
+        # The key the message names (PayPal's certificate: fetched, cached or pinned).
+        inbound = replace(
+            inbound,
+            instance=await resolve_keys(
+                inbound.instance, inbound.body, inbound.received_headers or {}, inbound.received_at
+            ),
+        )
         verify_again(inbound)
     except VerificationError:
         if letter.signature_headers is not None:

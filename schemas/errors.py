@@ -11,7 +11,8 @@ from __future__ import annotations
 class NormalizationError(Exception):
     """``reason`` is a stable machine code: malformed_json, missing_field,
     invalid_amount, invalid_time, unknown_status, unknown_event_type, invalid_field,
-    out_of_range (a number outside :mod:`schemas.ranges`)."""
+    out_of_range (a number outside :mod:`schemas.ranges`), malformed_xml (a Braintree
+    notification that cannot be read), unknown_currency."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

@@ -5,11 +5,14 @@ its sender signs it, acknowledged with the provider's own ack, published once.""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import jsonschema
 import orjson
@@ -28,6 +31,7 @@ from tests.conftest import (
     signed_webhook,
     start_relay,
 )
+from tests.paypal_ca import pinned_certificate
 from tests.relay_process import RelayProcess, run_relay, toml_text
 
 ROOT = Path(__file__).parent.parent
@@ -90,6 +94,24 @@ PUBLIC_PROVIDERS: dict[str, Any] = {
         "profile": "coinbase-commerce",
         "secrets": ["test-coinbase-commerce-shared-secret"],
         "order_id_metadata_key": "order_id",
+    },
+    # Wise signs with its own key: the dev wallet-topup demo pair stands in for it.
+    "hooks-wise": {
+        "profile": "wise",
+        "public_keys": DEV_PROVIDERS["topup"]["public_keys"],
+        "signing_key": DEV_PROVIDERS["topup"]["signing_key"],
+    },
+    "hooks-braintree": {
+        "profile": "braintree",
+        "public_key": "test_braintree_public_key",
+        "secrets": ["test_braintree_private_key"],
+    },
+    # PayPal's certificate pinned (no fetch): one made for the dev pair stands in for it.
+    "hooks-paypal": {
+        "profile": "paypal",
+        "webhook_id": "1JE4291016473214C",
+        "public_keys": [pinned_certificate(DEV_PROVIDERS["topup"]["signing_key"])],
+        "signing_key": DEV_PROVIDERS["topup"]["signing_key"],
     },
 }
 PROVIDERS = {**DEV_PROVIDERS, **PUBLIC_PROVIDERS}
@@ -220,7 +242,16 @@ async def test_forged_requests_are_401_and_publish_nothing(
     signature_headers = set(
         instance.profile.scheme.sign(sample, instance.params, instance.keys, 0).headers
     ) - {"authorization"}
-    if signature_headers:
+    if instance.profile.content_types[0] == "application/x-www-form-urlencoded":
+        # The signature is a form field (Braintree's bt_signature, whose absence is a 400
+        # like any form missing a field): the instance's key with a digest of zeros.
+        public_key = instance.params.public_key
+        fields = [
+            (k, f"{public_key}|{'0' * 40}" if k == "bt_signature" else v)
+            for k, v in parse_qsl(webhook.body.decode())
+        ]
+        unsigned = SignedWebhook(webhook.path, urlencode(fields).encode(), webhook.headers)
+    elif signature_headers:
         unsigned = SignedWebhook(
             webhook.path,
             webhook.body,
@@ -311,3 +342,47 @@ async def test_checkout_authorization_is_required_only_where_configured(
     if configured:
         assert (await relay.post(webhook)).status == 200
     assert len(await read_topic(kafka_bootstrap, topic, expect=1)) == 1
+
+
+async def test_braintree_s_challenge_is_answered_on_its_route_and_nowhere_else(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """Braintree checks a destination with a GET carrying ``bt_challenge``: the answer is
+    ``public_key|hex(HMAC-SHA1(SHA1(private key), challenge))`` in text/plain. A profile
+    without a challenge takes no GET; a GET without a challenge, or with a bad one, is a 400."""
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, providers=PROVIDERS)
+    relay = await start_relay(aiohttp_client, config)
+    challenge = "20f9f8ed05f77439fe955c977e4c8a53"
+    response = await relay.client.get(f"/webhooks/hooks-braintree?bt_challenge={challenge}")
+    assert response.status == 200 and response.content_type == "text/plain"
+    key = hashlib.sha1(b"test_braintree_private_key").digest()
+    digest = hmac.new(key, challenge.encode(), "sha1").hexdigest()
+    assert await response.text() == f"test_braintree_public_key|{digest}"
+    for query, status in (("bt_challenge=NOT-HEX", 400), ("other=1", 400), ("", 400)):
+        response = await relay.client.get(f"/webhooks/hooks-braintree?{query}")
+        assert response.status == status, await response.text()
+        assert (await response.json())["error"] in ("malformed_body", "bad_request")
+    response = await relay.client.get(f"/webhooks/hooks-stripe?bt_challenge={challenge}")
+    assert response.status == 405
+    response = await relay.client.get(f"/webhooks/nowhere?bt_challenge={challenge}")
+    assert response.status == 404
+    assert await read_topic(kafka_bootstrap, topic, expect=0, settle_s=0.3, timeout_s=1) == []
+
+
+async def test_a_braintree_form_with_a_field_twice_or_missing_is_a_400(
+    aiohttp_client: Any, kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    config = make_config(bootstrap=kafka_bootstrap, topic=topic, var=tmp_path, providers=PROVIDERS)
+    relay = await start_relay(aiohttp_client, config)
+    webhook = signed_webhook(config, "hooks-braintree")
+    fields = parse_qsl(webhook.body.decode())
+    for body in (
+        urlencode([*fields, fields[0]]),  # bt_signature twice
+        urlencode([*fields, fields[1]]),  # bt_payload twice
+        urlencode(fields[:1]),
+        urlencode(fields[1:]),
+    ):
+        response = await relay.post(SignedWebhook(webhook.path, body.encode(), webhook.headers))
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"] == "malformed_body"
+    assert await read_topic(kafka_bootstrap, topic, expect=0, settle_s=0.3, timeout_s=1) == []

@@ -380,7 +380,7 @@ async def test_the_signed_timestamp_counts_from_when_the_letter_was_received(
     assert event_of(event)["id"] == "evt_10_days"
 
 
-def test_plan_letter_says_what_a_replay_would_do_with_each_letter(tmp_path: Path) -> None:
+async def test_plan_letter_says_what_a_replay_would_do_with_each_letter(tmp_path: Path) -> None:
     """The dry run letter by letter (and the console's plan): verified again, then
     normalized; a normalizer's bug is what the pipeline would file, not a crash."""
     before, after = _configs("127.0.0.1:9", "plans", tmp_path)
@@ -402,17 +402,17 @@ def test_plan_letter_says_what_a_replay_would_do_with_each_letter(tmp_path: Path
         return dataclasses.replace(letter, **fields)
 
     genuine = filed(_refund("ORD-PLAN"))
-    planned = plan_letter(after, genuine)
+    planned = await plan_letter(after, genuine)
     assert (planned.reason, planned.event and planned.event.subject) == (None, "ORD-PLAN")
-    assert plan_letter(before, genuine) == PlannedOutcome(reason="unknown_status")
-    assert plan_letter(after, filed(_refund("ORD-PLAN"), "gone")) == PlannedOutcome(
+    assert await plan_letter(before, genuine) == PlannedOutcome(reason="unknown_status")
+    assert await plan_letter(after, filed(_refund("ORD-PLAN"), "gone")) == PlannedOutcome(
         reason="unknown_provider"
     )
     forged = dataclasses.replace(genuine, body=_refund("ORD-FORGED"))
-    assert plan_letter(after, forged) == PlannedOutcome(reason="unverified")
+    assert await plan_letter(after, forged) == PlannedOutcome(reason="unverified")
     unsigned = dataclasses.replace(genuine, signature_headers=None)
-    assert plan_letter(after, unsigned) == PlannedOutcome(reason="unverifiable")
-    trusted = plan_letter(after, unsigned, trust_unverified=True)
+    assert await plan_letter(after, unsigned) == PlannedOutcome(reason="unverifiable")
+    trusted = await plan_letter(after, unsigned, trust_unverified=True)
     assert trusted.event is not None and trusted.reason is None
 
     def broken(message: Message, ctx: NormalizeContext) -> NoReturn:
@@ -427,4 +427,4 @@ def test_plan_letter_says_what_a_replay_would_do_with_each_letter(tmp_path: Path
             )
         },
     )
-    assert plan_letter(with_bug, genuine) == PlannedOutcome(reason="normalizer_error")
+    assert await plan_letter(with_bug, genuine) == PlannedOutcome(reason="normalizer_error")

@@ -2,7 +2,7 @@
 
 One module per scheme (``hmac_header``, ``sign_field``, ``header_signature``,
 ``ed25519_header``, ``standard_webhooks``, ``stripe``, ``paddle``, ``square``,
-``adyen``); each exports ``name``, ``Params``, ``verify``, ``sign`` and
+``adyen``, ``wise``, ``braintree``, ``paypal``); each exports ``name``, ``Params``, ``verify``, ``sign`` and
 ``required_keys`` (see :mod:`verifiers.base`). ``timestamped`` is the header
 shape Stripe and Paddle share, not a scheme. This package must not import aiohttp, aiokafka or
 anything from ``relay``: it does no I/O and reads no clock.
@@ -20,6 +20,7 @@ from verifiers.errors import (
     MissingTimestamp,
     SignatureMismatch,
     StaleTimestamp,
+    UntrustedCertificate,
     VerificationError,
 )
 from verifiers.keys import KeyRing, Secret, UnusableKey
@@ -39,6 +40,7 @@ __all__ = [
     "SignatureMismatch",
     "SignedRequest",
     "StaleTimestamp",
+    "UntrustedCertificate",
     "UnusableKey",
     "VerificationError",
     "Verified",

@@ -14,6 +14,7 @@ wrong and never contain a secret, a key or the expected signature.
     ├── StaleTimestamp                outside the tolerance, past or future
     ├── AppIdMismatch                 a configured app id header does not match
     ├── AuthorizationMismatch         a configured Authorization value is missing or wrong
+    ├── UntrustedCertificate          a certificate the request names is not the provider's
     └── MalformedBody            400  the body cannot be read where the scheme must read it
         └── AmbiguousBody        400  the signed string would read the body's members differently
 """
@@ -69,6 +70,14 @@ class AuthorizationMismatch(VerificationError):
     token for Checkout.com) and the request carries none of them."""
 
     code = "authorization_mismatch"
+
+
+class UntrustedCertificate(VerificationError):
+    """The certificate a request names (PayPal's ``PAYPAL-CERT-URL``) may not be fetched, or
+    is not the provider's: off the allow-list, not chaining to a trusted root, another
+    name, not valid at the signed time."""
+
+    code = "untrusted_certificate"
 
 
 class MalformedBody(VerificationError):

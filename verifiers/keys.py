@@ -13,6 +13,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -165,7 +166,8 @@ def _kind_name(kind: type) -> str:
 def load_public_key(text: str) -> PublicKey:
     """Load a public key as providers hand them out.
 
-    Accepted: PEM (``-----BEGIN PUBLIC KEY-----`` or ``RSA PUBLIC KEY``); the
+    Accepted: PEM (``-----BEGIN PUBLIC KEY-----`` or ``RSA PUBLIC KEY``, or a
+    ``CERTIFICATE``, whose key is taken as is: a pinned certificate, PayPal's); the
     bare base64 DER body of such a PEM without its header lines (as document
     000's provider distributes its platform key); a raw 32-byte Ed25519 key as
     64 hex characters (as document 004's provider publishes its keys); a
@@ -180,6 +182,12 @@ def load_public_key(text: str) -> PublicKey:
             "a whsk_ key is a Standard Webhooks secret key, not a public key: "
             "give its whpk_ public key here"
         )
+    if stripped.startswith("-----BEGIN CERTIFICATE-----"):
+        try:
+            certified = x509.load_pem_x509_certificate(stripped.encode()).public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise KeyLoadError("the PEM certificate cannot be parsed") from exc
+        return _checked_public(certified)
     if stripped.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_public_key(stripped.encode())

@@ -668,7 +668,7 @@ async def plan_replay(request: web.Request) -> web.StreamResponse:
         secrets.token_urlsafe(12),
         session.operator.name,
         what,
-        [_plan_item(config, index, item) for item in filed],
+        [await _plan_item(config, index, item) for item in filed],
         truncated,
     )
     request.app[WORK].plans[plan.id] = plan
@@ -690,14 +690,14 @@ def _query_fields(query: LetterQuery) -> dict[str, str | None]:
     }
 
 
-def _plan_item(config: Config, index: Index, filed: FiledLetter) -> PlanItem:
+async def _plan_item(config: Config, index: Index, filed: FiledLetter) -> PlanItem:
     """What a replay would do with one letter: its last replay's result when one already
     published it; else the dry run's (``relay replay --dry-run``: verified again, then
     normalized), and whether the event it makes is already on the topic."""
     last = filed.last_replay
     if last is not None and last.outcome in (ReplayResult.REPLAYED, ReplayResult.DUPLICATE):
         return PlanItem(filed, "published", event_id=last.event_id)
-    planned = plan_letter(config, filed.letter)
+    planned = await plan_letter(config, filed.letter)
     if planned.event is None:
         return PlanItem(filed, "fail", reason=planned.reason)
     if index.event_exists(filed.letter.provider, planned.event.id):

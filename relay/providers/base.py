@@ -29,7 +29,7 @@ provider module that imports this stays free of the server (aiohttp, aiokafka).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ from schemas.payload import check_raw
 from schemas.values import stable_id
 from verifiers import AmbiguousBody, MalformedBody
 from verifiers.base import Scheme
+from verifiers.keys import KeyRing
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,15 @@ PayloadReader = Callable[[bytes, Any], Any]
 """``(body, params)`` to what the normalizer reads; raises ``NormalizationError``."""
 IdentityReader = Callable[[bytes, Any], str]
 """``(body, params)`` to the hex SHA-256 of the content the signature pins; never raises."""
+ChallengeAnswer = Callable[[Mapping[str, str], Any, KeyRing], str | None]
+"""``(query, params, keys)`` of a GET to the webhook route to the text/plain answer a
+provider's destination check expects, or None when the query is no such check; raises a
+``VerificationError`` (a malformed challenge is a 400)."""
+KeyResolver = Callable[[bytes, Mapping[str, str], Any, KeyRing, float], Awaitable[KeyRing]]
+"""``(body, headers, params, keys, now)`` to the key ring that verifies this request, for a
+provider whose request names its key (PayPal's certificate URL): may do I/O, so the
+pipeline awaits it before the synchronous verify; raises a ``VerificationError`` (401) or
+``relay.errors.Unavailable`` (503)."""
 OrderReader = Callable[[Any, str | None], str | None]
 """What the normalizer reads, and the instance's ``order_id_metadata_key``, to the order
 its events are keyed by, or None; never raises."""
@@ -197,6 +207,13 @@ class Profile:
     basic_auth: bool = False
     """Whether the sender may add HTTP Basic credentials, which an instance then requires
     (``basic_auth_username``, ``basic_auth_password``); the scheme checks them."""
+    challenge: ChallengeAnswer | None = None
+    """How the profile answers its provider's check of a destination, a GET to the webhook
+    route (Braintree's ``bt_challenge``); None: the route takes POST only."""
+    resolve_keys: KeyResolver | None = None
+    """The step that finds the key a request names, awaited before verify on receipt and
+    on replay (PayPal's: :func:`relay.certificates.resolve_keys`, which the provider module
+    reaches lazily, keeping its import free of the server); None: the instance's keys."""
 
 
 DOCUMENT_BODY_LIMIT = 64 * 1024

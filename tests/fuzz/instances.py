@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.config import ProviderInstance
+from tests.paypal_ca import pinned_certificate
 
 DEV_TOML = Path(__file__).resolve().parents[2] / "deploy" / "dev.toml"
 
@@ -80,6 +81,25 @@ def fuzz_providers() -> dict[str, dict[str, Any]]:
             "secrets": ["0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0"],
         },
         "gocardless": {"profile": "gocardless", "secrets": ["fuzz-gocardless-secret"]},
+        "wise": {
+            "profile": "wise",
+            "public_keys": providers["topup"]["public_keys"],
+            "signing_key": providers["topup"]["signing_key"],
+        },
+        "braintree": {
+            "profile": "braintree",
+            # Public (it is in every bt_signature) and unlike the private key: the secret
+            # tests look for any 16 characters of a secret, and the two shared a prefix.
+            "public_key": "fuzzBtMerchantPublicKey",
+            "secrets": ["fuzz_braintree_private_key"],
+        },
+        # PayPal with its certificate pinned: no fetch (tests/test_certificates.py fetches).
+        "paypal": {
+            "profile": "paypal",
+            "webhook_id": "FUZZ4291016473214",
+            "public_keys": [pinned_certificate(providers["topup"]["signing_key"])],
+            "signing_key": providers["topup"]["signing_key"],
+        },
     }
 
 
@@ -92,6 +112,9 @@ class Slot:
     marker: str = ""
     end: str = ""
     in_body: bool = False
+    form: bool = False
+    """With ``in_body``: the body is a form and the slot the part of field ``name``'s
+    (percent-encoded) value after ``marker``, as Braintree's ``bt_signature`` digest."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,12 @@ def signature_of(instance: ProviderInstance) -> Signature:
             return Signature(Slot(params.header), "base64")
         # Each item carries its own; the first one's stands for them (one bad item refuses all).
         return Signature(Slot("hmacSignature", in_body=True), "base64")
+    if scheme == "wise":
+        return Signature(Slot("x-signature-sha256"), "base64")
+    if scheme == "paypal":
+        return Signature(Slot("paypal-transmission-sig"), "base64")
+    if scheme == "braintree":  # bt_signature=<public key>|<hex>, the '|' percent-encoded
+        return Signature(Slot("bt_signature", marker="%7C", in_body=True, form=True), "hex")
     raise AssertionError(f"no signature slot for scheme {scheme}")
 
 

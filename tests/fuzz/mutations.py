@@ -17,6 +17,7 @@ import json
 import random
 import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -63,6 +64,8 @@ class Fuzzer:
         self.rng = random.Random(self.seed)
         self.instances = list(self.config.providers.values())
         self.timed = [i for i in self.instances if timestamp_of(i) is not None]
+        # Those whose samples are JSON: the body mutators rewrite a sample's members.
+        self.json = [i for i in self.instances if "application/json" in i.profile.content_types]
 
     # --- building blocks ------------------------------------------------------------------
 
@@ -125,8 +128,12 @@ def slot_value(request: Request, slot: Slot) -> tuple[str, int, int] | None:
     """The slot's text and its span inside the header value or the body text."""
     if slot.in_body:
         text = request.body.decode("utf-8", "surrogateescape")
-        # Whitespace around the colon too: Adyen's SDKs write items with json.dumps's ": ".
-        match = re.search(rf'"{re.escape(slot.name)}"\s*:\s*"([^"]*)"', text)
+        if slot.form:
+            field = rf"(?:^|&){re.escape(slot.name)}=[^&]*?{re.escape(slot.marker)}([^&]*)"
+            match = re.search(field, text)
+        else:
+            # Whitespace around the colon too: Adyen's SDKs write items with json.dumps's ": ".
+            match = re.search(rf'"{re.escape(slot.name)}"\s*:\s*"([^"]*)"', text)
         return (text, match.start(1), match.end(1)) if match else None
     index = header_index(request, slot.name)
     if index is None:
@@ -225,6 +232,9 @@ def body_changed(instance: ProviderInstance, original: Request, mutated: Request
     """Whether a mutation of the body changed what the signature covers."""
     if mutated.body == original.body:
         return False
+    if signature_of(instance).slot.form:
+        # A form's signed content is its fields' decoded values: "%7C" and "%7c" spell one.
+        return _form_fields(original.body) != _form_fields(mutated.body)
     if instance.profile.scheme.name == "sign-field":
         slot = signature_of(instance).slot
         # The sign member itself is part of what a forger must get right.
@@ -234,6 +244,13 @@ def body_changed(instance: ProviderInstance, original: Request, mutated: Request
     if instance.profile.scheme.name == "adyen" and instance.params.form == "items":
         return not adyen_items_equivalent(original.body, mutated.body)
     return True
+
+
+def _form_fields(body: bytes) -> list[tuple[str, str]] | None:
+    try:
+        return urllib.parse.parse_qsl(body.decode("ascii"), strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 # --- mutators ---------------------------------------------------------------------------------
@@ -388,8 +405,10 @@ def timestamp_attack(fuzzer: Fuzzer, kind: str) -> Case:
 def content_type(fuzzer: Fuzzer, kind: str) -> Case:
     instance = fuzzer.pick()
     request, token = fuzzer.signed(instance)
+    choices = [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "x"]
+    # Any media type but the profile's own (Braintree's is the form).
     wrong = fuzzer.rng.choice(
-        [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "x"]
+        [choice for choice in choices if choice not in instance.profile.content_types]
     )
     return Case(kind, instance.name, token, with_header(request, "Content-Type", wrong), True)
 
@@ -609,7 +628,7 @@ def _dumps(document: object) -> bytes:
 def _hostile_body(fuzzer: Fuzzer, token: str, *, signable: bool = False) -> bytes:
     """A body with ``token`` in it, of a shape no provider sends on purpose."""
     rng = fuzzer.rng
-    instance = fuzzer.pick()
+    instance = fuzzer.pick(fuzzer.json)
     event = rng.choice(list(instance.profile.samples))
     sample = json.loads(instance.profile.samples[event].build(time.time(), token).body)
     shape = rng.randrange(8 if signable else 10)

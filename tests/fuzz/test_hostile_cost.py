@@ -21,6 +21,8 @@ as the defaults let it before it can say no (:data:`KINDS`):
   notification) and the last with a wrong signature, so that Relay reads and decodes all
   100 and computes 100 HMACs before it refuses the request; GoCardless: an ``events`` list
   near the body limit under a wrong ``Webhook-Signature``.
+- ``form_payload``: (Braintree) a form whose ``bt_payload`` is as long as the limit allows;
+- ``xml_bomb``: (Braintree) billion laughs in ``bt_payload``, with a wrong signature.
 
 ``RELAY_FUZZ_HOSTILE_KINDS`` and ``RELAY_FUZZ_HOSTILE_INSTANCES`` (comma-separated) limit a
 run to some kinds and some instances. Each kind is sent ``RELAY_FUZZ_HOSTILE_REQUESTS``
@@ -56,6 +58,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -78,6 +81,7 @@ from tests.fuzz.mutations import (
     Request,
     flipped_signature,
     slot_text,
+    slot_value,
     with_header,
 )
 from tests.fuzz.test_http_fuzz import (
@@ -158,7 +162,7 @@ def forge(fuzzer: Fuzzer, instance: ProviderInstance) -> Forged:
     wrong = flipped_signature(fuzzer, instance, request)
     slot = signature_of(instance).slot
     sign_member = ""
-    if slot.in_body:
+    if slot.in_body and not slot.form:
         sign_member = f'"{slot.name}":"{slot_text(wrong, slot)}"'
     return Forged(instance, wrong, sign_member)
 
@@ -287,6 +291,35 @@ def many_items(forged: Forged, token: str, limit: int) -> Request | None:
     return forged.with_body(("{" + head + ",".join(parts) + "]}").encode())
 
 
+def _form(forged: Forged, payload: bytes) -> Request:
+    """A form of the forged request's (wrong) signature and ``payload`` as ``bt_payload``."""
+    slot = signature_of(forged.instance).slot
+    found = slot_value(forged.request, slot)
+    assert found is not None
+    text = found[0]
+    field = text[: text.index("&")] if text.startswith(slot.name) else text.split("&")[1]
+    body = f"{field}&bt_payload={urllib.parse.quote(base64.encodebytes(payload))}"
+    return forged.with_body(body.encode())
+
+
+def form_payload(forged: Forged, token: str, limit: int) -> Request | None:
+    """(Braintree) a ``bt_payload`` as long as the limit allows: the HMACs' whole input."""
+    if not signature_of(forged.instance).slot.form:
+        return None
+    xml = f"<notification><kind>{token}</kind><pad>".encode()
+    room = (limit - 512) * 3 // 4 * 76 // 80  # base64 grows 4/3, newlines and %0A on top
+    return _form(forged, xml + b"p" * (room - len(xml)))
+
+
+def xml_bomb(forged: Forged, token: str, limit: int) -> Request | None:
+    """(Braintree) billion laughs in ``bt_payload``, unsigned: never parsed."""
+    if not signature_of(forged.instance).slot.form:
+        return None
+    entities = "".join(f'<!ENTITY l{n} "{("&l" + str(n - 1) + ";") * 10}">' for n in range(1, 10))
+    xml = f'<!DOCTYPE n [<!ENTITY l0 "lol">{entities}]><n><kind>{token}&l9;</kind></n>'
+    return _form(forged, xml.encode())
+
+
 Build = Callable[[Forged, str, int], Request | None]
 
 
@@ -306,6 +339,8 @@ def kinds(config: Config) -> dict[str, Build]:
             forged, token, limit, header_bytes=server.max_header_bytes
         ),
         "many_items": many_items,
+        "form_payload": form_payload,
+        "xml_bomb": xml_bomb,
     }
 
 
