@@ -342,8 +342,9 @@ def parse_instance(instance: Mapping[str, Any], server: Mapping[str, Any] | None
 
 def test_body_limits_come_from_the_profile_the_instance_and_the_server() -> None:
     documents = ("usdt-collect-pay", "wallet-topup", "v2-payout", "usdt-invoice", "payin-order")
-    # Adyen's signatures are inside the body, so every request is parsed before any is checked.
-    own = {"adyen": 128 * KIB}
+    # Adyen's signatures are inside the body, so every request is parsed before any is checked;
+    # Wise's and PayPal's notifications are one small JSON object, as the documents' are.
+    own = {"adyen": 128 * KIB, "wise": 64 * KIB, "paypal": 64 * KIB}
     for name, profile in PROFILES.items():
         expected = DOCUMENT_BODY_LIMIT if name in documents else own.get(name)
         assert profile.max_body_bytes == expected, name
