@@ -77,6 +77,7 @@ from relay.config import Config
 from relay.deadletter import make_replay_outcome, outcome_authentic, replay_outcome_record
 from relay.dedup import open_configured
 from relay.delivery import DirectDelivery
+from relay.errors import Unavailable
 from relay.inert import inert
 from relay.kafka import KafkaSink, ReadRecord, TopicReader
 from relay.metrics import REPLAYED
@@ -497,6 +498,10 @@ class PlannedOutcome:
     """``unknown_provider``, ``unverified``, ``unverifiable``, or why normalizing refuses it."""
 
 
+KEYS_UNAVAILABLE = "keys_unavailable"
+"""A plan's reason for a letter whose key cannot be fetched now (a certificate host down)."""
+
+
 async def plan_letter(
     config: Config, letter: DeadLetter, *, trust_unverified: bool = False
 ) -> PlannedOutcome:
@@ -505,7 +510,12 @@ async def plan_letter(
     console's replay plan). Whether the event is already published is not asked here:
     the dedup store is the replay's. A profile that resolves its keys (PayPal's
     certificate) resolves them here too, fetching as a replay would."""
-    inbound = await _admit(config, letter, _verify, trust_unverified)
+    try:
+        inbound = await _admit(config, letter, _verify, trust_unverified)
+    except Unavailable:
+        # The key the letter names cannot be had now (PayPal's certificate host is down):
+        # a replay stops there without committing, and meets the letter again next run.
+        return PlannedOutcome(reason=KEYS_UNAVAILABLE)
     if isinstance(inbound, str):
         return PlannedOutcome(reason=inbound)
     try:

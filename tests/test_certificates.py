@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from relay import certificates
 from relay.config import parse_config
 from relay.deadletter import make_dead_letter
 from relay.errors import Unavailable
-from relay.replay import PlannedOutcome, plan_letter
+from relay.replay import KEYS_UNAVAILABLE, PlannedOutcome, plan_letter
 from schemas.records import DeadLetter
 from tests.paypal_ca import Authority, authority, issue, key_pem, pem, self_signed
 from verifiers import SignatureMismatch, StaleTimestamp, UntrustedCertificate, paypal
@@ -444,3 +445,9 @@ async def test_a_paypal_letter_s_replay_plan_fetches_its_certificate_as_the_repl
         config, letter(body.replace(b"42311647XV020574X", b"42311647XV020574Y"))
     )
     assert moved == PlannedOutcome(reason="unverified")
+
+    # The certificate host failing for network reasons: the plan says so, it does not stop.
+    host.routes["/v1/notifications/certs/CERT-2"] = lambda request: web.Response(status=502)
+    down = signed(signing_key, params, host.url("CERT-2"), body)
+    unreachable = dataclasses.replace(letter(body), signature_headers=down)
+    assert await plan_letter(config, unreachable) == PlannedOutcome(reason=KEYS_UNAVAILABLE)
