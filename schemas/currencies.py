@@ -94,13 +94,16 @@ ADYEN = _table(
     d3="BHD IQD JOD KWD LYD OMR TND",
 )
 
-# ISO 4217 itself, for providers that send amounts in major units as decimals (Wise, PayPal,
-# Braintree) and publish no minor-unit table of their own: only the codes are checked, so a
-# currency outside the standard is unknown_currency. The current codes and their "Minor
-# unit" column of list one (https://www.six-group.com/en/products-services/
+# ISO 4217 itself, for providers that publish no table of their own: those that send major
+# units as decimals (Wise, PayPal, Braintree: only the code is checked, so a currency outside
+# the standard is unknown_currency) and those that send "the smallest denomination" (Square,
+# Razorpay: its exponent converts it). The current codes and their "Minor unit" column of
+# list one (https://www.six-group.com/en/products-services/
 # financial-information/data-standards.html), as datasets/currency-codes transcribes it
-# (data/codes-all.csv at ab9b0ae88e8bffd4ac1c468ce9c784738d3376ba): withdrawn codes and
-# those without a minor unit (XAU, XDR, XXX ...) are left out.
+# (data/codes-all.csv at ab9b0ae88e8bffd4ac1c468ce9c784738d3376ba): withdrawn codes (BGN
+# since Bulgaria's euro), those without a minor unit (gold, the SDR, the no-currency code)
+# and the four-decimal funds codes (CLF, UYW: units of account, not what a payment is made
+# in) are left out.
 ISO_4217 = _table(
     "iso-4217",
     "https://www.six-group.com/en/products-services/financial-information/data-standards.html",
@@ -113,29 +116,6 @@ ISO_4217 = _table(
         " MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG"
         " SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD"
         " USN UYU UZS VED VES WST XAD XCD XCG YER ZAR ZMW ZWG"
-    ),
-    d3="BHD IQD JOD KWD LYD OMR TND",
-    d4="CLF UYW",
-)
-
-
-# ISO 4217's own minor units (the "Minor unit" column of List One, the active codes, as
-# published by SIX, the maintenance agency), for providers that send amounts "in the
-# smallest denomination" of the currency without a table of their own (Square). Left out:
-# the funds codes with four decimals (CLF, UYW), units of account rather than currencies
-# a payment is made in, and the codes without a minor unit (XAU, XDR, XXX, ...).
-ISO_4217 = _table(
-    "iso-4217",
-    "https://www.six-group.com/en/products-services/financial-information/data-standards.html",
-    d0="BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
-    d2=(
-        "AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP"
-        " BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR"
-        " FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR"
-        " KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV"
-        " MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR"
-        " SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH"
-        " USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG"
     ),
     d3="BHD IQD JOD KWD LYD OMR TND",
 )
