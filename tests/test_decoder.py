@@ -91,7 +91,19 @@ def _golden_events() -> list[GoldenEvent]:
     for out in sorted(GOLDEN.glob("*/*.out.json")):
         text = out.read_bytes()
         document = json.loads(text)
-        body = out.with_name(out.name.replace(".out.json", ".in.json")).read_bytes()
+        source = out.with_name(out.name.replace(".out.json", ".in.json"))
+        if not source.exists():
+            # Braintree's case is its XML (``.in.xml``); the event's raw is that notification
+            # as JSON, all strings, which the expected event holds as the normalizer wrote it.
+            if "error" in document:
+                continue
+            events.append(
+                GoldenEvent(
+                    f"{out.parent.name}/{out.name}", orjson.dumps(document["data"]["raw"]), text
+                )
+            )
+            continue
+        body = source.read_bytes()
         if isinstance(document, list):
             # A batch: each item's event, whose raw is the item's own bytes.
             profile = PROFILES[out.parent.name]
